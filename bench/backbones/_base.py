@@ -1,0 +1,303 @@
+"""The backbone interface shared by SAM, SAM2 and TinyViT SAMs.
+
+A :class:`Backbone` wraps the official model components (``image_encoder``, ``prompt_encoder``,
+``mask_decoder``) and exposes the operations the trainer and the distillers need:
+
+* :meth:`preprocess_image` / :meth:`preprocess_mask` — longest-side resize, normalisation and
+  bottom-right padding to a square ``img_size`` input (numpy side, runs in data workers);
+* :meth:`encode` — image → embedding z_i (B, C, h, w), optionally starting from a cached
+  intermediate state and returning requested block outputs;
+* :meth:`decode` — embedding + prompts → low-resolution logits, IoU and the mask token z_m;
+* :meth:`postprocess` — low-resolution logits → logits at the original image size.
+
+The encoder is described as a flat list of *steps* (patch embedding, each transformer block,
+down-sampling layers, neck). PEFT methods inject into :meth:`encoder_blocks`; the encoder cache
+stores the output of the longest frozen prefix of steps, which is exact because backbones always
+run in eval mode (frozen BatchNorm statistics; SAM has no dropout).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from bench.config import BackboneConfig, ConfigError
+from bench.registry import Registry
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Prompts:
+    """Prompts in the model-input frame (pixels of the resized, padded image).
+
+    Attributes:
+        boxes: (B, 4) as x0, y0, x1, y1, or None.
+        points: (B, N, 2) as x, y, or None.
+        labels: (B, N) with 1 = foreground, 0 = background; required with ``points``.
+    """
+
+    boxes: Optional[torch.Tensor] = None
+    points: Optional[torch.Tensor] = None
+    labels: Optional[torch.Tensor] = None
+
+    def __len__(self) -> int:
+        ref = self.boxes if self.boxes is not None else self.points
+        if ref is None:
+            raise ValueError("Prompts needs boxes or points")
+        return ref.shape[0]
+
+    def to(self, device: torch.device | str) -> "Prompts":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Prompts(move(self.boxes), move(self.points), move(self.labels))
+
+
+@dataclass
+class DecoderOutput:
+    """Mask-decoder outputs for a batch of (image, prompt) pairs.
+
+    Attributes:
+        logits: (B, 1, h', w') low-resolution mask logits (single-mask output).
+        iou: (B, 1) predicted IoU.
+        mask_token: (B, C) z_m, the two-way-transformer output of the first mask token (``hs[:, 1]``).
+    """
+
+    logits: torch.Tensor
+    iou: torch.Tensor
+    mask_token: torch.Tensor
+
+
+def _channels_last_to_map(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 3, 1, 2)
+
+
+@dataclass
+class EncoderStep:
+    """One step of the encoder: ``fn`` maps the previous state to the next; ``params`` are its weights.
+
+    Attributes:
+        name: Module path of the step, e.g. ``image_encoder.blocks.3``.
+        fn: The step's forward.
+        params: Parameters the step uses (decides whether it is frozen).
+        block: Index into ``encoder_blocks()`` when the step is a transformer block.
+        to_map: Turns the step's output into a (B, C, h, w) map (for block features).
+    """
+
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    params: list[nn.Parameter]
+    block: Optional[int] = None
+    to_map: Callable[[torch.Tensor], torch.Tensor] = _channels_last_to_map
+
+
+class Backbone(nn.Module):
+    """Base class of all backbones. Subclasses build the official components and define the steps.
+
+    Attributes:
+        name: Registry name.
+        img_size: Square model input size S.
+        embed_dim: Channel width C of the image embedding and the decoder tokens.
+        normalization: ``"sam"`` (ImageNet mean/std on 0..255) or ``"minmax"`` (per-image [0, 1]).
+    """
+
+    name: str = "backbone"
+    normalization: str = "sam"
+    pixel_mean = np.array([123.675, 116.28, 103.53], dtype=np.float32)
+    pixel_std = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+
+    def __init__(
+        self, image_encoder: nn.Module, prompt_encoder: nn.Module, mask_decoder: nn.Module, img_size: int
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.img_size = img_size
+        self.embed_dim = int(mask_decoder.transformer_dim)
+        self.weights_id = "random"
+        self._mask_token: Optional[torch.Tensor] = None
+        mask_decoder.transformer.register_forward_hook(self._capture_tokens)
+
+    # ------------------------------------------------------------------ structure
+    def encoder_steps(self) -> list[EncoderStep]:
+        raise NotImplementedError
+
+    def encoder_blocks(self) -> list[nn.Module]:
+        """Transformer blocks of the encoder, each with ``attn.qkv`` and ``mlp``, in order."""
+        raise NotImplementedError
+
+    # ------------------------------------------------------------------ numpy-side preprocessing
+    def resized_shape(self, height: int, width: int) -> tuple[int, int]:
+        scale = self.img_size / max(height, width)
+        return int(height * scale + 0.5), int(width * scale + 0.5)
+
+    def preprocess_image(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB → (3, S, S) float32: resize longest side, normalise, pad bottom-right."""
+        h, w = self.resized_shape(*image.shape[:2])
+        resized = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR), dtype=np.float32)
+        if self.normalization == "minmax":
+            lo, hi = resized.min(), resized.max()
+            resized = (resized - lo) / max(hi - lo, 1e-8)
+        else:
+            resized = (resized - self.pixel_mean) / self.pixel_std
+        out = np.zeros((3, self.img_size, self.img_size), dtype=np.float32)
+        out[:, :h, :w] = resized.transpose(2, 0, 1)
+        return out
+
+    def preprocess_mask(self, mask: np.ndarray) -> np.ndarray:
+        """(H, W) {0,1} → (S, S) float32 in the model-input frame (nearest resize, zero padding)."""
+        h, w = self.resized_shape(*mask.shape)
+        resized = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST), dtype=np.float32)
+        out = np.zeros((self.img_size, self.img_size), dtype=np.float32)
+        out[:h, :w] = resized
+        return out
+
+    # ------------------------------------------------------------------ forward pieces
+    def encode(
+        self, x: torch.Tensor, start: int = 0, blocks: tuple[int, ...] = ()
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Run encoder steps ``start..end`` on ``x`` (the image when ``start == 0``).
+
+        Returns:
+            The image embedding (B, C, h, w) and the requested block outputs as (B, C_l, h_l, w_l).
+        """
+        feats: dict[int, torch.Tensor] = {}
+        for step in self.encoder_steps()[start:]:
+            x = step.fn(x)
+            if step.block is not None and step.block in blocks:
+                feats[step.block] = step.to_map(x)
+        return x, feats
+
+    def encode_prefix(self, x: torch.Tensor, stop: int) -> torch.Tensor:
+        """State after the first ``stop`` encoder steps (what the cache stores)."""
+        for step in self.encoder_steps()[:stop]:
+            x = step.fn(x)
+        return x
+
+    def frozen_prefix(self) -> int:
+        """Number of leading encoder steps without trainable parameters (cacheable)."""
+        steps = self.encoder_steps()
+        for i, step in enumerate(steps):
+            if any(p.requires_grad for p in step.params):
+                return i
+        return len(steps)
+
+    def _capture_tokens(self, module: nn.Module, args: tuple, output: tuple) -> None:
+        self._mask_token = output[0][:, 1, :]
+
+    def decode(self, embedding: torch.Tensor, prompts: Prompts) -> DecoderOutput:
+        """Decode one single-mask prediction per (embedding, prompt) pair.
+
+        The official decoder expands one image over many prompts, so images are decoded one by one.
+        """
+        logits, ious, tokens = [], [], []
+        dense_pe = self.prompt_encoder.get_dense_pe()
+        for i in range(embedding.shape[0]):
+            points = None
+            if prompts.points is not None:
+                points = (prompts.points[i : i + 1], prompts.labels[i : i + 1])
+            boxes = prompts.boxes[i : i + 1] if prompts.boxes is not None else None
+            sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=None)
+            low, iou = self.mask_decoder(
+                image_embeddings=embedding[i : i + 1],
+                image_pe=dense_pe,
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=False,
+            )
+            logits.append(low)
+            ious.append(iou)
+            tokens.append(self._mask_token)
+        return DecoderOutput(torch.cat(logits), torch.cat(ious), torch.cat(tokens))
+
+    def upscale(self, logits: torch.Tensor) -> torch.Tensor:
+        """Low-resolution logits → (B, 1, S, S) in the model-input frame."""
+        if logits.shape[-1] == self.img_size:
+            return logits
+        return F.interpolate(logits, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
+
+    def postprocess(self, logits: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
+        """Low-resolution logits (1, 1, h', w') → logits (1, 1, H, W) at the original image size."""
+        h, w = self.resized_shape(*original_size)
+        up = self.upscale(logits)[..., :h, :w]
+        return F.interpolate(up, original_size, mode="bilinear", align_corners=False)
+
+
+BackboneBuilder = Callable[[BackboneConfig], Backbone]
+BACKBONES: Registry[BackboneBuilder] = Registry("backbone")
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or for another architecture."""
+
+
+def sha256_file(path: str | Path) -> str:
+    digest = hashlib.sha256()
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, key: Optional[str] = None) -> None:
+    """Load a state dict with ``weights_only=True`` and strict key checks.
+
+    Args:
+        model: Module whose ``state_dict`` keys the file must match exactly.
+        path: Checkpoint file.
+        key: Optional top-level key holding the state dict (SAM2 files use ``"model"``); when None,
+            a dict with a single ``"model"`` or ``"state_dict"`` entry is unwrapped too.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or unsafe files
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.__class__.__name__}: {err}") from None
+    if key is not None:
+        if key not in state:
+            raise CheckpointError(f"checkpoint {path} has no {key!r} entry (keys: {list(state)[:5]})")
+        state = state[key]
+    elif isinstance(state, dict) and len(state) <= 3:
+        for wrapper in ("model", "state_dict"):
+            if isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+                break
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit {model.__class__.__name__}: "
+            f"{len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} unexpected key(s) {unexpected[:5]}"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {path} has tensors of the wrong shape: {err}") from None
+
+
+def build_backbone(cfg: BackboneConfig) -> Backbone:
+    """Build a registered backbone; unknown names raise listing the valid ones."""
+    builder = BACKBONES.get(cfg.name)
+    model = builder(cfg)
+    model.eval()
+    if model.weights_id == "random":
+        log.warning("backbone %s: no checkpoint given, using RANDOM weights", cfg.name)
+    return model
+
+
+def check_img_size(cfg: BackboneConfig, native: int, multiple: int) -> int:
+    size = cfg.img_size or native
+    if size % multiple:
+        raise ConfigError(f"backbone.img_size={size} must be a multiple of {multiple} for {cfg.name}")
+    return size

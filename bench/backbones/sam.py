@@ -1,0 +1,62 @@
+"""SAM ViT-B/L/H backbones built with the official ``segment_anything`` builders.
+
+Weights: ``backbone.checkpoint`` points at an official file (``sam_vit_b_01ec64.pth`` ...), loaded with
+``weights_only=True`` and strict key checks; ``checkpoint: null`` keeps the random initialisation.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+from segment_anything.build_sam import sam_model_registry
+from torch import nn
+
+from bench.config import BackboneConfig, ConfigError
+
+from ._base import BACKBONES, Backbone, EncoderStep, load_checkpoint, sha256_file
+
+
+class SamViT(Backbone):
+    """Official SAM with a plain ViT encoder (1024-px input, 64×64×256 embedding)."""
+
+    normalization = "sam"
+
+    def encoder_blocks(self) -> list[nn.Module]:
+        return list(self.image_encoder.blocks)
+
+    def encoder_steps(self) -> list[EncoderStep]:
+        enc = self.image_encoder
+
+        def embed(x):
+            x = enc.patch_embed(x)
+            return x if enc.pos_embed is None else x + enc.pos_embed
+
+        embed_params = list(enc.patch_embed.parameters())
+        if enc.pos_embed is not None:
+            embed_params.append(enc.pos_embed)
+        steps = [EncoderStep("image_encoder.patch_embed", embed, embed_params)]
+        for i, blk in enumerate(enc.blocks):
+            steps.append(EncoderStep(f"image_encoder.blocks.{i}", blk, list(blk.parameters()), block=i))
+        steps.append(
+            EncoderStep("image_encoder.neck", lambda x: enc.neck(x.permute(0, 3, 1, 2)), list(enc.neck.parameters()))
+        )
+        return steps
+
+
+def _sam_builder(variant: str) -> Callable[[BackboneConfig], Backbone]:
+    def build(cfg: BackboneConfig) -> Backbone:
+        if cfg.img_size not in (None, 1024):
+            raise ConfigError(f"backbone.img_size must be 1024 for {cfg.name} (its position embedding is fixed)")
+        sam = sam_model_registry[variant](checkpoint=None)
+        model = SamViT(sam.image_encoder, sam.prompt_encoder, sam.mask_decoder, img_size=1024)
+        model.name = cfg.name
+        if cfg.checkpoint:
+            load_checkpoint(model, cfg.checkpoint)
+            model.weights_id = sha256_file(cfg.checkpoint)[:16]
+        return model
+
+    return build
+
+
+for _variant in ("vit_b", "vit_l", "vit_h"):
+    BACKBONES.add(f"sam_{_variant}", _sam_builder(_variant))

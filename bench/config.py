@@ -1,0 +1,251 @@
+"""Typed configuration: dataclass defaults ← sweep YAML ← ``key=value`` overrides.
+
+The schema below is the single source of defaults (DESIGN.md protocol). OmegaConf merges YAML and
+command-line overrides onto it, so an unknown key or a wrong type fails at once with the key's name.
+Method- and dataset-specific options live in free-form ``peft``/``distill`` dicts that the
+registered method validates against its own options dataclass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import DictConfig, OmegaConf
+from omegaconf.errors import OmegaConfBaseException
+
+SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
+
+
+class ConfigError(ValueError):
+    """A configuration mistake a user can fix; the message names the key and the valid choices."""
+
+
+@dataclass
+class BackboneConfig:
+    name: str = "litemedsam"
+    checkpoint: Optional[str] = None  # path; None = bundled weights (litemedsam) or random init
+    img_size: Optional[int] = None  # None = the backbone's native input size
+
+
+@dataclass
+class TeacherConfig:
+    backbone: Optional[str] = None  # None = same as the student's backbone
+    checkpoint: Optional[str] = None
+    img_size: Optional[int] = None
+
+
+@dataclass
+class TrainConfig:
+    epochs: int = 10
+    batch_size: int = 4
+    lr: float = 2e-4
+    min_lr: float = 2e-5
+    box_prob: float = 0.5  # share of batches prompted by a noisy GT box; the rest by GT points
+    box_jitter: float = 5.0  # max box-corner noise in pixels at a 1024-px input, scaled to img_size
+    num_points: int = 1  # positive points per training prompt
+    structure_loss: str = "weighted"  # "weighted" (pixel-weighted BCE) | "unweighted_bce" (public-code quirk)
+    grad_clip: Optional[float] = None
+    num_workers: int = 0
+    log_every: int = 10
+    device: str = "auto"  # auto | cpu | cuda
+    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    max_steps_per_epoch: Optional[int] = None  # debug: cut every epoch short
+
+
+@dataclass
+class EvalConfig:
+    prompt: Optional[str] = None  # None = the dataset's protocol ("box" or "points")
+    num_points: Optional[int] = None  # None = the dataset's protocol
+    box_jitter: float = 0.0
+    batch_size: int = 4
+
+
+@dataclass
+class SynthConfig:
+    train_size: int = 16
+    test_size: int = 12
+    min_side: int = 192
+    max_side: int = 288
+
+
+@dataclass
+class DataConfig:
+    root: str = "data"
+    cache_dir: str = ".cache/samfit"
+    synth: SynthConfig = field(default_factory=SynthConfig)
+
+
+@dataclass
+class RunConfig:
+    """Everything that determines one run's result (hashed into its directory name)."""
+
+    method: str = "adapter"
+    dataset: str = "synth_polyp"
+    seed: int = 0
+    backbone: BackboneConfig = field(default_factory=BackboneConfig)
+    teacher: TeacherConfig = field(default_factory=TeacherConfig)
+    peft: dict[str, Any] = field(default_factory=dict)
+    distill: dict[str, Any] = field(default_factory=dict)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    data: DataConfig = field(default_factory=DataConfig)
+
+
+@dataclass
+class LauncherConfig:
+    name: str = "local"  # local | inline | slurm
+    max_parallel: int = 1
+    folder: str = "runs/_submitit"
+    timeout_min: int = 240
+
+
+@dataclass
+class SlurmConfig:
+    partition: Optional[str] = None
+    gpus_per_node: int = 1
+    cpus_per_task: int = 8
+    mem_gb: int = 32
+    array_parallelism: int = 16
+    account: Optional[str] = None
+    qos: Optional[str] = None
+    constraint: Optional[str] = None
+    setup: list[str] = field(default_factory=list)
+    additional: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class BenchConfig(RunConfig):
+    """A sweep: the grid of runs plus how to execute them. Run keys act as defaults for every run."""
+
+    sweep: str = "demo"
+    methods: list[str] = field(default_factory=lambda: ["adapter"])
+    datasets: list[str] = field(default_factory=lambda: ["synth_polyp"])
+    seeds: list[int] = field(default_factory=lambda: [0])
+    grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted key -> values, crossed
+    runs_dir: str = "runs"
+    launcher: LauncherConfig = field(default_factory=LauncherConfig)
+    slurm: SlurmConfig = field(default_factory=SlurmConfig)
+
+
+RUN_KEYS = tuple(f.name for f in fields(RunConfig))
+# Keys that change how a run executes, not what it computes: left out of the run hash.
+UNHASHED_KEYS = ("train.num_workers", "train.log_every", "train.device", "data.cache_dir", "data.root")
+
+
+def available_sweeps() -> list[str]:
+    return sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
+
+
+def _merge(base: DictConfig, other: Any, origin: str) -> DictConfig:
+    try:
+        return OmegaConf.merge(base, other)  # type: ignore[return-value]
+    except OmegaConfBaseException as err:
+        key = getattr(err, "full_key", None) or ""
+        raise ConfigError(f"{origin}: {_explain(err, key)}") from None
+
+
+def _explain(err: OmegaConfBaseException, key: str) -> str:
+    msg = str(err).splitlines()[0]
+    if "not in struct" in msg or "Key '" in msg and "not" in msg:
+        parent = key.rsplit(".", 1)[0] if "." in key else ""
+        node = OmegaConf.structured(BenchConfig)
+        try:
+            sub = OmegaConf.select(node, parent) if parent else node
+            valid = ", ".join(sorted(sub.keys())) if isinstance(sub, DictConfig) else ""
+        except OmegaConfBaseException:
+            valid = ""
+        return f"unknown key {key!r}" + (f"; valid keys here: {valid}" if valid else "")
+    return f"bad value for {key!r}: {msg}" if key else msg
+
+
+def parse_overrides(args: list[str]) -> dict[str, str]:
+    """Split ``key=value`` words; a word without ``=`` is an error naming it."""
+    out: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key or key != key.strip():
+            raise ConfigError(f"malformed override {arg!r}: expected key=value (e.g. train.epochs=2)")
+        out[key] = value
+    return out
+
+
+def load_config(overrides: list[str] | None = None) -> BenchConfig:
+    """Build the sweep config: schema defaults, then ``sweeps/<sweep>.yaml``, then overrides."""
+    pairs = parse_overrides(overrides or [])
+    base = OmegaConf.structured(BenchConfig)
+    sweep = pairs.pop("sweep", base.sweep)
+    path = SWEEPS_DIR / f"{sweep}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown sweep {sweep!r}; valid choices: {', '.join(available_sweeps())}")
+    with path.open() as fh:
+        data = yaml.safe_load(fh) or {}
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a sweep file must be a mapping of keys to values")
+    data.pop("description", None)
+    cfg = _merge(base, data, str(path))
+    cfg.sweep = sweep
+    for key, value in pairs.items():
+        dotted = OmegaConf.from_dotlist([f"{key}={value}"]) if value != "" else OmegaConf.create({})
+        if key == "launcher" and "." not in value:  # shorthand: launcher=inline
+            dotted = OmegaConf.create({"launcher": {"name": value}})
+        cfg = _merge(cfg, dotted, f"override {key}={value}")
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, BenchConfig)
+    return obj
+
+
+def run_configs(cfg: BenchConfig) -> list[RunConfig]:
+    """Expand a sweep into its runs: methods × datasets × seeds × grid, in that order."""
+    whole = to_dict(cfg)
+    base = OmegaConf.merge(OmegaConf.structured(RunConfig), {k: whole[k] for k in RUN_KEYS})
+    points: list[dict[str, Any]] = [{}]
+    for key, values in cfg.grid.items():
+        points = [{**p, key: v} for p in points for v in values]
+    runs = []
+    for method in cfg.methods:
+        for dataset in cfg.datasets:
+            for seed in cfg.seeds:
+                for point in points:
+                    node = OmegaConf.merge(base, {"method": method, "dataset": dataset, "seed": seed})
+                    for key, value in point.items():
+                        node = _merge(node, OmegaConf.from_dotlist([f"{key}={value}"]), f"grid {key}")
+                    obj = OmegaConf.to_object(node)
+                    assert isinstance(obj, RunConfig)
+                    runs.append(obj)
+    return runs
+
+
+def to_dict(cfg: Any) -> dict[str, Any]:
+    return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
+
+
+def run_hash(run: RunConfig) -> str:
+    """A stable 10-hex-digit hash of everything in ``run`` that can change its result."""
+    data = to_dict(run)
+    for dotted in UNHASHED_KEYS:
+        parent, _, leaf = dotted.rpartition(".")
+        node = data
+        for part in parent.split(".") if parent else []:
+            node = node[part]
+        node.pop(leaf, None)
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"))
+    return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def run_name(run: RunConfig) -> str:
+    return f"{run.dataset}__{run.method}__s{run.seed}__{run_hash(run)}"
+
+
+def run_from_dict(data: dict[str, Any]) -> RunConfig:
+    obj = OmegaConf.to_object(_merge(OmegaConf.structured(RunConfig), data, "run config"))
+    assert isinstance(obj, RunConfig)
+    return obj
+
+
+def dump_yaml(cfg: Any) -> str:
+    return yaml.safe_dump(to_dict(cfg), sort_keys=False)

@@ -1,0 +1,46 @@
+"""Evaluation on the test split at the original image resolution."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from bench.backbones import Backbone
+from bench.data import PromptedDataset, batch_prompts, collate
+from bench.encoders import CachedEncoder
+from bench.metrics import MetricAccumulator
+
+log = logging.getLogger(__name__)
+
+
+@torch.no_grad()
+def evaluate(
+    backbone: Backbone,
+    encoder: CachedEncoder,
+    data: PromptedDataset,
+    use_box: bool,
+    device: torch.device,
+    batch_size: int = 4,
+    desc: str = "eval",
+) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    """Score every test image; the logits are resized back to each image's own size.
+
+    Returns:
+        Per-image rows (``name`` + every metric) and the dataset-level means.
+    """
+    backbone.eval()
+    acc = MetricAccumulator()
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        images = batch["image"].to(device)
+        z, _ = encoder(images)
+        out = backbone.decode(z, batch_prompts(batch, use_box).to(device))
+        for i, gt in enumerate(batch["gt"]):
+            logits = backbone.postprocess(out.logits[i : i + 1].float(), tuple(gt.shape))
+            prob = torch.sigmoid(logits)[0, 0].cpu().numpy().astype("float64")
+            acc.add(batch["name"][i], prob, gt)
+    return acc.rows, acc.mean()

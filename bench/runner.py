@@ -1,0 +1,125 @@
+"""Execute one run end to end: build, train, evaluate, write results. Called by every launcher."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.backbones import build_backbone
+from bench.config import BackboneConfig, ConfigError, RunConfig
+from bench.data import PromptedDataset, eval_points_split
+from bench.encoders import CachedEncoder
+from bench.evaluate import evaluate
+from bench.results import RunDir, atomic_write
+from bench.trainer import TrainParts, train
+from datasets._base import DATASETS
+from methods import resolve_method
+from methods.distill._base import DistillContext, build_options
+from methods.peft._base import build_peft, trainable_parameters
+
+log = logging.getLogger(__name__)
+
+
+def pick_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    if name == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("train.device=cuda but no CUDA device is available")
+    return torch.device(name)
+
+
+def teacher_config(run: RunConfig) -> BackboneConfig:
+    t = run.teacher
+    if t.backbone is None:
+        return BackboneConfig(name=run.backbone.name, checkpoint=t.checkpoint or run.backbone.checkpoint,
+                              img_size=t.img_size or run.backbone.img_size)
+    return BackboneConfig(name=t.backbone, checkpoint=t.checkpoint, img_size=t.img_size)
+
+
+def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
+    """Student with its PEFT modules, and the frozen teacher and distiller if the method has one."""
+    spec = resolve_method(run.method)
+    torch.manual_seed(run.seed)
+    student = build_backbone(run.backbone)
+    peft = build_peft(spec.peft, run.peft)
+    targeted = peft.apply(student)
+    log.info("%s: %s targets %d modules, %.3fM trainable parameters", run.method, spec.peft, len(targeted),
+             trainable_parameters(student) / 1e6)
+    parts = TrainParts(student=student.to(device), student_encoder=None)  # type: ignore[arg-type]
+    cls = spec.distiller_cls
+    if cls is not None:
+        teacher = build_backbone(teacher_config(run)).to(device)
+        teacher.requires_grad_(False)
+        if teacher.img_size != student.img_size:
+            raise ConfigError(f"teacher input size {teacher.img_size} differs from the student's {student.img_size}")
+        context = DistillContext(student_embed_dim=student.embed_dim, teacher_embed_dim=teacher.embed_dim)
+        options = build_options(cls.Options, dict(run.distill), f"distiller {spec.distiller!r}")
+        parts.distiller = cls(options, context).to(device)
+        parts.teacher = teacher
+        parts.teacher_encoder = CachedEncoder(teacher, run.data.cache_dir, cls.teacher_blocks)
+    elif run.distill:
+        raise ConfigError(f"distill options {sorted(run.distill)} given, but method {run.method!r} has no distiller")
+    parts.student_encoder = CachedEncoder(student, run.data.cache_dir, cls.student_blocks if cls else ())
+    return parts
+
+
+def execute_run(run: RunConfig, runs_dir: str | Path) -> dict[str, Any]:
+    """Train and evaluate ``run`` into its directory; returns the metrics record.
+
+    A complete run (``metrics.json`` present) is returned as it is. A partial one resumes from its
+    last epoch checkpoint.
+    """
+    rd = RunDir(runs_dir, run)
+    if rd.is_complete():
+        log.info("%s: complete, skipped", rd.name)
+        return rd.read_metrics()
+    rd.start()
+    try:
+        return _execute(run, rd)
+    except Exception as err:
+        rd.write_failure(f"{err.__class__.__name__}: {err}")
+        raise
+
+
+def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
+    device = pick_device(run.train.device)
+    t0 = time.time()
+    builder = DATASETS.get(run.dataset)
+    train_set, test_set = builder("train", run.data), builder("test", run.data)
+    info = test_set.info
+    parts = build_parts(run, device)
+    student = parts.student
+    train_data = PromptedDataset(train_set, student, run.seed, train=True, box_jitter=run.train.box_jitter,
+                                 num_pos=run.train.num_points)
+    progress = rd.path / "progress.json"
+    result = train(parts, train_data, run.train, run.seed, device, rd.checkpoint, desc=rd.name,
+                   on_log=lambda row: atomic_write(progress, json.dumps(row).encode()))
+    rd.write_train_log(result.log_rows)
+    t1 = time.time()
+    prompt = run.eval.prompt or info.eval_prompt
+    if prompt not in ("box", "points"):
+        raise ConfigError(f"eval.prompt must be 'box' or 'points', got {prompt!r}")
+    n_pos, n_neg = eval_points_split(run.eval.num_points or info.eval_points)
+    test_data = PromptedDataset(test_set, student, run.seed, train=False, box_jitter=run.eval.box_jitter,
+                                num_pos=n_pos, num_neg=n_neg)
+    rows, means = evaluate(student, parts.student_encoder, test_data, prompt == "box", device,
+                           run.eval.batch_size, desc=f"{rd.name} eval")
+    rd.write_per_image(rows)
+    record = {
+        "run": rd.name, "method": run.method, "dataset": run.dataset, "seed": run.seed,
+        "backbone": run.backbone.name, "metrics": means, "report_metrics": list(info.metrics),
+        "num_test_images": len(rows), "num_train_images": len(train_set),
+        "trainable_params": trainable_parameters(student)
+        + (trainable_parameters(parts.distiller) if parts.distiller is not None else 0),
+        "train_seconds": round(t1 - t0, 2), "eval_seconds": round(time.time() - t1, 2),
+        "skipped_empty_train_samples": result.skipped_empty, "eval_prompt": prompt, "status": "complete",
+    }
+    rd.write_metrics(record)
+    progress.unlink(missing_ok=True)
+    log.info("%s: done in %.1fs", rd.name, time.time() - t0)
+    return record

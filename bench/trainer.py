@@ -1,0 +1,194 @@
+"""One training loop for every method: structure loss + whatever loss terms the distiller returns.
+
+The loop never looks at a method's name. It trains the parameters that ``requires_grad`` marks
+after the PEFT method was applied, plus the distiller's own parameters; it checkpoints every epoch
+and resumes from the last checkpoint; a non-finite loss stops the run with :class:`NonFiniteLossError`.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import tempfile
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Optional
+
+import torch
+from torch import nn
+from torch.utils.data import DataLoader, Subset
+from tqdm import tqdm
+
+from bench.backbones import Backbone
+from bench.config import TrainConfig
+from bench.data import PromptedDataset, batch_prompts, collate, epoch_order, steps_per_epoch, use_box_for_batch
+from bench.encoders import CachedEncoder
+from bench.losses import structure_loss
+from methods.distill._base import Distiller, Features
+
+log = logging.getLogger(__name__)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN or infinite; the run is marked failed."""
+
+
+@dataclass
+class TrainParts:
+    """What the loop trains and with which frozen helpers."""
+
+    student: Backbone
+    student_encoder: CachedEncoder
+    distiller: Optional[Distiller] = None
+    teacher: Optional[Backbone] = None
+    teacher_encoder: Optional[CachedEncoder] = None
+
+    def trainable(self) -> list[nn.Parameter]:
+        params = [p for p in self.student.parameters() if p.requires_grad]
+        if self.distiller is not None:
+            params += [p for p in self.distiller.parameters() if p.requires_grad]
+        return params
+
+    def state(self) -> dict[str, Any]:
+        """Trainable student tensors and the distiller's state (what a checkpoint must restore)."""
+        student = {n: p.detach().clone() for n, p in self.student.named_parameters() if p.requires_grad}
+        distiller = self.distiller.state_dict() if self.distiller is not None else {}
+        return {"student": student, "distiller": distiller}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        params = dict(self.student.named_parameters())
+        for name, value in state["student"].items():
+            params[name].data.copy_(value)
+        if self.distiller is not None:
+            self.distiller.load_state_dict(state["distiller"])
+
+
+@dataclass
+class TrainResult:
+    log_rows: list[dict[str, Any]] = field(default_factory=list)
+    skipped_empty: int = 0
+    seconds: float = 0.0
+
+
+def autocast_for(device: torch.device, enabled: bool):
+    if enabled and device.type == "cuda":
+        return torch.autocast("cuda", dtype=torch.bfloat16)
+    return nullcontext()
+
+
+def compute_loss(parts: TrainParts, batch: dict[str, Any], use_box: bool, device: torch.device,
+                 cfg: TrainConfig) -> dict[str, torch.Tensor]:
+    """Named loss terms for one batch (``seg`` + the distiller's terms)."""
+    images = batch["image"].to(device, non_blocking=True)
+    target = batch["target"].to(device, non_blocking=True)[:, None]
+    prompts = batch_prompts(batch, use_box).to(device)
+    student = parts.student
+    z, blocks = parts.student_encoder(images)
+    out = student.decode(z, prompts)
+    terms = {"seg": structure_loss(student.upscale(out.logits), target, cfg.structure_loss)}
+    if parts.distiller is not None:
+        assert parts.teacher is not None and parts.teacher_encoder is not None
+        with torch.no_grad():
+            zt, tblocks = parts.teacher_encoder(images)
+            tout = parts.teacher.decode(zt, prompts)
+        s_feat = Features(z, out.mask_token, out.logits, out.iou, blocks)
+        t_feat = Features(zt, tout.mask_token, tout.logits, tout.iou, tblocks)
+        terms.update(parts.distiller(s_feat, t_feat, batch))
+    return terms
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+    os.close(fd)
+    try:
+        torch.save(payload, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def train(
+    parts: TrainParts,
+    data: PromptedDataset,
+    cfg: TrainConfig,
+    seed: int,
+    device: torch.device,
+    checkpoint: Path,
+    desc: str = "train",
+    on_log: Optional[Callable[[dict[str, Any]], None]] = None,
+) -> TrainResult:
+    """Train for ``cfg.epochs`` epochs, resuming from ``checkpoint`` when it exists."""
+    params = parts.trainable()
+    result = TrainResult()
+    if not params or cfg.epochs == 0:
+        log.info("%s: nothing to train", desc)
+        return result
+    n_steps = steps_per_epoch(len(data), cfg.batch_size)
+    if cfg.max_steps_per_epoch:
+        n_steps = min(n_steps, cfg.max_steps_per_epoch)
+    if n_steps == 0:
+        raise ValueError(f"training split has {len(data)} samples, fewer than one batch of {cfg.batch_size}")
+    optimizer = torch.optim.Adam(params, lr=cfg.lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * n_steps, eta_min=cfg.min_lr)
+    start_epoch = 0
+    if checkpoint.is_file():
+        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
+        parts.load_state(state["parts"])
+        optimizer.load_state_dict(state["optimizer"])
+        scheduler.load_state_dict(state["scheduler"])
+        start_epoch, result.log_rows = state["epoch"], state["log"]
+        result.skipped_empty = state.get("skipped_empty", 0)
+        log.info("%s: resumed from %s after epoch %d", desc, checkpoint, start_epoch)
+    parts.student.eval()  # frozen BatchNorm statistics; SAM has no dropout
+    if parts.distiller is not None:
+        parts.distiller.train()
+    for epoch in range(start_epoch, cfg.epochs):
+        data.epoch = epoch
+        order = epoch_order(len(data), seed, epoch)[: n_steps * cfg.batch_size]
+        loader = DataLoader(Subset(data, order), batch_size=cfg.batch_size, shuffle=False, drop_last=True,
+                            num_workers=cfg.num_workers, collate_fn=collate,
+                            pin_memory=device.type == "cuda")
+        bar = tqdm(loader, total=n_steps, desc=f"{desc} ep {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
+        for step, batch in enumerate(bar):
+            valid = batch["valid"]
+            if not bool(valid.all()):
+                result.skipped_empty += int((~valid).sum())
+                keep = valid.nonzero().flatten().tolist()
+                if len(keep) < 2:
+                    continue
+                batch = {k: (v[keep] if isinstance(v, torch.Tensor) else [v[i] for i in keep]) for k, v in batch.items()}
+            use_box = use_box_for_batch(seed, epoch, step, cfg.box_prob)
+            with autocast_for(device, cfg.amp):
+                terms = compute_loss(parts, batch, use_box, device, cfg)
+            loss = torch.stack([t.float() for t in terms.values()]).sum()
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            if cfg.grad_clip:
+                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+            optimizer.step()
+            scheduler.step()
+            last = step == n_steps - 1
+            if step % cfg.log_every == 0 or last:
+                value = float(loss.detach())  # host sync only when logging
+                if not math.isfinite(value):
+                    raise NonFiniteLossError(
+                        f"{desc}: loss is {value} at epoch {epoch + 1} step {step + 1} "
+                        f"(terms: { {k: float(v) for k, v in terms.items()} })"
+                    )
+                row = {"epoch": epoch + 1, "step": step + 1, "lr": scheduler.get_last_lr()[0], "loss": value}
+                row.update({k: float(v) for k, v in terms.items()})
+                result.log_rows.append(row)
+                bar.set_postfix(loss=f"{value:.4f}")
+                if on_log is not None:
+                    on_log({**row, "epochs": cfg.epochs, "steps": n_steps})
+        save_checkpoint(checkpoint, {
+            "epoch": epoch + 1, "parts": parts.state(), "optimizer": optimizer.state_dict(),
+            "scheduler": scheduler.state_dict(), "log": result.log_rows, "skipped_empty": result.skipped_empty,
+        })
+    if result.skipped_empty:
+        log.warning("%s: skipped %d training samples with empty masks", desc, result.skipped_empty)
+    return result

@@ -1,0 +1,87 @@
+"""The distiller contract: an ``nn.Module`` that turns student and teacher features into loss terms.
+
+The trainer runs the frozen teacher on the same images and prompts as the student, collects the
+features a distiller asks for, and adds the returned terms to the structure loss. A distiller
+owns its trainable parts (regressors, relation module) as submodules, so the optimizer finds them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any, ClassVar
+
+import torch
+from torch import nn
+
+from bench.config import ConfigError
+from bench.registry import Registry
+
+
+@dataclass
+class Features:
+    """What one model (student or teacher) produced for a batch.
+
+    Attributes:
+        embedding: Image embedding z_i fed to the mask decoder, (B, C, h, w).
+        mask_token: z_m, the decoder-transformer output of the first mask token, (B, C).
+        logits: Low-resolution mask logits, (B, 1, H', W').
+        iou: Predicted IoU, (B, 1).
+        blocks: Requested intermediate encoder block outputs, block index -> (B, C_l, h_l, w_l).
+    """
+
+    embedding: torch.Tensor
+    mask_token: torch.Tensor
+    logits: torch.Tensor
+    iou: torch.Tensor
+    blocks: dict[int, torch.Tensor] = field(default_factory=dict)
+
+
+@dataclass
+class DistillContext:
+    """Facts a distiller may need when it is built (feature widths differ when the teacher is larger)."""
+
+    student_embed_dim: int
+    teacher_embed_dim: int
+    student_block_dims: dict[int, int] = field(default_factory=dict)
+    teacher_block_dims: dict[int, int] = field(default_factory=dict)
+
+
+class Distiller(nn.Module):
+    """Base class. Subclasses set ``Options`` (a dataclass) and implement :meth:`forward`.
+
+    Class attributes:
+        Options: dataclass of the distiller's options (loss weights, temperatures ...).
+        student_blocks / teacher_blocks: encoder block indices whose outputs the distiller needs
+            (filled into ``Features.blocks``); empty for distillers that use only the embedding.
+    """
+
+    Options: ClassVar[type] = object
+    student_blocks: tuple[int, ...] = ()
+    teacher_blocks: tuple[int, ...] = ()
+
+    def __init__(self, options: Any, context: DistillContext) -> None:
+        super().__init__()
+        self.options = options
+        self.context = context
+
+    def forward(
+        self, student: Features, teacher: Features, batch: dict[str, Any]
+    ) -> dict[str, torch.Tensor]:
+        """Return named, already weighted loss terms (each a scalar tensor)."""
+        raise NotImplementedError
+
+
+DISTILLERS: Registry[type[Distiller]] = Registry("distiller")
+
+
+def build_options(options_cls: type, values: dict[str, Any], owner: str) -> Any:
+    """Instantiate an options dataclass from a config dict; unknown keys raise naming the valid ones."""
+    names = {f.name for f in dataclasses.fields(options_cls)}
+    unknown = sorted(set(values) - names)
+    if unknown:
+        raise ConfigError(f"unknown option(s) {unknown} for {owner}; valid options: {sorted(names)}")
+    try:
+        return options_cls(**values)
+    except (TypeError, ValueError) as err:
+        raise ConfigError(f"{owner}: {err}") from None

@@ -1,0 +1,80 @@
+"""The PEFT contract: how a student backbone is parameterised for fine-tuning.
+
+A PEFT method freezes the backbone, injects its own modules (wrapping the originals, never editing
+the library code), marks what it trains, and returns the names of the modules it targeted. The
+trainer never asks which method it is: it trains whatever ``requires_grad`` says after
+:meth:`PeftMethod.apply`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+from torch import nn
+
+from bench.backbones import Backbone
+from bench.config import ConfigError
+from bench.registry import Registry
+from methods.distill._base import build_options
+
+
+@dataclass
+class NoOptions:
+    """This method has no options."""
+
+
+class PeftMethod:
+    """Base class. Subclasses set ``Options`` and implement :meth:`inject`.
+
+    Class attributes:
+        Options: dataclass of the method's options (validated in ``__post_init__``).
+        train_decoder: Whether the whole mask decoder is trained (most methods, as in InfoSAM's code).
+        identity_at_init: Whether the wrapped model reproduces the pretrained outputs before training
+            (checked by the contract tests).
+    """
+
+    Options: ClassVar[type] = NoOptions
+    train_decoder: ClassVar[bool] = True
+    identity_at_init: ClassVar[bool] = True
+
+    def __init__(self, options: Any) -> None:
+        self.options = options
+
+    def inject(self, backbone: Backbone) -> list[str]:
+        """Add the method's modules to the frozen backbone; return the targeted module names."""
+        return []
+
+    def apply(self, backbone: Backbone) -> list[str]:
+        """Freeze ``backbone``, inject, unfreeze the decoder if the method trains it.
+
+        Returns:
+            Names of the targeted modules (``"mask_decoder"`` included when it is trained).
+        """
+        backbone.requires_grad_(False)
+        targeted = self.inject(backbone)
+        if self.train_decoder:
+            backbone.mask_decoder.requires_grad_(True)
+            targeted.append("mask_decoder")
+        return targeted
+
+
+PEFT_METHODS: Registry[type[PeftMethod]] = Registry("peft method")
+
+
+def build_peft(name: str, values: dict[str, Any]) -> PeftMethod:
+    cls = PEFT_METHODS.get(name)
+    return cls(build_options(cls.Options, values, f"peft method {name!r}"))
+
+
+def select_blocks(backbone: Backbone, start: int, end: int | None) -> list[tuple[int, nn.Module]]:
+    """Encoder blocks ``start..end`` (end exclusive, None = last); raises if the range is empty."""
+    blocks = backbone.encoder_blocks()
+    chosen = list(enumerate(blocks))[start:end]
+    if not chosen:
+        raise ConfigError(f"no encoder blocks in range [{start}, {end}) of {backbone.name} ({len(blocks)} blocks)")
+    return chosen
+
+
+def trainable_parameters(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters() if p.requires_grad)

@@ -1,0 +1,42 @@
+"""``run_benchmark.py report``: the sweep's table as Markdown and CSV (and printed)."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+from bench.config import BenchConfig, run_configs, run_name
+from datasets._base import DATASETS
+
+from .aggregate import long_frame, load_records, result_table, summarize, to_markdown
+
+log = logging.getLogger(__name__)
+
+
+def _declared(dataset: str) -> tuple[str, ...]:
+    builder = DATASETS.get(dataset)
+    info = getattr(builder, "info", None)
+    return tuple(info.metrics) if info is not None else ("iou", "dice")
+
+
+def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
+    """Aggregate the sweep's complete runs; write ``<out>/<sweep>.md`` and ``.csv``; return the Markdown."""
+    runs = run_configs(cfg)
+    records = load_records(cfg.runs_dir, [run_name(r) for r in runs])
+    columns = []
+    for dataset in cfg.datasets:
+        metrics = next((tuple(r["report_metrics"]) for r in records if r["dataset"] == dataset), None)
+        for metric in metrics or _declared(dataset):
+            columns.append((dataset, metric))
+    summary = summarize(long_frame(records))
+    table = result_table(summary, cfg.methods, columns)
+    seeds = sorted({r["seed"] for r in records})
+    title = (f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), "
+             f"{len(records)}/{len(runs)} runs complete")
+    markdown = f"{title}\n\n{to_markdown(table)}\n"
+    out = Path(out_dir or Path(cfg.runs_dir) / "_reports")
+    out.mkdir(parents=True, exist_ok=True)
+    (out / f"{cfg.sweep}.md").write_text(markdown)
+    summary.to_csv(out / f"{cfg.sweep}.csv", index=False)
+    log.info("report written to %s/%s.{md,csv}", out, cfg.sweep)
+    return markdown
