@@ -76,7 +76,8 @@ class SynthConfig:
 @dataclass
 class DataConfig:
     root: str = "data"
-    cache_dir: str = ".cache/samfit"
+    cache_dir: str = ".cache/samfit"  # generated data and cached encoder states
+    encoder_cache: bool = True  # reuse frozen encoder states across epochs, seeds and methods
     synth: SynthConfig = field(default_factory=SynthConfig)
 
 
@@ -87,6 +88,7 @@ class RunConfig:
     method: str = "adapter"
     dataset: str = "synth_polyp"
     seed: int = 0
+    variant: str = ""  # label of the sweep grid point (e.g. "distill.alpha=3"); not hashed
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
     teacher: TeacherConfig = field(default_factory=TeacherConfig)
     peft: dict[str, Any] = field(default_factory=dict)
@@ -134,7 +136,8 @@ class BenchConfig(RunConfig):
 
 RUN_KEYS = tuple(f.name for f in fields(RunConfig))
 # Keys that change how a run executes, not what it computes: left out of the run hash.
-UNHASHED_KEYS = ("train.num_workers", "train.log_every", "train.device", "data.cache_dir", "data.root")
+UNHASHED_KEYS = ("variant", "train.num_workers", "train.log_every", "train.device", "data.cache_dir", "data.root",
+                 "data.encoder_cache")
 
 
 def available_sweeps() -> list[str]:
@@ -203,15 +206,15 @@ def run_configs(cfg: BenchConfig) -> list[RunConfig]:
     """Expand a sweep into its runs: methods × datasets × seeds × grid, in that order."""
     whole = to_dict(cfg)
     base = OmegaConf.merge(OmegaConf.structured(RunConfig), {k: whole[k] for k in RUN_KEYS})
-    points: list[dict[str, Any]] = [{}]
-    for key, values in cfg.grid.items():
-        points = [{**p, key: v} for p in points for v in values]
+    points = grid_points(cfg)
     runs = []
     for method in cfg.methods:
         for dataset in cfg.datasets:
             for seed in cfg.seeds:
                 for point in points:
-                    node = OmegaConf.merge(base, {"method": method, "dataset": dataset, "seed": seed})
+                    variant = ",".join(f"{k}={v}" for k, v in point.items())
+                    node = OmegaConf.merge(base, {"method": method, "dataset": dataset, "seed": seed,
+                                                  "variant": variant})
                     for key, value in point.items():
                         node = _merge(node, OmegaConf.from_dotlist([f"{key}={value}"]), f"grid {key}")
                     obj = OmegaConf.to_object(node)
@@ -239,6 +242,18 @@ def run_hash(run: RunConfig) -> str:
 
 def run_name(run: RunConfig) -> str:
     return f"{run.dataset}__{run.method}__s{run.seed}__{run_hash(run)}"
+
+
+def row_label(run: RunConfig) -> str:
+    """How a run's method appears in tables: the method name, plus its grid point if any."""
+    return f"{run.method} [{run.variant}]" if run.variant else run.method
+
+
+def grid_points(cfg: "BenchConfig") -> list[dict[str, Any]]:
+    points: list[dict[str, Any]] = [{}]
+    for key, values in cfg.grid.items():
+        points = [{**p, key: v} for p in points for v in values]
+    return points
 
 
 def run_from_dict(data: dict[str, Any]) -> RunConfig:

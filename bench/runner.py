@@ -11,7 +11,7 @@ from typing import Any
 import torch
 
 from bench.backbones import build_backbone
-from bench.config import BackboneConfig, ConfigError, RunConfig
+from bench.config import BackboneConfig, ConfigError, RunConfig, row_label
 from bench.data import PromptedDataset, eval_points_split
 from bench.encoders import CachedEncoder
 from bench.evaluate import evaluate
@@ -52,6 +52,7 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
              trainable_parameters(student) / 1e6)
     parts = TrainParts(student=student.to(device), student_encoder=None)  # type: ignore[arg-type]
     cls = spec.distiller_cls
+    cache_root = run.data.cache_dir if run.data.encoder_cache else None
     if cls is not None:
         teacher = build_backbone(teacher_config(run)).to(device)
         teacher.requires_grad_(False)
@@ -61,10 +62,10 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
         options = build_options(cls.Options, dict(run.distill), f"distiller {spec.distiller!r}")
         parts.distiller = cls(options, context).to(device)
         parts.teacher = teacher
-        parts.teacher_encoder = CachedEncoder(teacher, run.data.cache_dir, cls.teacher_blocks)
+        parts.teacher_encoder = CachedEncoder(teacher, cache_root, cls.teacher_blocks)
     elif run.distill:
         raise ConfigError(f"distill options {sorted(run.distill)} given, but method {run.method!r} has no distiller")
-    parts.student_encoder = CachedEncoder(student, run.data.cache_dir, cls.student_blocks if cls else ())
+    parts.student_encoder = CachedEncoder(student, cache_root, cls.student_blocks if cls else ())
     return parts
 
 
@@ -111,7 +112,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
                            run.eval.batch_size, desc=f"{rd.name} eval")
     rd.write_per_image(rows)
     record = {
-        "run": rd.name, "method": run.method, "dataset": run.dataset, "seed": run.seed,
+        "run": rd.name, "method": row_label(run), "base_method": run.method, "variant": run.variant, "dataset": run.dataset, "seed": run.seed,
         "backbone": run.backbone.name, "metrics": means, "report_metrics": list(info.metrics),
         "num_test_images": len(rows), "num_train_images": len(train_set),
         "trainable_params": trainable_parameters(student)

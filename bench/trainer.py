@@ -177,10 +177,10 @@ def train(
                 if not math.isfinite(value):
                     raise NonFiniteLossError(
                         f"{desc}: loss is {value} at epoch {epoch + 1} step {step + 1} "
-                        f"(terms: { {k: float(v) for k, v in terms.items()} })"
+                        f"(terms: { {k: float(v.detach()) for k, v in terms.items()} })"
                     )
                 row = {"epoch": epoch + 1, "step": step + 1, "lr": scheduler.get_last_lr()[0], "loss": value}
-                row.update({k: float(v) for k, v in terms.items()})
+                row.update({k: float(v.detach()) for k, v in terms.items()})
                 result.log_rows.append(row)
                 bar.set_postfix(loss=f"{value:.4f}")
                 if on_log is not None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from bench.config import BenchConfig, run_configs, run_name
+from bench.config import BenchConfig, row_label, run_configs, run_name
 from datasets._base import DATASETS
 
 from .aggregate import long_frame, load_records, result_table, summarize, to_markdown
@@ -29,7 +29,8 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
         for metric in metrics or _declared(dataset):
             columns.append((dataset, metric))
     summary = summarize(long_frame(records))
-    table = result_table(summary, cfg.methods, columns)
+    labels = list(dict.fromkeys(row_label(r) for r in runs))
+    table = result_table(summary, labels, columns)
     seeds = sorted({r["seed"] for r in records})
     title = (f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), "
              f"{len(records)}/{len(runs)} runs complete")

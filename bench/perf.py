@@ -1,0 +1,111 @@
+"""Benchmark command: ``python -m bench.perf [key=value ...]`` prints timings and ratios from one run.
+
+Measures, on the same batch and backbone (LiteMedSAM at 128 px by default):
+
+1. a training step of ``adapter+infosam`` against the plain ``adapter`` step, with and without the
+   encoder cache (the frozen teacher's embedding and the student's frozen prefix);
+2. the InfoSAM loss at α = 2 (Frobenius norms) against the eigenvalue path at α = 1.01;
+3. a decoder-only epoch with the cached embedding against one without.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import statistics
+import sys
+import tempfile
+import time
+from typing import Callable
+
+import torch
+
+from bench.cli import setup_logging
+from bench.config import RunConfig, load_config, run_configs
+from bench.data import PromptedDataset, collate
+from bench.runner import build_parts
+from bench.trainer import compute_loss
+from datasets._base import DATASETS
+from methods.infosam.losses import relation_compression_loss, relation_distillation_loss
+
+log = logging.getLogger("samfit.perf")
+
+
+def timeit(fn: Callable[[], object], repeat: int, warmup: int = 1) -> float:
+    """Median seconds of ``repeat`` calls after ``warmup`` calls."""
+    for _ in range(warmup):
+        fn()
+    times = []
+    for _ in range(repeat):
+        t = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t)
+    return statistics.median(times)
+
+
+def step_time(run: RunConfig, batch: dict, repeat: int) -> float:
+    device = torch.device("cpu")
+    parts = build_parts(run, device)
+    params = parts.trainable()
+    opt = torch.optim.Adam(params, lr=run.train.lr)
+
+    def step() -> None:
+        terms = compute_loss(parts, batch, True, device, run.train)
+        loss = torch.stack(list(terms.values())).sum()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    return timeit(step, repeat)
+
+
+def loss_time(alpha: float, batch_size: int, repeat: int) -> float:
+    g = torch.Generator().manual_seed(0)
+    z_i = torch.randn(batch_size, 256, 64, 64, generator=g)
+    z_m = torch.randn(batch_size, 256, generator=g)
+    r_t = torch.nn.functional.normalize(torch.randn(batch_size, 4096, generator=g), dim=1)
+    r_s = torch.nn.functional.normalize(torch.randn(batch_size, 4096, generator=g), dim=1)
+
+    def fn() -> None:
+        relation_compression_loss(z_i, z_m, r_t, alpha=alpha)
+        relation_distillation_loss(r_t, r_s, alpha=alpha)
+
+    return timeit(fn, repeat, warmup=3)
+
+
+def main(argv: list[str] | None = None) -> int:
+    setup_logging(logging.WARNING)
+    args = list(sys.argv[1:] if argv is None else argv)
+    defaults = ["sweep=demo", "datasets=[synth_polyp]", "seeds=[0]", "methods=[adapter]"]
+    cfg = load_config(defaults + args)
+    base = run_configs(cfg)[0]
+    repeat = 5
+    with tempfile.TemporaryDirectory() as cache:
+        base.data.cache_dir = cache
+        data = DATASETS.get(base.dataset)("train", base.data)
+        parts = build_parts(base, torch.device("cpu"))
+        prompted = PromptedDataset(data, parts.student, 0, train=True, box_jitter=5.0)
+        batch = collate([prompted[i] for i in range(base.train.batch_size)])
+        rows = {}
+        for method in ("adapter", "adapter+infosam", "decoder_only"):
+            for cached in (True, False):
+                run = copy.deepcopy(base)
+                run.method, run.data.encoder_cache = method, cached
+                rows[(method, cached)] = step_time(run, batch, repeat)
+        a2, a101 = loss_time(2.0, 4, 50), loss_time(1.01, 4, 50)
+    print(f"backbone {base.backbone.name} @ {parts.student.img_size}px, batch {base.train.batch_size}, "
+          f"median of {repeat} steps, {torch.get_num_threads()} threads")
+    for (method, cached), sec in rows.items():
+        print(f"  step {method:<16} cache={'on ' if cached else 'off'} {sec * 1000:9.1f} ms")
+    print(f"InfoSAM step / adapter step, cache on : {rows[('adapter+infosam', True)] / rows[('adapter', True)]:.3f}"
+          "   (target <= 1.10)")
+    print(f"InfoSAM step / adapter step, cache off: {rows[('adapter+infosam', False)] / rows[('adapter', False)]:.3f}")
+    print(f"decoder-only step, no cache / cache   : {rows[('decoder_only', False)] / rows[('decoder_only', True)]:.1f}x"
+          "   (target >= 10)")
+    print(f"L_info alpha=2 {a2 * 1000:.2f} ms, alpha=1.01 (eigvalsh) {a101 * 1000:.2f} ms: {a101 / a2:.1f}x faster"
+          "   (target >= 20)")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

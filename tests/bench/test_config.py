@@ -1,0 +1,232 @@
+"""Tests for bench/config.py and the name checks of bench/cli.py: defaults, overrides, errors, run expansion, hashes."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from bench import cli
+from bench.config import (
+    BenchConfig,
+    ConfigError,
+    RunConfig,
+    TrainConfig,
+    load_config,
+    parse_overrides,
+    run_configs,
+    run_hash,
+    run_name,
+)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+# ----------------------------------------------------------------------------- defaults and overrides
+def test_demo_sweep_defaults_come_from_the_yaml_on_top_of_the_schema():
+    cfg = load_config([])
+    assert isinstance(cfg, BenchConfig)
+    assert cfg.sweep == "demo"
+    # from sweeps/demo.yaml (differ from the dataclass defaults)
+    assert cfg.methods == ["zero_shot", "decoder_only", "adapter"]
+    assert cfg.datasets == ["synth_camo", "synth_polyp", "synth_leaf", "synth_road"]
+    assert cfg.backbone.name == "litemedsam"
+    assert cfg.train.epochs == 3
+    # untouched schema defaults (DESIGN.md protocol)
+    assert cfg.train.batch_size == 4
+    assert cfg.train.lr == pytest.approx(2e-4)
+    assert cfg.train.min_lr == pytest.approx(2e-5)
+    assert cfg.launcher.name == "local"
+    assert cfg.seeds == [0]
+
+
+def test_overrides_apply_on_top_of_the_sweep():
+    cfg = load_config(["train.epochs=2", "datasets=[synth_polyp]", "launcher=inline", "seeds=[0,1]",
+                       "train.lr=0.001", "backbone.img_size=128"])
+    assert cfg.train.epochs == 2
+    assert isinstance(cfg.train.epochs, int)
+    assert cfg.datasets == ["synth_polyp"]
+    assert cfg.seeds == [0, 1]
+    assert cfg.train.lr == pytest.approx(1e-3)
+    assert cfg.backbone.img_size == 128
+    # shorthand sets only the name; the other launcher keys keep their defaults
+    assert cfg.launcher.name == "inline"
+    assert cfg.launcher.max_parallel == 1
+    assert cfg.launcher.timeout_min == 240
+    # keys not overridden still come from the sweep file
+    assert cfg.methods == ["zero_shot", "decoder_only", "adapter"]
+
+
+def test_later_override_wins_and_dotted_launcher_key_works():
+    cfg = load_config(["train.epochs=2", "train.epochs=5", "launcher.name=slurm", "launcher.max_parallel=3"])
+    assert cfg.train.epochs == 5
+    assert cfg.launcher.name == "slurm"
+    assert cfg.launcher.max_parallel == 3
+
+
+def test_parse_overrides_keeps_everything_after_the_first_equals_sign():
+    assert parse_overrides(["a.b=x=y", "c="]) == {"a.b": "x=y", "c": ""}
+
+
+# ----------------------------------------------------------------------------- config errors
+@pytest.mark.parametrize(
+    "override, must_contain",
+    [
+        ("foo=1", ["'foo'", "train", "methods"]),  # unknown top-level key, valid keys listed
+        ("train.epochz=2", ["'train.epochz'", "epochs", "batch_size"]),  # unknown nested key
+        ("launcher.nme=x", ["'launcher.nme'", "name", "max_parallel"]),
+        ("train.epochs=abc", ["'train.epochs'", "abc"]),  # wrong type
+        ("train.lr=fast", ["'train.lr'", "fast"]),
+        ("seeds=[a]", ["seeds", "'a'"]),
+    ],
+)
+def test_bad_override_raises_config_error_naming_the_key(override, must_contain):
+    with pytest.raises(ConfigError) as info:
+        load_config([override])
+    message = str(info.value)
+    for part in must_contain:
+        assert part in message, f"{part!r} not in {message!r}"
+
+
+@pytest.mark.parametrize("word", ["train.epochs", "=2", " train.epochs=2"])
+def test_malformed_override_raises_naming_it(word):
+    with pytest.raises(ConfigError) as info:
+        load_config([word])
+    assert repr(word) in str(info.value)
+    assert "key=value" in str(info.value)
+
+
+def test_unknown_sweep_lists_the_valid_ones():
+    with pytest.raises(ConfigError) as info:
+        load_config(["sweep=no_such_sweep"])
+    assert "'no_such_sweep'" in str(info.value)
+    assert "demo" in str(info.value)
+
+
+def test_config_error_is_a_value_error():
+    # callers that only know ValueError still catch configuration mistakes
+    assert issubclass(ConfigError, ValueError)
+
+
+# ----------------------------------------------------------------------------- CLI name checks
+@pytest.mark.parametrize(
+    "override, bad, valid",
+    [
+        ("methods=[no_such_method]", "no_such_method", ["adapter", "decoder_only", "zero_shot"]),
+        ("methods=[adapter,no_such_peft+infosam]", "no_such_peft", ["adapter", "zero_shot"]),
+        ("datasets=[no_such_dataset]", "no_such_dataset", ["synth_polyp", "synth_road"]),
+        ("backbone.name=no_such_backbone", "no_such_backbone", ["tiny_sam", "litemedsam"]),
+        ("teacher.backbone=no_such_teacher", "no_such_teacher", ["tiny_sam", "litemedsam"]),
+    ],
+)
+def test_cli_unknown_name_exits_2_with_one_line_error(override, bad, valid, capsys, tmp_path):
+    runs = tmp_path / "runs"
+    code = cli.main(["run", override, "launcher=inline", f"runs_dir={runs}", f"data.cache_dir={tmp_path / 'c'}"])
+    out, err = capsys.readouterr()
+    assert code == 2
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert len(lines) == 1, err
+    assert lines[0].startswith("error: ")
+    assert repr(bad) in lines[0]
+    for name in valid:
+        assert name in lines[0]
+    assert out == ""
+    assert not runs.exists()  # nothing was launched
+
+
+def test_cli_config_error_exits_2(capsys):
+    code = cli.main(["train.epochz=1"])
+    _, err = capsys.readouterr()
+    assert code == 2
+    assert err.startswith("error: ") and "train.epochz" in err
+
+
+def test_cli_default_command_is_run(capsys, monkeypatch):
+    seen = []
+    monkeypatch.setattr(cli, "cmd_run", lambda args: seen.append(args) or "ran")
+    assert cli.main(["train.epochs=1"]) == 0
+    assert seen == [["train.epochs=1"]]
+    assert capsys.readouterr().out == "ran\n"
+
+
+# ----------------------------------------------------------------------------- run expansion
+def test_run_expansion_is_methods_x_datasets_x_seeds_x_grid():
+    cfg = load_config(["methods=[zero_shot,adapter]", "datasets=[synth_polyp,synth_leaf]", "seeds=[0,1,2]"])
+    cfg.grid = {"train.lr": [1e-4, 2e-4], "train.epochs": [1, 2, 3]}
+    runs = run_configs(cfg)
+    assert len(runs) == 2 * 2 * 3 * 2 * 3
+    assert all(isinstance(r, RunConfig) for r in runs)
+    combos = {(r.method, r.dataset, r.seed, r.train.lr, r.train.epochs) for r in runs}
+    assert len(combos) == len(runs)  # every combination exactly once
+    assert {r.method for r in runs} == {"zero_shot", "adapter"}
+    assert {r.train.epochs for r in runs} == {1, 2, 3}
+    assert len({run_hash(r) for r in runs}) == len(runs)
+    # methods vary slowest, grid points fastest
+    assert [r.method for r in runs[:36]] == ["zero_shot"] * 36
+    assert [r.train.epochs for r in runs[:3]] == [1, 2, 3]
+    # sweep-level run keys reach every run
+    assert all(r.backbone.name == "litemedsam" for r in runs)
+
+
+def test_run_expansion_without_grid():
+    cfg = load_config(["methods=[adapter]", "datasets=[synth_polyp]", "seeds=[3,4]", "train.epochs=7"])
+    runs = run_configs(cfg)
+    assert [(r.method, r.dataset, r.seed, r.train.epochs) for r in runs] == [
+        ("adapter", "synth_polyp", 3, 7), ("adapter", "synth_polyp", 4, 7)]
+
+
+def test_grid_with_unknown_key_raises():
+    cfg = load_config(["methods=[adapter]", "datasets=[synth_polyp]"])
+    cfg.grid = {"train.no_such_key": [1, 2]}
+    with pytest.raises(ConfigError, match="train.no_such_key"):
+        run_configs(cfg)
+
+
+# ----------------------------------------------------------------------------- run hash
+def _run(**train) -> RunConfig:
+    return RunConfig(method="adapter", dataset="synth_polyp", seed=0, train=TrainConfig(**train))
+
+
+def test_run_hash_is_stable_across_calls_and_objects():
+    a, b = _run(), _run()
+    assert a is not b
+    h = run_hash(a)
+    assert len(h) == 10 and all(c in "0123456789abcdef" for c in h)
+    assert run_hash(a) == h == run_hash(b)
+    assert run_name(a) == f"synth_polyp__adapter__s0__{h}"
+
+
+def test_run_hash_is_stable_across_processes():
+    code = ("from bench.config import RunConfig, run_hash; "
+            "print(run_hash(RunConfig(method='adapter', dataset='synth_polyp', seed=0)))")
+    env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)}
+    out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == run_hash(_run())
+
+
+def test_run_hash_ignores_execution_only_keys():
+    base = _run()
+    h = run_hash(base)
+    assert run_hash(_run(num_workers=4)) == h
+    assert run_hash(_run(log_every=1)) == h
+    assert run_hash(_run(device="cpu")) == h
+    assert run_hash(replace(base, data=replace(base.data, cache_dir="/elsewhere", root="/data2"))) == h
+
+
+def test_run_hash_changes_with_anything_that_changes_the_result():
+    h = run_hash(_run())
+    changed = [
+        _run(lr=1e-3),
+        _run(epochs=11),
+        _run(structure_loss="unweighted_bce"),
+        replace(_run(), seed=1),
+        replace(_run(), method="decoder_only"),
+        replace(_run(), peft={"ratio": 0.5}),
+    ]
+    hashes = [run_hash(r) for r in changed]
+    assert h not in hashes
+    assert len(set(hashes)) == len(hashes)

@@ -1,0 +1,251 @@
+"""End-to-end runs on tiny_sam and tiny synthetic data: resume, skip, cache, failures, launchers, Slurm params."""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+
+import pytest
+import torch
+
+import bench.encoders
+import bench.runner
+import bench.trainer
+from bench.cache import EncoderCache
+from bench.config import BenchConfig, ConfigError, RunConfig, load_config, run_configs
+from bench.launcher import launch, make_executor, slurm_parameters
+from bench.results import FAILED_FILE, METRICS_FILE, RunDir
+from bench.runner import execute_run
+from bench.trainer import NonFiniteLossError
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _single_thread():
+    """One intra-op thread: these tensors are small, and on a shared 2-core machine two threads
+    contend with other processes and run several times slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def sweep(tmp_path: Path, *extra: str, runs: str = "runs", cache: str = "cache") -> BenchConfig:
+    return load_config([
+        "backbone.name=tiny_sam", "launcher=inline", "train.epochs=2", "methods=[adapter]",
+        "datasets=[synth_polyp]", f"runs_dir={tmp_path / runs}", f"data.cache_dir={tmp_path / cache}",
+        "data.synth.train_size=8", "data.synth.test_size=4", "data.synth.min_side=64", "data.synth.max_side=96",
+        f"launcher.folder={tmp_path / 'submitit'}", *extra,
+    ])
+
+
+def single_run(cfg: BenchConfig) -> RunConfig:
+    runs = run_configs(cfg)
+    assert len(runs) == 1
+    return runs[0]
+
+
+def metric_values(run_dir: Path) -> dict:
+    return json.loads((run_dir / METRICS_FILE).read_text())["metrics"]
+
+
+class Interrupted(Exception):
+    pass
+
+
+# ----------------------------------------------------------------------------- (a) resume
+def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
+    cfg_a = sweep(tmp_path, runs="a")
+    cfg_b = sweep(tmp_path, runs="b")
+    run = single_run(cfg_a)
+    assert single_run(cfg_b) == run
+    record_a = execute_run(run, cfg_a.runs_dir)
+    dir_a, dir_b = RunDir(cfg_a.runs_dir, run).path, RunDir(cfg_b.runs_dir, run).path
+    assert dir_a.name == dir_b.name
+
+    real_save = bench.trainer.save_checkpoint
+    saved_epochs: list[int] = []
+
+    def save_then_stop(path, payload):
+        real_save(path, payload)
+        saved_epochs.append(payload["epoch"])
+        if payload["epoch"] == 1:
+            raise Interrupted("preempted after epoch 1")
+
+    monkeypatch.setattr(bench.trainer, "save_checkpoint", save_then_stop)
+    with pytest.raises(Interrupted):
+        execute_run(run, cfg_b.runs_dir)
+    assert saved_epochs == [1]
+    assert not (dir_b / METRICS_FILE).exists()
+    assert (dir_b / "checkpoint.pt").is_file()
+    assert "Interrupted" in json.loads((dir_b / FAILED_FILE).read_text())["error"]
+
+    record_b = execute_run(run, cfg_b.runs_dir)
+    assert saved_epochs == [1, 2]  # the second call trained epoch 2 only: it resumed
+    assert not (dir_b / FAILED_FILE).exists()
+    assert record_b["metrics"] == record_a["metrics"]
+    assert metric_values(dir_b) == metric_values(dir_a)
+    assert (dir_b / "train_log.csv").read_text() == (dir_a / "train_log.csv").read_text()
+    assert (dir_b / "per_image.csv").read_text() == (dir_a / "per_image.csv").read_text()
+    # the log covers both epochs, including the one trained before the interruption
+    lines = (dir_b / "train_log.csv").read_text().splitlines()
+    assert lines[0].startswith("epoch,step,lr,loss") and {ln.split(",")[0] for ln in lines[1:]} == {"1", "2"}
+
+
+# ----------------------------------------------------------------------------- (b) skip complete runs
+def test_complete_run_is_skipped(tmp_path, monkeypatch):
+    cfg = sweep(tmp_path, "train.epochs=1")
+    outcomes = launch(cfg)
+    assert len(outcomes) == 1 and outcomes[0].error is None
+    run = single_run(cfg)
+    rd = RunDir(cfg.runs_dir, run)
+    assert rd.is_complete()
+    assert outcomes[0].record == rd.read_metrics()
+    assert launch(cfg) == []  # nothing pending
+
+    def must_not_train(*args, **kwargs):
+        raise AssertionError("a complete run was trained again")
+
+    monkeypatch.setattr(bench.runner, "train", must_not_train)
+    monkeypatch.setattr(bench.runner, "build_parts", must_not_train)
+    mtime = (rd.path / METRICS_FILE).stat().st_mtime_ns
+    assert execute_run(run, cfg.runs_dir) == rd.read_metrics()
+    assert (rd.path / METRICS_FILE).stat().st_mtime_ns == mtime
+    # a different config is not complete: the patched trainer is reached (and its failure reported)
+    other = launch(sweep(tmp_path, "train.epochs=1", "train.lr=0.001"))
+    assert len(other) == 1 and "a complete run was trained again" in other[0].error
+
+
+def test_unknown_launcher_raises(tmp_path):
+    with pytest.raises(ConfigError, match="no_such_launcher"):
+        launch(sweep(tmp_path, "launcher=no_such_launcher"))
+
+
+# ----------------------------------------------------------------------------- (c) encoder cache
+def test_cold_and_warm_cache_give_identical_results(tmp_path, monkeypatch):
+    caches: list[EncoderCache] = []
+
+    class Recording(EncoderCache):
+        def __init__(self, *args, **kwargs):
+            super().__init__(*args, **kwargs)
+            caches.append(self)
+
+    monkeypatch.setattr(bench.encoders, "EncoderCache", Recording)
+    cold_cfg, warm_cfg = sweep(tmp_path, runs="cold"), sweep(tmp_path, runs="warm")
+    run = single_run(cold_cfg)
+    cold = execute_run(run, cold_cfg.runs_dir)
+    assert len(caches) == 1
+    cold_cache = caches.pop()
+    assert cold_cache.stop == 3  # patch embedding + blocks 0, 1 are frozen by the adapter (start_block 2)
+    assert cold_cache.misses == 8 + 4  # every train and test image computed once
+    entries = list(cold_cache.dir.rglob("*.npy"))
+    assert len(entries) == 12
+
+    warm = execute_run(run, warm_cfg.runs_dir)
+    warm_cache = caches.pop()
+    assert warm_cache.dir == cold_cache.dir
+    assert warm_cache.misses == 0 and warm_cache.hits == 2 * 8 + 4
+    assert warm["metrics"] == cold["metrics"]
+    cold_dir, warm_dir = RunDir(cold_cfg.runs_dir, run).path, RunDir(warm_cfg.runs_dir, run).path
+    assert (cold_dir / "train_log.csv").read_text() == (warm_dir / "train_log.csv").read_text()
+
+
+def test_cache_entries_are_the_fp16_frozen_prefix(tmp_path):
+    from bench.backbones import build_backbone
+    from bench.config import BackboneConfig
+
+    backbone = build_backbone(BackboneConfig(name="tiny_sam"))
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    cache = EncoderCache(tmp_path, backbone, stop=2)
+    first = cache(images)
+    second = EncoderCache(tmp_path, backbone, stop=2)(images)
+    expected = backbone.encode_prefix(images, 2).detach().half().float()
+    assert torch.equal(first, expected) and torch.equal(second, expected)
+    assert (cache.hits, cache.misses) == (0, 2)
+    other = EncoderCache(tmp_path, backbone, stop=3)  # another cut point never reads these entries
+    other(images)
+    assert other.misses == 2
+
+
+# ----------------------------------------------------------------------------- (d) non-finite loss
+def test_nan_loss_fails_the_run(tmp_path, monkeypatch):
+    def nan_loss(logits, target, variant="weighted"):
+        return logits.sum() * float("nan")
+
+    monkeypatch.setattr(bench.trainer, "structure_loss", nan_loss)
+    cfg = sweep(tmp_path)
+    run = single_run(cfg)
+    with pytest.raises(NonFiniteLossError, match="nan"):
+        execute_run(run, cfg.runs_dir)
+    rd = RunDir(cfg.runs_dir, run)
+    assert not rd.is_complete()
+    error = json.loads((rd.path / FAILED_FILE).read_text())["error"]
+    assert error.startswith("NonFiniteLossError") and "epoch 1 step 1" in error
+    assert not (rd.path / "checkpoint.pt").exists()  # stopped before the first epoch ended
+
+
+def test_nan_loss_is_reported_by_the_inline_launcher(tmp_path, monkeypatch):
+    monkeypatch.setattr(bench.trainer, "structure_loss", lambda logits, target, variant: logits.sum() / 0.0)
+    outcomes = launch(sweep(tmp_path, "methods=[decoder_only]"))
+    assert len(outcomes) == 1 and outcomes[0].record is None
+    assert outcomes[0].error.startswith("NonFiniteLossError")
+
+
+# ----------------------------------------------------------------------------- (e) local launcher
+def test_local_launcher_runs_in_a_subprocess(tmp_path, monkeypatch):
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])))
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    cfg = sweep(tmp_path, "launcher.name=local", "methods=[zero_shot]", "data.synth.test_size=2")
+    outcomes = launch(cfg)
+    assert len(outcomes) == 1
+    assert outcomes[0].error is None, outcomes[0].error
+    rd = RunDir(cfg.runs_dir, single_run(cfg))
+    assert rd.is_complete()
+    assert outcomes[0].record == rd.read_metrics()
+    assert rd.read_metrics()["num_test_images"] == 2
+    # it ran elsewhere: submitit wrote the job's logs and result
+    assert list((tmp_path / "submitit").rglob("*_result.pkl"))
+
+
+# ----------------------------------------------------------------------------- (f) Slurm parameters
+SLURM_OVERRIDES = (
+    "launcher.name=slurm", "launcher.timeout_min=30", "slurm.partition=gpu", "slurm.account=proj1",
+    "slurm.qos=high", "slurm.array_parallelism=4", "slurm.constraint=a100",
+    "slurm.setup=[module load cuda,source env/bin/activate]", "slurm.additional={reservation: r1, exclusive: true}",
+)
+
+
+def test_slurm_parameters_map_to_submitit_names(tmp_path):
+    params = slurm_parameters(sweep(tmp_path, *SLURM_OVERRIDES))
+    assert params["slurm_partition"] == "gpu"
+    assert params["slurm_account"] == "proj1"
+    assert params["slurm_qos"] == "high"
+    assert params["slurm_constraint"] == "a100"
+    assert params["slurm_array_parallelism"] == 4
+    assert params["slurm_setup"] == ["module load cuda", "source env/bin/activate"]
+    assert params["slurm_additional_parameters"] == {"reservation": "r1", "exclusive": True}
+    assert params["timeout_min"] == 30 and params["gpus_per_node"] == 1
+    # unset optional keys are left out rather than passed as None
+    plain = slurm_parameters(sweep(tmp_path, "launcher.name=slurm"))
+    assert not {"slurm_partition", "slurm_account", "slurm_qos", "slurm_setup", "slurm_additional_parameters"} & set(plain)
+
+
+def test_make_executor_accepts_the_slurm_parameters(tmp_path):
+    executor = make_executor(sweep(tmp_path, *SLURM_OVERRIDES), cluster="debug")
+    assert executor.cluster == "debug"
+
+
+def test_slurm_parameters_reach_the_sbatch_script(tmp_path, monkeypatch):
+    from submitit.slurm.slurm import SlurmExecutor
+
+    monkeypatch.setattr(SlurmExecutor, "affinity", classmethod(lambda cls: 2))  # pretend srun exists
+    executor = make_executor(sweep(tmp_path, *SLURM_OVERRIDES))
+    assert executor.cluster == "slurm"
+    text = executor._executor._make_submission_file_text("python job.py", "uid")
+    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=proj1", "#SBATCH --qos=high",
+                 "#SBATCH --constraint=a100", "#SBATCH --reservation=r1", "#SBATCH --time=30",
+                 "#SBATCH --gpus-per-node=1", "module load cuda", "source env/bin/activate"):
+        assert line in text, line
+    assert executor._executor.parameters["array_parallelism"] == 4
