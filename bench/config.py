@@ -102,7 +102,8 @@ class RunConfig:
 class LauncherConfig:
     name: str = "local"  # local | inline | slurm
     max_parallel: int = 1
-    folder: str = "runs/_submitit"
+    runs_per_job: int = 1  # >1 runs several runs in one process (saves ~10 s of imports per run)
+    folder: Optional[str] = None  # submitit logs; None = <runs_dir>/_submitit
     timeout_min: int = 240
 
 

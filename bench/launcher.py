@@ -28,15 +28,38 @@ log = logging.getLogger(__name__)
 LAUNCHERS = ("local", "inline", "slurm")
 
 
-class RunJob(submitit.helpers.Checkpointable):
-    """A picklable job executing one run; requeued by submitit on timeout or preemption."""
+def execute_runs(runs: list[dict[str, Any]], runs_dir: str) -> list[dict[str, Any]]:
+    """Execute runs one after the other; a failure is recorded and the next run goes on.
 
-    def __call__(self, run: dict[str, Any], runs_dir: str) -> dict[str, Any]:
+    Returns:
+        One ``{"record": metrics record}`` or ``{"error": message}`` per run, in order.
+    """
+    from bench.runner import execute_run
+
+    results = []
+    for data in runs:
+        run = run_from_dict(data)
+        try:
+            results.append({"record": execute_run(run, runs_dir)})
+        except Exception as err:  # one failed run must not stop the others; it is reported
+            message = f"{err.__class__.__name__}: {err}"
+            log.error("run %s failed: %s", RunDir(runs_dir, run).name, message)
+            results.append({"error": message})
+    return results
+
+
+class RunJob(submitit.helpers.Checkpointable):
+    """A picklable job executing a group of runs; requeued by submitit on timeout or preemption.
+
+    A requeued job calls the same runs again: complete ones are skipped, a partial one resumes from
+    its last epoch checkpoint.
+    """
+
+    def __call__(self, runs: list[dict[str, Any]], runs_dir: str) -> list[dict[str, Any]]:
         from bench.cli import setup_logging
-        from bench.runner import execute_run
 
         setup_logging()
-        return execute_run(run_from_dict(run), runs_dir)
+        return execute_runs(runs, runs_dir)
 
 
 @dataclass
@@ -70,7 +93,7 @@ def slurm_parameters(cfg: BenchConfig) -> dict[str, Any]:
 
 
 def make_executor(cfg: BenchConfig, cluster: Optional[str] = None) -> submitit.Executor:
-    folder = Path(cfg.launcher.folder) / "%j"
+    folder = Path(cfg.launcher.folder or Path(cfg.runs_dir) / "_submitit")
     if cfg.launcher.name == "slurm":
         executor = submitit.AutoExecutor(folder=folder, cluster=cluster or "slurm")
         executor.update_parameters(**slurm_parameters(cfg))
@@ -84,8 +107,8 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
     """Execute the sweep's pending runs; returns one outcome per executed run."""
     if cfg.launcher.name not in LAUNCHERS:
         raise ConfigError(f"unknown launcher {cfg.launcher.name!r}; valid choices: {', '.join(LAUNCHERS)}")
-    if cfg.launcher.max_parallel < 1:
-        raise ConfigError("launcher.max_parallel must be >= 1")
+    if cfg.launcher.max_parallel < 1 or cfg.launcher.runs_per_job < 1:
+        raise ConfigError("launcher.max_parallel and launcher.runs_per_job must be >= 1")
     runs, pending = pending_runs(cfg)
     log.info("sweep %s: %d runs, %d complete, %d to run", cfg.sweep, len(runs), len(runs) - len(pending), len(pending))
     if not pending:
@@ -95,60 +118,69 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
     if cfg.launcher.name == "slurm":
         executor = make_executor(cfg)
         with executor.batch():
-            jobs = [executor.submit(RunJob(), to_dict(r), cfg.runs_dir) for r in pending]
+            jobs = [executor.submit(RunJob(), [to_dict(r) for r in group], cfg.runs_dir)
+                    for group in _groups(pending, cfg.launcher.runs_per_job)]
         log.info("submitted %d Slurm jobs (array %s); logs under %s", len(jobs), jobs[0].job_id.split("_")[0],
-                 cfg.launcher.folder)
+                 cfg.launcher.folder or Path(cfg.runs_dir) / "_submitit")
         return []
     return _run_local(cfg, pending)
 
 
-def _run_inline(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
-    from bench.runner import execute_run
+def _groups(runs: list[RunConfig], size: int) -> list[list[RunConfig]]:
+    return [runs[i : i + size] for i in range(0, len(runs), size)]
 
+
+def _outcomes(group: list[RunConfig], results: list[dict[str, Any]]) -> list[Outcome]:
+    return [Outcome(run, res.get("record"), res.get("error")) for run, res in zip(group, results)]
+
+
+def _run_inline(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
     outcomes = []
     for run in tqdm(pending, desc=f"sweep {cfg.sweep}", unit="run", dynamic_ncols=True):
-        try:
-            outcomes.append(Outcome(run, execute_run(run, cfg.runs_dir)))
-        except Exception as err:  # one failed run must not stop the sweep; it is reported
-            log.error("run %s failed: %s: %s", RunDir(cfg.runs_dir, run).name, err.__class__.__name__, err)
-            outcomes.append(Outcome(run, None, f"{err.__class__.__name__}: {err}"))
+        outcomes += _outcomes([run], execute_runs([to_dict(run)], cfg.runs_dir))
     return outcomes
 
 
-def _progress_text(rd: RunDir) -> str:
-    try:
-        row = json.loads((rd.path / "progress.json").read_text())
-    except (OSError, ValueError):
-        return rd.name
-    return f"{rd.name} ep {row['epoch']}/{row['epochs']} step {row['step']}/{row['steps']} loss {row['loss']:.3f}"
+def _progress_text(runs_dir: str, group: list[RunConfig]) -> str:
+    for run in group:
+        rd = RunDir(runs_dir, run)
+        if rd.is_complete():
+            continue
+        try:
+            row = json.loads((rd.path / "progress.json").read_text())
+        except (OSError, ValueError):
+            return rd.name
+        return f"{rd.name} ep {row['epoch']}/{row['epochs']} step {row['step']}/{row['steps']} loss {row['loss']:.3f}"
+    return ""
 
 
 def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
     executor = make_executor(cfg)
-    queue = list(pending)
-    running: list[tuple[RunConfig, submitit.Job]] = []
+    queue = _groups(pending, cfg.launcher.runs_per_job)
+    running: list[tuple[list[RunConfig], submitit.Job]] = []
     outcomes: list[Outcome] = []
     bar = tqdm(total=len(pending), desc=f"sweep {cfg.sweep}", unit="run", dynamic_ncols=True)
     try:
         while queue or running:
             while queue and len(running) < cfg.launcher.max_parallel:
-                run = queue.pop(0)
-                running.append((run, executor.submit(RunJob(), to_dict(run), cfg.runs_dir)))
+                group = queue.pop(0)
+                running.append((group, executor.submit(RunJob(), [to_dict(r) for r in group], cfg.runs_dir)))
             time.sleep(0.5)
-            for run, job in list(running):
+            for group, job in list(running):
                 if not job.done():
                     continue
-                running.remove((run, job))
-                bar.update(1)
+                running.remove((group, job))
                 try:
-                    outcomes.append(Outcome(run, job.result()))
-                except Exception as err:  # submitit re-raises the job's error with its traceback
+                    outcomes += _outcomes(group, job.result())
+                except Exception as err:  # the job process itself died; submitit re-raises its error
                     message = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
-                    log.error("run %s failed: %s (log: %s)", RunDir(cfg.runs_dir, run).name, message,
-                              job.paths.stderr)
-                    outcomes.append(Outcome(run, None, message))
+                    log.error("job of %d run(s) failed: %s (log: %s)", len(group), message, job.paths.stderr)
+                    outcomes += [Outcome(run, None, message) for run in group]
+            finished = len(outcomes) + sum(
+                sum(RunDir(cfg.runs_dir, r).is_complete() for r in group) for group, _ in running)
+            bar.update(finished - bar.n)
             if running:
-                bar.set_postfix_str(_progress_text(RunDir(cfg.runs_dir, running[0][0])), refresh=True)
+                bar.set_postfix_str(_progress_text(cfg.runs_dir, running[0][0]), refresh=True)
     finally:
         bar.close()
         for _, job in running:
