@@ -18,8 +18,7 @@ COMMANDS = ("run", "list", "report", "status")
 def setup_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-                            datefmt="%H:%M:%S")
+        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
 
 
 def _registries():
@@ -32,15 +31,24 @@ def _registries():
 
 
 def validate_names(cfg) -> None:
-    """Fail before launching anything if a method, dataset or backbone name is unknown."""
+    """Fail before launching anything on an unknown method, dataset or backbone, or bad method options."""
     methods, backbones, datasets = _registries()
-    for m in cfg.methods:
-        methods.resolve_method(m)
+    from methods.distill._base import build_options
+
     for d in cfg.datasets:
         datasets.get(d)
     backbones.get(cfg.backbone.name)
     if cfg.teacher.backbone:
         backbones.get(cfg.teacher.backbone)
+    for run in run_configs(cfg):
+        spec = methods.resolve_method(run.method)
+        build_options(spec.peft_cls.Options, dict(run.peft), f"peft method {spec.peft!r} (in {run.method})")
+        if spec.distiller_cls is not None:
+            build_options(spec.distiller_cls.Options, dict(run.distill), f"distiller {spec.distiller!r}")
+        elif run.distill:
+            raise ConfigError(
+                f"distill options {sorted(run.distill)} given, but method {run.method!r} has no distiller"
+            )
 
 
 def cmd_list(args: list[str]) -> str:
@@ -75,8 +83,9 @@ def cmd_run(args: list[str]) -> str:
     report = build_report(cfg)
     summary = f"\n{report}\nwall time {time.time() - t0:.0f}s; {len(outcomes)} runs executed, {len(failed)} failed"
     if failed:
-        summary += "\n" + "\n".join(f"  FAILED {o.run.method} / {o.run.dataset} / seed {o.run.seed}: {o.error}"
-                                    for o in failed)
+        summary += "\n" + "\n".join(
+            f"  FAILED {o.run.method} / {o.run.dataset} / seed {o.run.seed}: {o.error}" for o in failed
+        )
     return summary
 
 

@@ -53,7 +53,9 @@ class TrainConfig:
     num_workers: int = 0
     log_every: int = 10
     device: str = "auto"  # auto | cpu | cuda
-    amp: bool = True  # bf16 autocast on CUDA; ignored on CPU
+    # "auto" = bf16 autocast on CUDA, fp32 on CPU; "bf16" = bf16 autocast on any device (fast on CPUs
+    # with AMX / AVX512-BF16); "fp32" = no autocast. Losses are always computed in float32.
+    precision: str = "auto"
     max_steps_per_epoch: Optional[int] = None  # debug: cut every epoch short
 
 
@@ -126,7 +128,9 @@ class BenchConfig(RunConfig):
     """A sweep: the grid of runs plus how to execute them. Run keys act as defaults for every run."""
 
     sweep: str = "demo"
-    methods: list[str] = field(default_factory=lambda: ["adapter"])
+    # A method entry is a name, or {name: ..., label: ..., set: {dotted.key: value}} for a table row
+    # that is a method with its own overrides (e.g. an ablation row).
+    methods: list[Any] = field(default_factory=lambda: ["adapter"])
     datasets: list[str] = field(default_factory=lambda: ["synth_polyp"])
     seeds: list[int] = field(default_factory=lambda: [0])
     grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted key -> values, crossed
@@ -137,8 +141,15 @@ class BenchConfig(RunConfig):
 
 RUN_KEYS = tuple(f.name for f in fields(RunConfig))
 # Keys that change how a run executes, not what it computes: left out of the run hash.
-UNHASHED_KEYS = ("variant", "train.num_workers", "train.log_every", "train.device", "data.cache_dir", "data.root",
-                 "data.encoder_cache")
+UNHASHED_KEYS = (
+    "variant",
+    "train.num_workers",
+    "train.log_every",
+    "train.device",
+    "data.cache_dir",
+    "data.root",
+    "data.encoder_cache",
+)
 
 
 def available_sweeps() -> list[str]:
@@ -209,19 +220,36 @@ def run_configs(cfg: BenchConfig) -> list[RunConfig]:
     base = OmegaConf.merge(OmegaConf.structured(RunConfig), {k: whole[k] for k in RUN_KEYS})
     points = grid_points(cfg)
     runs = []
-    for method in cfg.methods:
+    for entry in cfg.methods:
+        method, label, extra = method_entry(entry)
         for dataset in cfg.datasets:
             for seed in cfg.seeds:
                 for point in points:
-                    variant = ",".join(f"{k}={v}" for k, v in point.items())
-                    node = OmegaConf.merge(base, {"method": method, "dataset": dataset, "seed": seed,
-                                                  "variant": variant})
-                    for key, value in point.items():
+                    variant = ",".join([label] * bool(label) + [f"{k}={v}" for k, v in point.items()])
+                    node = OmegaConf.merge(
+                        base, {"method": method, "dataset": dataset, "seed": seed, "variant": variant}
+                    )
+                    for key, value in {**extra, **point}.items():
                         node = _merge(node, OmegaConf.from_dotlist([f"{key}={value}"]), f"grid {key}")
                     obj = OmegaConf.to_object(node)
                     assert isinstance(obj, RunConfig)
                     runs.append(obj)
     return runs
+
+
+def method_entry(entry: Any) -> tuple[str, str, dict[str, Any]]:
+    """(method name, row label, overrides) of one ``methods`` entry."""
+    if isinstance(entry, str):
+        return entry, "", {}
+    if isinstance(entry, dict) and isinstance(entry.get("name"), str) and set(entry) <= {"name", "label", "set"}:
+        extra = dict(entry.get("set") or {})
+        label = str(entry.get("label") or ",".join(f"{k}={v}" for k, v in extra.items()))
+        return entry["name"], label, extra
+    raise ConfigError(f"bad methods entry {entry!r}: use a name or {{name: ..., label: ..., set: {{key: value}}}}")
+
+
+def method_names_of(cfg: "BenchConfig") -> list[str]:
+    return [method_entry(e)[0] for e in cfg.methods]
 
 
 def to_dict(cfg: Any) -> dict[str, Any]:

@@ -13,6 +13,7 @@ from bench.backbones import Backbone
 from bench.data import PromptedDataset, batch_prompts, collate
 from bench.encoders import CachedEncoder
 from bench.metrics import MetricAccumulator
+from bench.trainer import autocast_for
 
 log = logging.getLogger(__name__)
 
@@ -26,6 +27,7 @@ def evaluate(
     device: torch.device,
     batch_size: int = 4,
     desc: str = "eval",
+    precision: str = "auto",
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Score every test image; the logits are resized back to each image's own size.
 
@@ -37,8 +39,9 @@ def evaluate(
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate)
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
         images = batch["image"].to(device)
-        z, _ = encoder(images)
-        out = backbone.decode(z, batch_prompts(batch, use_box).to(device))
+        with autocast_for(device, precision):
+            z, _ = encoder(images)
+            out = backbone.decode(z, batch_prompts(batch, use_box).to(device))
         for i, gt in enumerate(batch["gt"]):
             logits = backbone.postprocess(out.logits[i : i + 1].float(), tuple(gt.shape))
             prob = torch.sigmoid(logits)[0, 0].cpu().numpy().astype("float64")

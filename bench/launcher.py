@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from bench.results import RunDir
 log = logging.getLogger(__name__)
 
 LAUNCHERS = ("local", "inline", "slurm")
+REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
 def execute_runs(runs: list[dict[str, Any]], runs_dir: str) -> list[dict[str, Any]]:
@@ -78,12 +80,19 @@ def pending_runs(cfg: BenchConfig) -> tuple[list[RunConfig], list[RunConfig]]:
 def slurm_parameters(cfg: BenchConfig) -> dict[str, Any]:
     s = cfg.slurm
     params: dict[str, Any] = {
-        "timeout_min": int(cfg.launcher.timeout_min), "gpus_per_node": s.gpus_per_node,
-        "cpus_per_task": s.cpus_per_task, "mem_gb": s.mem_gb, "slurm_array_parallelism": s.array_parallelism,
+        "timeout_min": int(cfg.launcher.timeout_min),
+        "gpus_per_node": s.gpus_per_node,
+        "cpus_per_task": s.cpus_per_task,
+        "mem_gb": s.mem_gb,
+        "slurm_array_parallelism": s.array_parallelism,
         "name": f"samfit-{cfg.sweep}",
     }
-    optional = {"slurm_partition": s.partition, "slurm_account": s.account, "slurm_qos": s.qos,
-                "slurm_constraint": s.constraint}
+    optional = {
+        "slurm_partition": s.partition,
+        "slurm_account": s.account,
+        "slurm_qos": s.qos,
+        "slurm_constraint": s.constraint,
+    }
     params.update({k: v for k, v in optional.items() if v})
     if s.setup:
         params["slurm_setup"] = list(s.setup)
@@ -118,10 +127,16 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
     if cfg.launcher.name == "slurm":
         executor = make_executor(cfg)
         with executor.batch():
-            jobs = [executor.submit(RunJob(), [to_dict(r) for r in group], cfg.runs_dir)
-                    for group in _groups(pending, cfg.launcher.runs_per_job)]
-        log.info("submitted %d Slurm jobs (array %s); logs under %s", len(jobs), jobs[0].job_id.split("_")[0],
-                 cfg.launcher.folder or Path(cfg.runs_dir) / "_submitit")
+            jobs = [
+                executor.submit(RunJob(), [to_dict(r) for r in group], cfg.runs_dir)
+                for group in _groups(pending, cfg.launcher.runs_per_job)
+            ]
+        log.info(
+            "submitted %d Slurm jobs (array %s); logs under %s",
+            len(jobs),
+            jobs[0].job_id.split("_")[0],
+            cfg.launcher.folder or Path(cfg.runs_dir) / "_submitit",
+        )
         return []
     return _run_local(cfg, pending)
 
@@ -141,9 +156,8 @@ def _run_inline(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
     return outcomes
 
 
-def _progress_text(runs_dir: str, group: list[RunConfig]) -> str:
-    for run in group:
-        rd = RunDir(runs_dir, run)
+def _progress_text(dirs: list[RunDir]) -> str:
+    for rd in dirs:
         if rd.is_complete():
             continue
         try:
@@ -155,34 +169,38 @@ def _progress_text(runs_dir: str, group: list[RunConfig]) -> str:
 
 
 def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
+    # job processes unpickle bench.* by name: make the repository importable from any working directory
+    paths = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    os.environ["PYTHONPATH"] = os.pathsep.join(dict.fromkeys(paths))
     executor = make_executor(cfg)
     queue = _groups(pending, cfg.launcher.runs_per_job)
-    running: list[tuple[list[RunConfig], submitit.Job]] = []
+    running: list[tuple[list[RunConfig], list[RunDir], submitit.Job]] = []
     outcomes: list[Outcome] = []
     bar = tqdm(total=len(pending), desc=f"sweep {cfg.sweep}", unit="run", dynamic_ncols=True)
     try:
         while queue or running:
             while queue and len(running) < cfg.launcher.max_parallel:
                 group = queue.pop(0)
-                running.append((group, executor.submit(RunJob(), [to_dict(r) for r in group], cfg.runs_dir)))
-            time.sleep(0.5)
-            for group, job in list(running):
+                job = executor.submit(RunJob(), [to_dict(r) for r in group], cfg.runs_dir)
+                running.append((group, [RunDir(cfg.runs_dir, r) for r in group], job))
+            time.sleep(1.0)
+            for entry in list(running):
+                group, _, job = entry
                 if not job.done():
                     continue
-                running.remove((group, job))
+                running.remove(entry)
                 try:
                     outcomes += _outcomes(group, job.result())
                 except Exception as err:  # the job process itself died; submitit re-raises its error
                     message = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
                     log.error("job of %d run(s) failed: %s (log: %s)", len(group), message, job.paths.stderr)
                     outcomes += [Outcome(run, None, message) for run in group]
-            finished = len(outcomes) + sum(
-                sum(RunDir(cfg.runs_dir, r).is_complete() for r in group) for group, _ in running)
+            finished = len(outcomes) + sum(rd.is_complete() for _, dirs, _ in running for rd in dirs)
             bar.update(finished - bar.n)
             if running:
-                bar.set_postfix_str(_progress_text(cfg.runs_dir, running[0][0]), refresh=True)
+                bar.set_postfix_str(_progress_text(running[0][1]), refresh=True)
     finally:
         bar.close()
-        for _, job in running:
+        for _, _, job in running:
             job.cancel(check=False)
     return outcomes

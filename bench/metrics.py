@@ -106,9 +106,7 @@ def _validate(prob: np.ndarray, gt: np.ndarray) -> tuple[np.ndarray, np.ndarray]
         raise ValueError("prob contains NaN or infinite values")
     lo, hi = float(prob.min()), float(prob.max())
     if lo < 0.0 or hi > 1.0:
-        raise ValueError(
-            f"prob must lie in [0, 1] (apply a sigmoid to the logits first), got range [{lo}, {hi}]"
-        )
+        raise ValueError(f"prob must lie in [0, 1] (apply a sigmoid to the logits first), got range [{lo}, {hi}]")
     if gt.dtype != bool:
         if not np.issubdtype(gt.dtype, np.number) or not np.all((gt == 0) | (gt == 1)):
             raise ValueError(

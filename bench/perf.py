@@ -93,17 +93,25 @@ def main(argv: list[str] | None = None) -> int:
                 run.method, run.data.encoder_cache = method, cached
                 rows[(method, cached)] = step_time(run, batch, repeat)
         a2, a101 = loss_time(2.0, 4, 50), loss_time(1.01, 4, 50)
-    print(f"backbone {base.backbone.name} @ {parts.student.img_size}px, batch {base.train.batch_size}, "
-          f"median of {repeat} steps, {torch.get_num_threads()} threads")
+    print(
+        f"backbone {base.backbone.name} @ {parts.student.img_size}px, batch {base.train.batch_size}, "
+        f"median of {repeat} steps, {torch.get_num_threads()} threads"
+    )
     for (method, cached), sec in rows.items():
         print(f"  step {method:<16} cache={'on ' if cached else 'off'} {sec * 1000:9.1f} ms")
-    print(f"InfoSAM step / adapter step, cache on : {rows[('adapter+infosam', True)] / rows[('adapter', True)]:.3f}"
-          "   (target <= 1.10)")
+    print(
+        f"InfoSAM step / adapter step, cache on : {rows[('adapter+infosam', True)] / rows[('adapter', True)]:.3f}"
+        "   (target <= 1.10)"
+    )
     print(f"InfoSAM step / adapter step, cache off: {rows[('adapter+infosam', False)] / rows[('adapter', False)]:.3f}")
-    print(f"decoder-only step, no cache / cache   : {rows[('decoder_only', False)] / rows[('decoder_only', True)]:.1f}x"
-          "   (target >= 10)")
-    print(f"L_info alpha=2 {a2 * 1000:.2f} ms, alpha=1.01 (eigvalsh) {a101 * 1000:.2f} ms: {a101 / a2:.1f}x faster"
-          "   (target >= 20)")
+    print(
+        f"decoder-only step, no cache / cache   : {rows[('decoder_only', False)] / rows[('decoder_only', True)]:.1f}x"
+        "   (target >= 10)"
+    )
+    print(
+        f"L_info alpha=2 {a2 * 1000:.2f} ms, alpha=1.01 (eigvalsh) {a101 * 1000:.2f} ms: {a101 / a2:.1f}x faster"
+        "   (target >= 20)"
+    )
     return 0
 
 

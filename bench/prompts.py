@@ -48,9 +48,7 @@ def jitter_box(box: np.ndarray, jitter: float, shape: tuple[int, int], rng: np.r
     return np.array([x0, y0, x1, y1], dtype=np.float32)
 
 
-def sample_points(
-    mask: np.ndarray, n_pos: int, n_neg: int, rng: np.random.Generator
-) -> tuple[np.ndarray, np.ndarray]:
+def sample_points(mask: np.ndarray, n_pos: int, n_neg: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:
     """Draw ``n_pos`` foreground and ``n_neg`` background points (with replacement if needed).
 
     Returns:

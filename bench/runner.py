@@ -12,7 +12,7 @@ import torch
 
 from bench.backbones import build_backbone
 from bench.config import BackboneConfig, ConfigError, RunConfig, row_label
-from bench.data import PromptedDataset, eval_points_split
+from bench.data import PromptedDataset, collate, eval_points_split
 from bench.encoders import CachedEncoder
 from bench.evaluate import evaluate
 from bench.results import RunDir, atomic_write
@@ -36,8 +36,11 @@ def pick_device(name: str) -> torch.device:
 def teacher_config(run: RunConfig) -> BackboneConfig:
     t = run.teacher
     if t.backbone is None:
-        return BackboneConfig(name=run.backbone.name, checkpoint=t.checkpoint or run.backbone.checkpoint,
-                              img_size=t.img_size or run.backbone.img_size)
+        return BackboneConfig(
+            name=run.backbone.name,
+            checkpoint=t.checkpoint or run.backbone.checkpoint,
+            img_size=t.img_size or run.backbone.img_size,
+        )
     return BackboneConfig(name=t.backbone, checkpoint=t.checkpoint, img_size=t.img_size)
 
 
@@ -48,8 +51,13 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
     student = build_backbone(run.backbone)
     peft = build_peft(spec.peft, run.peft)
     targeted = peft.apply(student)
-    log.info("%s: %s targets %d modules, %.3fM trainable parameters", run.method, spec.peft, len(targeted),
-             trainable_parameters(student) / 1e6)
+    log.info(
+        "%s: %s targets %d modules, %.3fM trainable parameters",
+        run.method,
+        spec.peft,
+        len(targeted),
+        trainable_parameters(student) / 1e6,
+    )
     parts = TrainParts(student=student.to(device), student_encoder=None)  # type: ignore[arg-type]
     cls = spec.distiller_cls
     cache_root = run.data.cache_dir if run.data.encoder_cache else None
@@ -95,30 +103,63 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     info = test_set.info
     parts = build_parts(run, device)
     student = parts.student
-    train_data = PromptedDataset(train_set, student, run.seed, train=True, box_jitter=run.train.box_jitter,
-                                 num_pos=run.train.num_points)
-    progress = rd.path / "progress.json"
-    result = train(parts, train_data, run.train, run.seed, device, rd.checkpoint, desc=rd.name,
-                   on_log=lambda row: atomic_write(progress, json.dumps(row).encode()))
-    rd.write_train_log(result.log_rows)
-    t1 = time.time()
+    train_data = PromptedDataset(
+        train_set, student, run.seed, train=True, box_jitter=run.train.box_jitter, num_pos=run.train.num_points
+    )
     prompt = run.eval.prompt or info.eval_prompt
     if prompt not in ("box", "points"):
         raise ConfigError(f"eval.prompt must be 'box' or 'points', got {prompt!r}")
     n_pos, n_neg = eval_points_split(run.eval.num_points or info.eval_points)
-    test_data = PromptedDataset(test_set, student, run.seed, train=False, box_jitter=run.eval.box_jitter,
-                                num_pos=n_pos, num_neg=n_neg)
-    rows, means = evaluate(student, parts.student_encoder, test_data, prompt == "box", device,
-                           run.eval.batch_size, desc=f"{rd.name} eval")
+    test_data = PromptedDataset(
+        test_set, student, run.seed, train=False, box_jitter=run.eval.box_jitter, num_pos=n_pos, num_neg=n_neg
+    )
+    probe = collate([test_data[i] for i in range(min(len(test_data), run.train.batch_size))])
+    progress = rd.path / "progress.json"
+    result = train(
+        parts,
+        train_data,
+        run.train,
+        run.seed,
+        device,
+        rd.checkpoint,
+        desc=rd.name,
+        on_log=lambda row: atomic_write(progress, json.dumps(row).encode()),
+        probe=(probe, prompt == "box"),
+    )
+    rd.write_train_log(result.log_rows)
+    if parts.distiller is not None:
+        parts.distiller.save_artifacts(rd.path)
+    t1 = time.time()
+    rows, means = evaluate(
+        student,
+        parts.student_encoder,
+        test_data,
+        prompt == "box",
+        device,
+        run.eval.batch_size,
+        desc=f"{rd.name} eval",
+        precision=run.train.precision,
+    )
     rd.write_per_image(rows)
     record = {
-        "run": rd.name, "method": row_label(run), "base_method": run.method, "variant": run.variant, "dataset": run.dataset, "seed": run.seed,
-        "backbone": run.backbone.name, "metrics": means, "report_metrics": list(info.metrics),
-        "num_test_images": len(rows), "num_train_images": len(train_set),
+        "run": rd.name,
+        "method": row_label(run),
+        "base_method": run.method,
+        "variant": run.variant,
+        "dataset": run.dataset,
+        "seed": run.seed,
+        "backbone": run.backbone.name,
+        "metrics": means,
+        "report_metrics": list(info.metrics),
+        "num_test_images": len(rows),
+        "num_train_images": len(train_set),
         "trainable_params": trainable_parameters(student)
         + (trainable_parameters(parts.distiller) if parts.distiller is not None else 0),
-        "train_seconds": round(t1 - t0, 2), "eval_seconds": round(time.time() - t1, 2),
-        "skipped_empty_train_samples": result.skipped_empty, "eval_prompt": prompt, "status": "complete",
+        "train_seconds": round(t1 - t0, 2),
+        "eval_seconds": round(time.time() - t1, 2),
+        "skipped_empty_train_samples": result.skipped_empty,
+        "eval_prompt": prompt,
+        "status": "complete",
     }
     rd.write_metrics(record)
     progress.unlink(missing_ok=True)

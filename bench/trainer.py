@@ -21,9 +21,16 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
-from bench.backbones import Backbone
+from bench.backbones import Backbone, Prompts
 from bench.config import TrainConfig
-from bench.data import PromptedDataset, batch_prompts, collate, epoch_order, steps_per_epoch, use_box_for_batch
+from bench.data import (
+    PromptedDataset,
+    batch_prompts,
+    collate,
+    epoch_order,
+    steps_per_epoch,
+    use_box_for_batch,
+)
 from bench.encoders import CachedEncoder
 from bench.losses import structure_loss
 from methods.distill._base import Distiller, Features
@@ -72,31 +79,51 @@ class TrainResult:
     seconds: float = 0.0
 
 
-def autocast_for(device: torch.device, enabled: bool):
-    if enabled and device.type == "cuda":
-        return torch.autocast("cuda", dtype=torch.bfloat16)
+PRECISIONS = ("auto", "bf16", "fp32")
+
+
+def autocast_for(device: torch.device, precision: str):
+    """The autocast context of ``train.precision`` on ``device``."""
+    if precision not in PRECISIONS:
+        raise ValueError(f"unknown train.precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
+        return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
 
 
-def compute_loss(parts: TrainParts, batch: dict[str, Any], use_box: bool, device: torch.device,
-                 cfg: TrainConfig) -> dict[str, torch.Tensor]:
+def model_features(parts: TrainParts, images: torch.Tensor, prompts: Prompts) -> tuple[Features, Optional[Features]]:
+    """Student features, and the frozen teacher's (no grad) when there is a distiller."""
+    z, blocks = parts.student_encoder(images)
+    out = parts.student.decode(z, prompts)
+    student = Features(z, out.mask_token, out.logits, out.iou, blocks)
+    if parts.distiller is None:
+        return student, None
+    assert parts.teacher is not None and parts.teacher_encoder is not None
+    with torch.no_grad():
+        zt, tblocks = parts.teacher_encoder(images)
+        tout = parts.teacher.decode(zt, prompts)
+    return student, Features(zt, tout.mask_token, tout.logits, tout.iou, tblocks)
+
+
+def compute_loss(
+    parts: TrainParts, batch: dict[str, Any], use_box: bool, device: torch.device, cfg: TrainConfig
+) -> dict[str, torch.Tensor]:
     """Named loss terms for one batch (``seg`` + the distiller's terms)."""
     images = batch["image"].to(device, non_blocking=True)
     target = batch["target"].to(device, non_blocking=True)[:, None]
-    prompts = batch_prompts(batch, use_box).to(device)
-    student = parts.student
-    z, blocks = parts.student_encoder(images)
-    out = student.decode(z, prompts)
-    terms = {"seg": structure_loss(student.upscale(out.logits), target, cfg.structure_loss)}
-    if parts.distiller is not None:
-        assert parts.teacher is not None and parts.teacher_encoder is not None
-        with torch.no_grad():
-            zt, tblocks = parts.teacher_encoder(images)
-            tout = parts.teacher.decode(zt, prompts)
-        s_feat = Features(z, out.mask_token, out.logits, out.iou, blocks)
-        t_feat = Features(zt, tout.mask_token, tout.logits, tout.iou, tblocks)
-        terms.update(parts.distiller(s_feat, t_feat, batch))
+    student, teacher = model_features(parts, images, batch_prompts(batch, use_box).to(device))
+    terms = {"seg": structure_loss(parts.student.upscale(student.logits), target, cfg.structure_loss)}
+    if teacher is not None:
+        terms.update(parts.distiller(student, teacher, batch))
     return terms
+
+
+def probe_features(
+    parts: TrainParts, probe: dict[str, Any], use_box: bool, device: torch.device, precision: str
+) -> tuple[Features, Optional[Features]]:
+    """Features of a fixed batch without gradients (for per-epoch exports such as relation maps)."""
+    with torch.no_grad(), autocast_for(device, precision):
+        return model_features(parts, probe["image"].to(device), batch_prompts(probe, use_box).to(device))
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -120,8 +147,14 @@ def train(
     checkpoint: Path,
     desc: str = "train",
     on_log: Optional[Callable[[dict[str, Any]], None]] = None,
+    probe: Optional[tuple[dict[str, Any], bool]] = None,
 ) -> TrainResult:
-    """Train for ``cfg.epochs`` epochs, resuming from ``checkpoint`` when it exists."""
+    """Train for ``cfg.epochs`` epochs, resuming from ``checkpoint`` when it exists.
+
+    Args:
+        probe: A fixed batch and its prompt kind (box or points); after every epoch the distiller's
+            ``on_epoch_end`` may ask for the features of this batch.
+    """
     params = parts.trainable()
     result = TrainResult()
     if not params or cfg.epochs == 0:
@@ -149,9 +182,15 @@ def train(
     for epoch in range(start_epoch, cfg.epochs):
         data.epoch = epoch
         order = epoch_order(len(data), seed, epoch)[: n_steps * cfg.batch_size]
-        loader = DataLoader(Subset(data, order), batch_size=cfg.batch_size, shuffle=False, drop_last=True,
-                            num_workers=cfg.num_workers, collate_fn=collate,
-                            pin_memory=device.type == "cuda")
+        loader = DataLoader(
+            Subset(data, order),
+            batch_size=cfg.batch_size,
+            shuffle=False,
+            drop_last=True,
+            num_workers=cfg.num_workers,
+            collate_fn=collate,
+            pin_memory=device.type == "cuda",
+        )
         bar = tqdm(loader, total=n_steps, desc=f"{desc} ep {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
         for step, batch in enumerate(bar):
             valid = batch["valid"]
@@ -160,9 +199,11 @@ def train(
                 keep = valid.nonzero().flatten().tolist()
                 if len(keep) < 2:
                     continue
-                batch = {k: (v[keep] if isinstance(v, torch.Tensor) else [v[i] for i in keep]) for k, v in batch.items()}
+                batch = {
+                    k: (v[keep] if isinstance(v, torch.Tensor) else [v[i] for i in keep]) for k, v in batch.items()
+                }
             use_box = use_box_for_batch(seed, epoch, step, cfg.box_prob)
-            with autocast_for(device, cfg.amp):
+            with autocast_for(device, cfg.precision):
                 terms = compute_loss(parts, batch, use_box, device, cfg)
             loss = torch.stack([t.float() for t in terms.values()]).sum()
             optimizer.zero_grad(set_to_none=True)
@@ -185,10 +226,22 @@ def train(
                 bar.set_postfix(loss=f"{value:.4f}")
                 if on_log is not None:
                     on_log({**row, "epochs": cfg.epochs, "steps": n_steps})
-        save_checkpoint(checkpoint, {
-            "epoch": epoch + 1, "parts": parts.state(), "optimizer": optimizer.state_dict(),
-            "scheduler": scheduler.state_dict(), "log": result.log_rows, "skipped_empty": result.skipped_empty,
-        })
+        save_checkpoint(
+            checkpoint,
+            {
+                "epoch": epoch + 1,
+                "parts": parts.state(),
+                "optimizer": optimizer.state_dict(),
+                "scheduler": scheduler.state_dict(),
+                "log": result.log_rows,
+                "skipped_empty": result.skipped_empty,
+            },
+        )
+        if parts.distiller is not None and probe is not None:
+            batch, use_box = probe
+            parts.distiller.on_epoch_end(
+                epoch + 1, lambda: probe_features(parts, batch, use_box, device, cfg.precision), checkpoint.parent
+            )
     if result.skipped_empty:
         log.warning("%s: skipped %d training samples with empty masks", desc, result.skipped_empty)
     return result

@@ -72,6 +72,22 @@ DatasetBuilder = Callable[[str, DataConfig], SegmentationDataset]
 DATASETS: Registry[DatasetBuilder] = Registry("dataset")
 
 
+def register_dataset(name: str, info: DatasetInfo) -> Callable[[DatasetBuilder], DatasetBuilder]:
+    """Register a builder under ``name`` together with its protocol facts (readable without building)."""
+
+    def decorator(builder: DatasetBuilder) -> DatasetBuilder:
+        builder.info = info  # type: ignore[attr-defined]
+        DATASETS.add(name, builder)
+        return builder
+
+    return decorator
+
+
+def dataset_info(name: str) -> DatasetInfo:
+    """The protocol facts of a registered dataset (metrics, evaluation prompt, epochs)."""
+    return DATASETS.get(name).info  # type: ignore[attr-defined]
+
+
 def check_sample(sample: Sample, where: str) -> Sample:
     """Validate one sample against the contract; raise :class:`DatasetError` naming ``where``."""
     image, mask = sample["image"], sample["mask"]

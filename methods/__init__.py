@@ -50,8 +50,7 @@ def resolve_method(name: str) -> MethodSpec:
             DISTILLERS.get(distill_name)
     except UnknownNameError as err:
         raise ConfigError(
-            f"unknown method {name!r}: {err}. Valid: {', '.join(method_names())} "
-            f"or any <peft>+<distiller>"
+            f"unknown method {name!r}: {err}. Valid: {', '.join(method_names())} or any <peft>+<distiller>"
         ) from None
     return MethodSpec(name=name, peft=peft_name, distiller=distill_name or None)
 

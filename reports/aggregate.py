@@ -65,8 +65,7 @@ def result_table(
     for dataset, metric in columns:
         label = METRICS[metric].label if metric in METRICS else metric
         data[(dataset, label)] = [
-            format_cell(*index[(m, dataset, metric)]) if (m, dataset, metric) in index else MISSING
-            for m in methods
+            format_cell(*index[(m, dataset, metric)]) if (m, dataset, metric) in index else MISSING for m in methods
         ]
     frame = pd.DataFrame(data, index=list(methods))
     frame.columns = pd.MultiIndex.from_tuples(list(data))

@@ -6,17 +6,11 @@ import logging
 from pathlib import Path
 
 from bench.config import BenchConfig, row_label, run_configs, run_name
-from datasets._base import DATASETS
+from datasets._base import dataset_info
 
-from .aggregate import long_frame, load_records, result_table, summarize, to_markdown
+from .aggregate import load_records, long_frame, result_table, summarize, to_markdown
 
 log = logging.getLogger(__name__)
-
-
-def _declared(dataset: str) -> tuple[str, ...]:
-    builder = DATASETS.get(dataset)
-    info = getattr(builder, "info", None)
-    return tuple(info.metrics) if info is not None else ("iou", "dice")
 
 
 def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
@@ -26,14 +20,13 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
     columns = []
     for dataset in cfg.datasets:
         metrics = next((tuple(r["report_metrics"]) for r in records if r["dataset"] == dataset), None)
-        for metric in metrics or _declared(dataset):
+        for metric in metrics or dataset_info(dataset).metrics:
             columns.append((dataset, metric))
     summary = summarize(long_frame(records))
     labels = list(dict.fromkeys(row_label(r) for r in runs))
     table = result_table(summary, labels, columns)
     seeds = sorted({r["seed"] for r in records})
-    title = (f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), "
-             f"{len(records)}/{len(runs)} runs complete")
+    title = f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), {len(records)}/{len(runs)} runs complete"
     markdown = f"{title}\n\n{to_markdown(table)}\n"
     out = Path(out_dir or Path(cfg.runs_dir) / "_reports")
     out.mkdir(parents=True, exist_ok=True)

@@ -12,5 +12,13 @@ from ._base import (
     load_checkpoint,
 )
 
-__all__ = ["BACKBONES", "Backbone", "CheckpointError", "DecoderOutput", "EncoderStep", "Prompts",
-           "build_backbone", "load_checkpoint"]
+__all__ = [
+    "BACKBONES",
+    "Backbone",
+    "CheckpointError",
+    "DecoderOutput",
+    "EncoderStep",
+    "Prompts",
+    "build_backbone",
+    "load_checkpoint",
+]

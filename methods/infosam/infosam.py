@@ -16,7 +16,8 @@ Example (Table 4, row 2, paper-text reading)::
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from pathlib import Path
+from typing import Any, Callable, Optional
 
 import torch
 
@@ -24,6 +25,7 @@ from methods.distill._base import DISTILLERS, DistillContext, Distiller, Feature
 
 from .losses import relation_compression_loss, relation_distillation_loss
 from .relation import RELATION_KINDS, FixedDotRelation, RelationModule
+from .relation_maps import save_relation_maps, to_maps
 from .renyi import check_alpha
 
 LR_RELATIONS = ("learned", "fixed_dot")
@@ -35,9 +37,7 @@ class InfoSAMOptions:
 
     lambda1: float = field(default=1.0, metadata={"help": "weight λ1 of L_r (Eq. 14)"})
     lambda2: float = field(default=0.5, metadata={"help": "weight λ2 of L_d (Eq. 14)"})
-    alpha: float = field(
-        default=2.0, metadata={"help": "Rényi order; 2 = Frobenius form, else eigenvalues (Table 11)"}
-    )
+    alpha: float = field(default=2.0, metadata={"help": "Rényi order; 2 = Frobenius form, else eigenvalues (Table 11)"})
     use_lr: bool = field(default=True, metadata={"help": "add the relation compression loss L_r (Table 4)"})
     use_ld: bool = field(default=True, metadata={"help": "add the relation distillation loss L_d (Table 4)"})
     regularize: bool = field(
@@ -56,8 +56,10 @@ class InfoSAMOptions:
     relation_frozen: bool = field(
         default=False, metadata={"help": "freeze the relation module (Table 6 uses a frozen, loaded RM)"}
     )
-    relation_dim: int = field(
-        default=256, metadata={"help": "width D of the W_Q/W_K projections (scale 1/sqrt(D))"}
+    relation_dim: int = field(default=256, metadata={"help": "width D of the W_Q/W_K projections (scale 1/sqrt(D))"})
+    export_epochs: list[int] = field(
+        default_factory=list,
+        metadata={"help": "epochs after which teacher/student relation maps of 4 test images are saved (Fig. 8/9)"},
     )
     lr_relation: str = field(
         default="learned",
@@ -147,9 +149,7 @@ class InfoSAM(Distiller):
         if options.relation_frozen:
             self.relation.requires_grad_(False)
 
-    def forward(
-        self, student: Features, teacher: Features, batch: dict[str, Any]
-    ) -> dict[str, torch.Tensor]:
+    def forward(self, student: Features, teacher: Features, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """Return ``{"l_r": λ1·L_r, "l_d": λ2·L_d}`` (the enabled terms), float32 scalars.
 
         Args:
@@ -168,6 +168,24 @@ class InfoSAM(Distiller):
             r_s = self.relation(student.embedding, student.mask_token)
             terms["l_d"] = opts.lambda2 * relation_distillation_loss(r_t, r_s, opts.alpha, opts.regularize)
         return terms
+
+    def on_epoch_end(self, epoch: int, probe: Callable[[], tuple[Features, Optional[Features]]], run_dir: Path) -> None:
+        """Save relation maps of the probe images after the epochs listed in ``export_epochs``."""
+        if epoch not in self.options.export_epochs:
+            return
+        student, teacher = probe()
+        assert teacher is not None
+        with torch.no_grad():
+            r_t = self.relation(teacher.embedding, teacher.mask_token)
+            r_s = self.relation(student.embedding, student.mask_token)
+        h, w = teacher.embedding.shape[-2:]
+        names = [f"image {i}" for i in range(r_t.shape[0])]
+        save_relation_maps(run_dir / "relation_maps", epoch, to_maps(r_t, h, w), to_maps(r_s, h, w), names)
+
+    def save_artifacts(self, run_dir: Path) -> None:
+        """Save the trained relation module as ``relation.pt`` (load it elsewhere with
+        ``distill.relation_ckpt=<run_dir>/relation.pt distill.relation_frozen=true``, Table 6)."""
+        self.save_relation(str(Path(run_dir) / "relation.pt"))
 
     def save_relation(self, path: str) -> None:
         """Save the relation module's state dict (load it with ``relation_ckpt=path``)."""

@@ -53,9 +53,7 @@ def _tokens(z_i: torch.Tensor, z_m: torch.Tensor, dim: Optional[int]) -> tuple[t
     if z_m.dim() != 3:
         raise ValueError(f"mask token z_m must be (B, C) or (B, N, C), got shape {tuple(z_m.shape)}")
     if z_i.shape[0] != z_m.shape[0] or z_i.shape[1] != z_m.shape[-1]:
-        raise ValueError(
-            f"z_i {tuple(z_i.shape)} and z_m {tuple(z_m.shape)} disagree in batch size or channel width"
-        )
+        raise ValueError(f"z_i {tuple(z_i.shape)} and z_m {tuple(z_m.shape)} disagree in batch size or channel width")
     if dim is not None and z_i.shape[1] != dim:
         raise ValueError(f"relation module built for width {dim}, got features of width {z_i.shape[1]}")
     dtype = compute_dtype(z_i)
@@ -73,9 +71,7 @@ def _linear(layer: nn.Linear, x: torch.Tensor) -> torch.Tensor:
 
 
 def _layer_norm(layer: nn.LayerNorm, x: torch.Tensor) -> torch.Tensor:
-    return F.layer_norm(
-        x, layer.normalized_shape, layer.weight.to(x.dtype), layer.bias.to(x.dtype), layer.eps
-    )
+    return F.layer_norm(x, layer.normalized_shape, layer.weight.to(x.dtype), layer.bias.to(x.dtype), layer.eps)
 
 
 class _Scores(nn.Module):

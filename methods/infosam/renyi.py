@@ -113,9 +113,7 @@ def joint_entropy(*grams: torch.Tensor, alpha: float = 2.0, method: str = "auto"
     return renyi_entropy(hadamard(*grams), alpha, method)
 
 
-def mutual_information(
-    a: GramGroup, b: GramGroup, alpha: float = 2.0, method: str = "auto"
-) -> torch.Tensor:
+def mutual_information(a: GramGroup, b: GramGroup, alpha: float = 2.0, method: str = "auto") -> torch.Tensor:
     """Matrix-based Rényi mutual information I_α(A; B) = H(A) + H(B) − H(A, B) (Eqs. 3 and 17).
 
     Args:

@@ -13,16 +13,6 @@ from bench.backbones.litemedsam import LITEMEDSAM_SHA256, build_tinyvit_sam, bun
 from bench.config import BackboneConfig, ConfigError
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: these tensors are small, and on a shared 2-core machine two threads
-    contend with other processes and run several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture
 def tiny() -> Backbone:
     return build_backbone(BackboneConfig(name="tiny_sam"))
@@ -134,9 +124,13 @@ def test_decode_matches_the_official_decoder_per_image(tiny):
     out = tiny.decode(z, Prompts(boxes=BOXES))
     for i in range(2):
         sparse, dense = tiny.prompt_encoder(points=None, boxes=BOXES[i : i + 1], masks=None)
-        low, iou = tiny.mask_decoder(image_embeddings=z[i : i + 1], image_pe=tiny.prompt_encoder.get_dense_pe(),
-                                     sparse_prompt_embeddings=sparse, dense_prompt_embeddings=dense,
-                                     multimask_output=False)
+        low, iou = tiny.mask_decoder(
+            image_embeddings=z[i : i + 1],
+            image_pe=tiny.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
         torch.testing.assert_close(out.logits[i : i + 1], low)
         torch.testing.assert_close(out.iou[i : i + 1], iou)
 
@@ -223,8 +217,11 @@ def test_litemedsam_loads_the_verified_bundled_weights(litemedsam):
     state = torch.load(path, map_location="cpu", weights_only=True)
     own = litemedsam.state_dict()
     assert set(own) == set(state)
-    for key in ("image_encoder.patch_embed.seq.0.c.weight", "mask_decoder.iou_token.weight",
-                "prompt_encoder.point_embeddings.0.weight"):
+    for key in (
+        "image_encoder.patch_embed.seq.0.c.weight",
+        "mask_decoder.iou_token.weight",
+        "prompt_encoder.point_embeddings.0.weight",
+    ):
         assert torch.equal(own[key], state[key])
     assert litemedsam.normalization == "minmax"
     assert litemedsam.img_size == 256
@@ -275,8 +272,10 @@ def test_litemedsam_at_128_px_uses_the_same_weights():
 # ----------------------------------------------------------------------------- checkpoints
 def _perturbed_state(model: Backbone) -> dict[str, torch.Tensor]:
     g = torch.Generator().manual_seed(1)
-    return {k: (v + torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone())
-            for k, v in model.state_dict().items()}
+    return {
+        k: (v + torch.randn(v.shape, generator=g) if v.is_floating_point() else v.clone())
+        for k, v in model.state_dict().items()
+    }
 
 
 def test_checkpoint_round_trip(tiny, tmp_path):

@@ -32,10 +32,12 @@ def test_demo_sweep_defaults_come_from_the_yaml_on_top_of_the_schema():
     assert isinstance(cfg, BenchConfig)
     assert cfg.sweep == "demo"
     # from sweeps/demo.yaml (differ from the dataclass defaults)
-    assert cfg.methods == ["zero_shot", "decoder_only", "adapter"]
+    assert cfg.methods == ["zero_shot", "decoder_only", "adapter", "adapter+infosam"]
     assert cfg.datasets == ["synth_camo", "synth_polyp", "synth_leaf", "synth_road"]
     assert cfg.backbone.name == "litemedsam"
-    assert cfg.train.epochs == 3
+    assert cfg.backbone.img_size == 128
+    assert cfg.train.epochs == 7
+    assert cfg.train.precision == "bf16"
     # untouched schema defaults (DESIGN.md protocol)
     assert cfg.train.batch_size == 4
     assert cfg.train.lr == pytest.approx(2e-4)
@@ -45,20 +47,28 @@ def test_demo_sweep_defaults_come_from_the_yaml_on_top_of_the_schema():
 
 
 def test_overrides_apply_on_top_of_the_sweep():
-    cfg = load_config(["train.epochs=2", "datasets=[synth_polyp]", "launcher=inline", "seeds=[0,1]",
-                       "train.lr=0.001", "backbone.img_size=128"])
+    cfg = load_config(
+        [
+            "train.epochs=2",
+            "datasets=[synth_polyp]",
+            "launcher=inline",
+            "seeds=[0,1]",
+            "train.lr=0.001",
+            "backbone.img_size=256",
+        ]
+    )
     assert cfg.train.epochs == 2
     assert isinstance(cfg.train.epochs, int)
     assert cfg.datasets == ["synth_polyp"]
     assert cfg.seeds == [0, 1]
     assert cfg.train.lr == pytest.approx(1e-3)
-    assert cfg.backbone.img_size == 128
+    assert cfg.backbone.img_size == 256
     # shorthand sets only the name; the other launcher keys keep their defaults
     assert cfg.launcher.name == "inline"
     assert cfg.launcher.max_parallel == 1
     assert cfg.launcher.timeout_min == 240
     # keys not overridden still come from the sweep file
-    assert cfg.methods == ["zero_shot", "decoder_only", "adapter"]
+    assert cfg.methods == ["zero_shot", "decoder_only", "adapter", "adapter+infosam"]
 
 
 def test_later_override_wins_and_dotted_launcher_key_works():
@@ -176,7 +186,9 @@ def test_run_expansion_without_grid():
     cfg = load_config(["methods=[adapter]", "datasets=[synth_polyp]", "seeds=[3,4]", "train.epochs=7"])
     runs = run_configs(cfg)
     assert [(r.method, r.dataset, r.seed, r.train.epochs) for r in runs] == [
-        ("adapter", "synth_polyp", 3, 7), ("adapter", "synth_polyp", 4, 7)]
+        ("adapter", "synth_polyp", 3, 7),
+        ("adapter", "synth_polyp", 4, 7),
+    ]
 
 
 def test_grid_with_unknown_key_raises():
@@ -201,8 +213,10 @@ def test_run_hash_is_stable_across_calls_and_objects():
 
 
 def test_run_hash_is_stable_across_processes():
-    code = ("from bench.config import RunConfig, run_hash; "
-            "print(run_hash(RunConfig(method='adapter', dataset='synth_polyp', seed=0)))")
+    code = (
+        "from bench.config import RunConfig, run_hash; "
+        "print(run_hash(RunConfig(method='adapter', dataset='synth_polyp', seed=0)))"
+    )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == run_hash(_run())
@@ -230,3 +244,38 @@ def test_run_hash_changes_with_anything_that_changes_the_result():
     hashes = [run_hash(r) for r in changed]
     assert h not in hashes
     assert len(set(hashes)) == len(hashes)
+
+
+# ----------------------------------------------------------------------------- table rows with their own overrides
+def test_method_entries_with_overrides_become_labelled_rows():
+    cfg = load_config(["sweep=table4", "datasets=[synth_polyp]", "seeds=[0]"])
+    runs = run_configs(cfg)
+    assert [r.method for r in runs] == ["adapter"] + ["adapter+infosam"] * 3
+    assert runs[1].distill == {"use_ld": False}
+    assert runs[2].distill == {"use_lr": False, "lr_relation": "fixed_dot"}
+    assert runs[3].distill == {}
+    labels = [r.variant for r in runs]
+    assert labels[0] == "" and len(set(labels)) == 4
+    assert len({run_hash(r) for r in runs}) == 4
+
+
+def test_grid_points_are_labelled_and_hashed_apart():
+    cfg = load_config(["sweep=table11", "datasets=[synth_polyp]", "seeds=[0]"])
+    runs = run_configs(cfg)
+    assert [r.distill["alpha"] for r in runs] == [1.01, 2.0, 3.0]
+    assert [r.variant for r in runs] == ["distill.alpha=1.01", "distill.alpha=2.0", "distill.alpha=3.0"]
+    assert len({run_hash(r) for r in runs}) == 3
+
+
+def test_bad_method_entry_raises():
+    cfg = load_config(["methods=[{nam: adapter}]"])
+    with pytest.raises(ConfigError, match="bad methods entry"):
+        run_configs(cfg)
+
+
+def test_cli_rejects_bad_method_options_before_launching(capsys, tmp_path):
+    code = cli.main(["run", "methods=[zero_shot,adapter]", "peft.ratio=0.5", f"runs_dir={tmp_path}"])
+    err = capsys.readouterr().err
+    assert code == 2
+    assert "zero_shot" in err and "ratio" in err
+    assert not any(tmp_path.iterdir())

@@ -15,16 +15,6 @@ from bench.prompts import EmptyMaskError, jitter_box, mask_box, sample_points, s
 from datasets._base import DATASETS
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: these tensors are small, and on a shared 2-core machine two threads
-    contend with other processes and run several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # ----------------------------------------------------------------------------- structure loss, in numpy
 def _np_avgpool31(t: np.ndarray) -> np.ndarray:
     """31x31 mean with zero padding counted in the denominator (torch's count_include_pad=True)."""
@@ -55,8 +45,9 @@ def _np_structure_loss(logits: np.ndarray, target: np.ndarray, variant: str) -> 
 
 def _case_4x4():
     target = np.array([[0, 0, 0, 0], [0, 1, 1, 0], [0, 1, 1, 1], [0, 0, 0, 0]], dtype=np.float64)
-    logits = np.array([[-2.0, -1.0, 0.5, -3.0], [-0.5, 2.0, 1.5, -1.0],
-                       [0.0, 3.0, -0.5, 1.0], [-1.5, 0.25, -2.5, -4.0]])
+    logits = np.array(
+        [[-2.0, -1.0, 0.5, -3.0], [-0.5, 2.0, 1.5, -1.0], [0.0, 3.0, -0.5, 1.0], [-1.5, 0.25, -2.5, -4.0]]
+    )
     return logits[None], target[None]
 
 
@@ -72,8 +63,9 @@ def test_boundary_weight_4x4_by_hand():
 @pytest.mark.parametrize("variant", ["weighted", "unweighted_bce"])
 def test_structure_loss_4x4_matches_numpy(variant):
     logits, target = _case_4x4()
-    got = structure_loss(torch.tensor(logits[:, None], dtype=torch.float32),
-                         torch.tensor(target[:, None], dtype=torch.float32), variant)
+    got = structure_loss(
+        torch.tensor(logits[:, None], dtype=torch.float32), torch.tensor(target[:, None], dtype=torch.float32), variant
+    )
     assert got.shape == ()
     assert float(got) == pytest.approx(_np_structure_loss(logits, target, variant), rel=1e-5)
 
@@ -86,8 +78,9 @@ def test_structure_loss_batch_of_larger_masks_matches_numpy(variant):
     target[1, 30:38, 2:10] = 1  # near the border: padding enters the average
     target[2] = rng.random((40, 36)) > 0.7
     logits = rng.normal(0, 2, target.shape)
-    got = structure_loss(torch.tensor(logits[:, None], dtype=torch.float32),
-                         torch.tensor(target[:, None], dtype=torch.float32), variant)
+    got = structure_loss(
+        torch.tensor(logits[:, None], dtype=torch.float32), torch.tensor(target[:, None], dtype=torch.float32), variant
+    )
     assert float(got) == pytest.approx(_np_structure_loss(logits, target, variant), rel=1e-5)
 
 
@@ -113,7 +106,9 @@ def test_variants_agree_when_weights_are_uniform():
     # an all-background target has weight 1 everywhere
     lt = torch.tensor(_case_4x4()[0][:, None], dtype=torch.float32)
     zeros = torch.zeros_like(lt)
-    assert float(structure_loss(lt, zeros, "weighted")) == pytest.approx(float(structure_loss(lt, zeros, "unweighted_bce")))
+    assert float(structure_loss(lt, zeros, "weighted")) == pytest.approx(
+        float(structure_loss(lt, zeros, "unweighted_bce"))
+    )
 
 
 def test_structure_loss_is_lower_for_a_better_prediction():
@@ -224,15 +219,20 @@ def test_stable_seed_is_fixed_and_distinguishes_parts():
     assert stable_seed(1, 23) != stable_seed(12, 3)
     assert 0 <= stable_seed("x") < 2**63
     # a constant: must not change between versions or machines (eval prompts depend on it)
-    assert stable_seed("eval", "synth_polyp_test_0000") == int.from_bytes(
-        __import__("hashlib").sha256("eval\x1fsynth_polyp_test_0000".encode()).digest()[:8], "little") >> 1
+    assert (
+        stable_seed("eval", "synth_polyp_test_0000")
+        == int.from_bytes(__import__("hashlib").sha256("eval\x1fsynth_polyp_test_0000".encode()).digest()[:8], "little")
+        >> 1
+    )
 
 
 # ----------------------------------------------------------------------------- PromptedDataset prompts
 @pytest.fixture(scope="module")
 def tiny_data(tmp_path_factory):
-    cfg = DataConfig(cache_dir=str(tmp_path_factory.mktemp("cache")),
-                     synth=SynthConfig(train_size=4, test_size=4, min_side=64, max_side=96))
+    cfg = DataConfig(
+        cache_dir=str(tmp_path_factory.mktemp("cache")),
+        synth=SynthConfig(train_size=4, test_size=4, min_side=64, max_side=96),
+    )
     backbone = build_backbone(BackboneConfig(name="tiny_sam"))
     return DATASETS.get("synth_polyp")("test", cfg), backbone
 
@@ -261,7 +261,9 @@ def test_eval_box_without_jitter_is_the_gt_box_in_the_input_frame(tiny_data):
     data = PromptedDataset(ds, backbone, seed=0, train=False)
     item, sample = data[1], ds[1]
     resized = backbone.resized_shape(*sample["mask"].shape)
-    np.testing.assert_allclose(item["box"].numpy(), to_input_frame(mask_box(sample["mask"]), sample["mask"].shape, resized))
+    np.testing.assert_allclose(
+        item["box"].numpy(), to_input_frame(mask_box(sample["mask"]), sample["mask"].shape, resized)
+    )
     assert item["labels"].tolist() == [1]
     assert item["image"].shape == (3, 64, 64) and item["target"].shape == (64, 64)
 

@@ -19,26 +19,28 @@ from bench.results import FAILED_FILE, METRICS_FILE, RunDir
 from bench.runner import execute_run
 from bench.trainer import NonFiniteLossError
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: these tensors are small, and on a shared 2-core machine two threads
-    contend with other processes and run several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 REPO = Path(__file__).resolve().parents[2]
 
 
 def sweep(tmp_path: Path, *extra: str, runs: str = "runs", cache: str = "cache") -> BenchConfig:
-    return load_config([
-        "backbone.name=tiny_sam", "launcher=inline", "train.epochs=2", "methods=[adapter]",
-        "datasets=[synth_polyp]", f"runs_dir={tmp_path / runs}", f"data.cache_dir={tmp_path / cache}",
-        "data.synth.train_size=8", "data.synth.test_size=4", "data.synth.min_side=64", "data.synth.max_side=96",
-        f"launcher.folder={tmp_path / 'submitit'}", *extra,
-    ])
+    return load_config(
+        [
+            "sweep=smoke",
+            "backbone.name=tiny_sam",
+            "launcher=inline",
+            "train.epochs=2",
+            "methods=[adapter]",
+            "datasets=[synth_polyp]",
+            f"runs_dir={tmp_path / runs}",
+            f"data.cache_dir={tmp_path / cache}",
+            "data.synth.train_size=8",
+            "data.synth.test_size=4",
+            "data.synth.min_side=64",
+            "data.synth.max_side=96",
+            f"launcher.folder={tmp_path / 'submitit'}",
+            *extra,
+        ]
+    )
 
 
 def single_run(cfg: BenchConfig) -> RunConfig:
@@ -209,11 +211,36 @@ def test_local_launcher_runs_in_a_subprocess(tmp_path, monkeypatch):
     assert list((tmp_path / "submitit").rglob("*_result.pkl"))
 
 
+def test_local_launcher_groups_runs_and_isolates_failures(tmp_path, monkeypatch):
+    """Two runs in one job: the bad one fails with its reason, the good one still completes."""
+    monkeypatch.setenv("OMP_NUM_THREADS", "1")
+    cfg = sweep(
+        tmp_path,
+        "launcher.name=local",
+        "launcher.runs_per_job=2",
+        "methods=[zero_shot,adapter]",
+        "data.synth.test_size=2",
+        "peft.ratio=0.5",
+    )
+    outcomes = launch(cfg)
+    assert [o.run.method for o in outcomes] == ["zero_shot", "adapter"]
+    assert len(list((tmp_path / "submitit").glob("*_submitted.pkl"))) == 1  # one job for both runs
+    zero, adapter = outcomes
+    assert "peft method 'zero_shot'" in zero.error and "ratio" in zero.error
+    assert adapter.error is None and RunDir(cfg.runs_dir, adapter.run).is_complete()
+
+
 # ----------------------------------------------------------------------------- (f) Slurm parameters
 SLURM_OVERRIDES = (
-    "launcher.name=slurm", "launcher.timeout_min=30", "slurm.partition=gpu", "slurm.account=proj1",
-    "slurm.qos=high", "slurm.array_parallelism=4", "slurm.constraint=a100",
-    "slurm.setup=[module load cuda,source env/bin/activate]", "slurm.additional={reservation: r1, exclusive: true}",
+    "launcher.name=slurm",
+    "launcher.timeout_min=30",
+    "slurm.partition=gpu",
+    "slurm.account=proj1",
+    "slurm.qos=high",
+    "slurm.array_parallelism=4",
+    "slurm.constraint=a100",
+    "slurm.setup=[module load cuda,source env/bin/activate]",
+    "slurm.additional={reservation: r1, exclusive: true}",
 )
 
 
@@ -229,7 +256,9 @@ def test_slurm_parameters_map_to_submitit_names(tmp_path):
     assert params["timeout_min"] == 30 and params["gpus_per_node"] == 1
     # unset optional keys are left out rather than passed as None
     plain = slurm_parameters(sweep(tmp_path, "launcher.name=slurm"))
-    assert not {"slurm_partition", "slurm_account", "slurm_qos", "slurm_setup", "slurm_additional_parameters"} & set(plain)
+    assert not {"slurm_partition", "slurm_account", "slurm_qos", "slurm_setup", "slurm_additional_parameters"} & set(
+        plain
+    )
 
 
 def test_make_executor_accepts_the_slurm_parameters(tmp_path):
@@ -244,8 +273,16 @@ def test_slurm_parameters_reach_the_sbatch_script(tmp_path, monkeypatch):
     executor = make_executor(sweep(tmp_path, *SLURM_OVERRIDES))
     assert executor.cluster == "slurm"
     text = executor._executor._make_submission_file_text("python job.py", "uid")
-    for line in ("#SBATCH --partition=gpu", "#SBATCH --account=proj1", "#SBATCH --qos=high",
-                 "#SBATCH --constraint=a100", "#SBATCH --reservation=r1", "#SBATCH --time=30",
-                 "#SBATCH --gpus-per-node=1", "module load cuda", "source env/bin/activate"):
+    for line in (
+        "#SBATCH --partition=gpu",
+        "#SBATCH --account=proj1",
+        "#SBATCH --qos=high",
+        "#SBATCH --constraint=a100",
+        "#SBATCH --reservation=r1",
+        "#SBATCH --time=30",
+        "#SBATCH --gpus-per-node=1",
+        "module load cuda",
+        "source env/bin/activate",
+    ):
         assert line in text, line
     assert executor._executor.parameters["array_parallelism"] == 4

@@ -21,16 +21,6 @@ from bench.registry import UnknownNameError
 from methods.peft._base import PEFT_METHODS, build_peft, trainable_parameters
 from methods.peft.adapter import AdapterOptions
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _single_thread():
-    """One intra-op thread: these tensors are small, and on a shared 2-core machine two threads
-    contend with other processes and run several times slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
 BACKBONE_CONFIGS = {
     "tiny_sam": BackboneConfig(name="tiny_sam"),
     "litemedsam128": BackboneConfig(name="litemedsam", img_size=128),
@@ -231,10 +221,15 @@ def test_adapter_without_norm_training_trains_only_adapters_and_decoder():
     model = pretrained("tiny_sam")
     _apply("adapter", model, train_norms=False)
     trainable = _trainable(model)
-    assert not any(isinstance(m, nn.LayerNorm) and any(p.requires_grad for p in m.parameters())
-                   for m in model.image_encoder.modules())
-    assert {n for n in trainable if not n.startswith("mask_decoder.")} == {
-        n for n in trainable if ".adapter." in n} != set()
+    assert not any(
+        isinstance(m, nn.LayerNorm) and any(p.requires_grad for p in m.parameters())
+        for m in model.image_encoder.modules()
+    )
+    assert (
+        {n for n in trainable if not n.startswith("mask_decoder.")}
+        == {n for n in trainable if ".adapter." in n}
+        != set()
+    )
 
 
 def test_adapter_end_block_limits_the_range():

@@ -1,0 +1,528 @@
+"""Synthetic stand-ins for the InfoSAM paper's four domains, generated deterministically.
+
+Each domain is a small generator of (image, mask) pairs in the spirit of the real dataset it stands
+in for, hard enough that a zero-shot SAM with a tight box prompt is clearly imperfect, with cues a
+fine-tuned model can learn:
+
+- ``synth_camo`` (camouflaged objects, COD10K/CAMO-like): an irregular animal-like body (a blob with
+  limbs and a roughened outline) filled with *the same* texture as the background - another crop
+  of the same photo or noise, at a slightly different scale and with a faint tint - under one shared
+  illumination field. Hard: no colour or edge contrast to speak of; the cues are texture scale, the
+  tint and a faint contact shadow.
+- ``synth_polyp`` (Kvasir/CVC-like): a dome-shaded blob with a soft edge on pink-red mucosa with folds
+  and vessels, specular highlights on and off the polyp, vignetting and defocus. Hard: low colour
+  contrast and a blurred boundary; the highlights and folds are distractors.
+- ``synth_leaf`` (Leaf Disease Segmentation-like): a green leaf with veins on a blurred background;
+  the mask is the diseased *lesions* only - several brown spots and irregular patches with yellow
+  halos. Hard: the box around the lesions also frames healthy leaf, so SAM tends to segment the
+  leaf (or one spot) instead of the set of lesions.
+- ``synth_road`` (DeepGlobe/Massachusetts-like): a few roads 2-6 px wide (Bezier curves, crossings and
+  T-junctions) on aerial-like land cover with fields, tree canopies (which also occlude roads) and
+  grey roofs. Hard: thin, long, multi-branch structures whose box is nearly the whole image.
+
+Sample ``i`` of ``(domain, split)`` depends only on the domain, the split, ``i`` and the side bounds of
+:class:`~bench.config.SynthConfig` (a SHA-256 seed), so train and test never share an image and every
+machine generates the same data. Image height and width are drawn independently in
+``[min_side, max_side]``. Textures come from photos bundled with scikit-image (no network); a photo
+that cannot be loaded falls back to procedural noise (recorded in the manifest).
+
+Samples are cached as PNG files under ``<cache_dir>/synth/<domain>/<split>/`` (``<name>.png`` and
+``<name>_mask.png`` with values 0/255) plus ``manifest.json`` (generator version, SynthConfig values,
+texture availability); a mismatching manifest triggers regeneration. Every file is written to a
+temporary file and moved into place with :func:`os.replace`, so concurrent processes are safe.
+"""
+
+from __future__ import annotations
+
+import colorsys
+import hashlib
+import json
+import logging
+import os
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Optional
+
+import cv2
+import numpy as np
+
+from bench.config import DataConfig, SynthConfig
+from datasets._base import (
+    DatasetError,
+    DatasetInfo,
+    Sample,
+    SegmentationDataset,
+    check_sample,
+    register_dataset,
+)
+
+logger = logging.getLogger(__name__)
+
+GENERATOR_VERSION = "synth-v2"
+SYNTH_SPLITS = ("train", "test")
+_PHOTOS = ("brick", "grass", "gravel", "moon", "chelsea", "coffee", "rocket", "hubble_deep_field")
+_CAMO_TEXTURES = ("grass", "gravel", "brick", "noise")  # stationary textures only
+_SIDE_LIMITS = (32, 4096)
+
+Array = np.ndarray
+Generator = Callable[[np.random.Generator, int, int], tuple[Array, Array]]
+
+
+# ----------------------------------------------------------------------------------------- helpers
+def _noise(rng: np.random.Generator, h: int, w: int, base: float = 4, octaves: int = 4, persist: float = 0.5) -> Array:
+    """Fractal value noise (H, W) float32 in [0, 1]; ``base`` cells along the longer side."""
+    out = np.zeros((h, w), np.float32)
+    amp = 1.0
+    for octave in range(octaves):
+        cells = base * 2**octave
+        gh, gw = max(2, round(cells * h / max(h, w))) + 1, max(2, round(cells * w / max(h, w))) + 1
+        out += amp * cv2.resize(rng.random((gh, gw), dtype=np.float32), (w, h), interpolation=cv2.INTER_CUBIC)
+        amp *= persist
+    out -= out.min()
+    return out / max(float(out.max()), 1e-6)
+
+
+@lru_cache(maxsize=None)
+def _photo(name: str) -> Optional[Array]:
+    """A bundled scikit-image photo as float32 (H, W, C) in [0, 1], or None if it cannot be loaded."""
+    try:
+        import skimage.data
+
+        arr = np.asarray(getattr(skimage.data, name)())
+    except Exception as err:  # missing file, no pooch, no network: fall back to noise
+        logger.warning("skimage.data.%s unavailable (%s); using procedural noise", name, err)
+        return None
+    arr = arr.astype(np.float32) / 255.0
+    arr = arr[..., None] if arr.ndim == 2 else arr[..., :3]
+    lo, hi = np.percentile(arr, (1, 99))  # one stretch per photo: crops keep their relative brightness
+    return np.clip((arr - lo) / max(float(hi - lo), 1e-3), 0, 1)
+
+
+def _missing_photos() -> list[str]:
+    return [name for name in _PHOTOS if _photo(name) is None]
+
+
+def _texture(rng: np.random.Generator, name: str, h: int, w: int, zoom: float = 1.0, gray: bool = False) -> Array:
+    """A random crop of photo ``name`` (rotated/flipped, scaled by ``zoom``) as (H, W, C) float32."""
+    src = None if name == "noise" else _photo(name)
+    if src is None:
+        tex = _noise(rng, h, w, base=rng.uniform(6, 16), octaves=5, persist=0.6)[..., None]
+    else:
+        k = int(rng.integers(4))
+        th, tw = (w, h) if k % 2 else (h, w)
+        ch, cw = min(src.shape[0], max(8, round(th / zoom))), min(src.shape[1], max(8, round(tw / zoom)))
+        y0, x0 = int(rng.integers(src.shape[0] - ch + 1)), int(rng.integers(src.shape[1] - cw + 1))
+        crop = np.rot90(src[y0 : y0 + ch, x0 : x0 + cw], k)
+        if rng.random() < 0.5:
+            crop = crop[:, ::-1]
+        interp = cv2.INTER_AREA if ch * cw > h * w else cv2.INTER_LINEAR
+        tex = cv2.resize(np.ascontiguousarray(crop), (w, h), interpolation=interp).reshape(h, w, -1)
+    if gray and tex.shape[2] == 3:
+        tex = tex.mean(axis=2, keepdims=True)
+    return tex.astype(np.float32)
+
+
+def _colorize(t: Array, dark: Array, light: Array) -> Array:
+    """Map a (H, W, 1) gray texture onto the dark→light RGB ramp; colour textures are tinted."""
+    if t.shape[2] == 3:
+        return t * (0.35 + 0.65 * light / max(float(light.max()), 1e-3)) + 0.15 * dark
+    return dark + t * (light - dark)
+
+
+def _earthy(rng: np.random.Generator) -> tuple[Array, Array]:
+    """A dark and a light RGB colour (float32) of one natural hue (sand, brown, olive, moss)."""
+    hue, sat = rng.uniform(0.05, 0.38), rng.uniform(0.25, 0.6)
+    light = np.array(colorsys.hsv_to_rgb(hue, sat, rng.uniform(0.6, 0.9)), np.float32)
+    dark = np.array(
+        colorsys.hsv_to_rgb(hue + rng.normal(0, 0.03), min(1.0, sat * 1.3), rng.uniform(0.1, 0.3)), np.float32
+    )
+    return dark, light
+
+
+def _largest(mask: Array) -> Array:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return mask.astype(bool)
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def _blob(rng: np.random.Generator, h: int, w: int, cx: float, cy: float, rx: float, ry: float, wobble: float) -> Array:
+    """A rotated ellipse whose radius varies with low harmonics of the angle; (H, W) bool."""
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    a = rng.uniform(0, np.pi)
+    dx, dy = xx - cx, yy - cy
+    u, v = (np.cos(a) * dx + np.sin(a) * dy) / rx, (-np.sin(a) * dx + np.cos(a) * dy) / ry
+    theta = np.arctan2(v, u)
+    radius = np.ones_like(u)
+    for k in range(2, 7):
+        radius += wobble * rng.normal() / k * np.cos(k * theta + rng.uniform(0, 2 * np.pi))
+    return np.hypot(u, v) < radius
+
+
+def _roughen(rng: np.random.Generator, mask: Array, sigma: float, amp: float, base: float) -> Array:
+    """Smooth then perturb a mask's outline with noise; keeps the largest component."""
+    h, w = mask.shape
+    soft = cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigma)
+    return _largest(soft + amp * (_noise(rng, h, w, base=base, octaves=3) - 0.5) > 0.5)
+
+
+def _alpha(mask: Array, sigma: float) -> Array:
+    return cv2.GaussianBlur(mask.astype(np.float32), (0, 0), sigma)[..., None]
+
+
+def _bezier(rng: np.random.Generator, p0: Array, p3: Array, bend: float) -> Array:
+    """Points (N, 2) int32 of a cubic Bezier from p0 to p3 with random control points."""
+    d = p3 - p0
+    normal = np.array([-d[1], d[0]]) / max(float(np.hypot(*d)), 1e-6)
+    p1 = p0 + d / 3 + normal * rng.normal(0, bend)
+    p2 = p0 + 2 * d / 3 + normal * rng.normal(0, bend)
+    t = np.linspace(0, 1, 80)[:, None]
+    pts = (1 - t) ** 3 * p0 + 3 * (1 - t) ** 2 * t * p1 + 3 * (1 - t) * t**2 * p2 + t**3 * p3
+    return np.round(pts).astype(np.int32)
+
+
+# -------------------------------------------------------------------------------------- generators
+def _gen_camo(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
+    s = min(h, w)
+    cx, cy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h
+    rx = rng.uniform(0.15, 0.3) * s
+    body = _blob(rng, h, w, cx, cy, rx, rx * rng.uniform(0.45, 0.9), wobble=0.35).astype(np.uint8)
+    for _ in range(int(rng.integers(1, 5))):  # limbs, tail, head
+        ang = rng.uniform(0, 2 * np.pi)
+        length, width = rng.uniform(0.5, 1.1) * rx, rng.uniform(0.12, 0.3) * rx
+        ex, ey = cx + np.cos(ang) * (rx * 0.6 + length * 0.5), cy + np.sin(ang) * (rx * 0.6 + length * 0.5)
+        axes = (max(1, int(length / 2)), max(1, int(width)))
+        cv2.ellipse(body, (int(ex), int(ey)), axes, float(np.degrees(ang)), 0, 360, 1, -1)
+    mask = _roughen(rng, body, sigma=0.02 * s, amp=rng.uniform(0.3, 0.6), base=s / 12)
+    name = str(rng.choice(_CAMO_TEXTURES))
+    dark, light = _earthy(rng)
+    zoom = rng.uniform(0.7, 1.6)
+    bg = _colorize(_texture(rng, name, h, w, zoom, gray=True), dark, light)
+    fg_zoom = zoom * rng.choice([0.8, 1.25]) * rng.uniform(0.95, 1.05)
+    fg = _colorize(_texture(rng, name, h, w, fg_zoom, gray=True), dark, light)
+    fg = fg * (1 + rng.normal(0, 0.03, 3).astype(np.float32)) + rng.normal(0, 0.02)
+    shadow = _alpha(np.roll(mask, (int(rng.integers(1, 4)), int(rng.integers(-3, 4))), (0, 1)), 0.015 * s)
+    bg = bg * (1 - rng.uniform(0.03, 0.12) * shadow)
+    alpha = _alpha(mask, rng.uniform(0.6, 1.2))
+    img = bg * (1 - alpha) + fg * alpha
+    img *= 0.75 + 0.5 * _noise(rng, h, w, base=2, octaves=2)[..., None]
+    return img, mask
+
+
+def _gen_polyp(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
+    s = min(h, w)
+    base = np.array([rng.uniform(0.72, 0.92), rng.uniform(0.32, 0.52), rng.uniform(0.3, 0.45)], np.float32)
+    img = base * (0.75 + 0.4 * _noise(rng, h, w, base=3)[..., None])
+    img[..., 1:] += 0.08 * (_noise(rng, h, w, base=5, octaves=3)[..., None] - 0.5)
+    folds = np.sin(2 * np.pi * rng.uniform(1.5, 3) * _noise(rng, h, w, base=2, octaves=2)) ** 2
+    img *= 1 - rng.uniform(0.15, 0.3) * np.exp(-folds / 0.08)[..., None]
+    r = rng.uniform(0.12, 0.28) * s
+    cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
+    mask = _roughen(rng, _blob(rng, h, w, cx, cy, r, r * rng.uniform(0.7, 1.0), 0.15), 0.03 * s, 0.15, s / 8)
+    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 5)
+    dome = np.sqrt(1 - (1 - dist / max(float(dist.max()), 1.0)) ** 2)[..., None]
+    tint = 1 + rng.uniform(-0.1, 0.08) * np.array([0.2, 1.0, 0.9], np.float32)
+    texture = 0.9 + 0.2 * _noise(rng, h, w, base=s / 10, octaves=2)[..., None]
+    mix = rng.uniform(0.55, 0.85)  # how much of the mucosa (folds, shading) shows through the polyp
+    polyp = (img * mix + base * texture * (1 - mix)) * tint * (0.85 + 0.2 * dome)
+    alpha = _alpha(mask, rng.uniform(0.02, 0.045) * s)
+    img = img * (1 - alpha) + polyp * alpha
+    for _ in range(int(rng.integers(1, 4))):  # polyp-like bumps of plain mucosa beside it (distractors)
+        ang = rng.uniform(0, 2 * np.pi)
+        bx, by = cx + 1.3 * r * np.cos(ang), cy + 1.3 * r * np.sin(ang)
+        bump = _blob(rng, h, w, bx, by, 0.7 * r, 0.5 * r, 0.2) & ~mask
+        bump_d = cv2.GaussianBlur(bump.astype(np.float32), (0, 0), 0.1 * r)[..., None]
+        img *= 1 + rng.uniform(-0.12, 0.12) * bump_d
+    for _ in range(int(rng.integers(4, 11))):  # vessels, fainter on the polyp
+        p0 = np.array([rng.uniform(0, w), rng.uniform(0, h)])
+        p3 = p0 + rng.normal(0, 0.4 * s, 2)
+        layer = np.zeros((h, w), np.float32)
+        cv2.polylines(layer, [_bezier(rng, p0, p3, 0.1 * s)], False, 1.0, int(rng.integers(1, 3)), cv2.LINE_AA)
+        a = rng.uniform(0.2, 0.45) * cv2.GaussianBlur(layer, (0, 0), 0.7)[..., None] * (1 - 0.6 * alpha)
+        img = img * (1 - a) + np.array([0.5, 0.1, 0.12], np.float32) * a
+    spec = np.zeros((h, w), np.float32)
+    ys, xs = np.nonzero(mask)
+    for _ in range(int(rng.integers(3, 12))):
+        on_polyp = rng.random() < 0.6 and len(ys) > 0
+        j = int(rng.integers(len(ys))) if on_polyp else 0
+        x, y = (xs[j], ys[j]) if on_polyp else (rng.uniform(0, w), rng.uniform(0, h))
+        axes = (int(rng.integers(1, 5)), int(rng.integers(1, 3)))
+        cv2.ellipse(spec, (int(x), int(y)), axes, rng.uniform(0, 180), 0, 360, 1.0, -1)
+    img += cv2.GaussianBlur(spec, (0, 0), 1.0)[..., None]
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    rad = np.hypot((xx - w / 2) / (w / 2), (yy - h / 2) / (h / 2))
+    img *= np.clip(1 - rng.uniform(0.3, 0.6) * rad**2, 0.05, 1)[..., None]
+    return cv2.GaussianBlur(img, (0, 0), rng.uniform(0.5, 1.2)), mask
+
+
+def _gen_leaf(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
+    s = min(h, w)
+    name = _PHOTOS[int(rng.integers(len(_PHOTOS)))]
+    bg_col = rng.uniform(0.2, 0.7, 3).astype(np.float32)
+    bg = _colorize(_texture(rng, name, h, w, rng.uniform(0.5, 1.5)), bg_col * 0.3, bg_col)
+    bg = cv2.GaussianBlur(bg, (0, 0), rng.uniform(1, 4)).reshape(h, w, 3)
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    cx, cy, a = w / 2 + rng.normal(0, 0.05 * w), h / 2 + rng.normal(0, 0.05 * h), rng.uniform(0, np.pi)
+    half_len = rng.uniform(0.45, 0.6) * np.hypot(h, w) * 0.7
+    u = (np.cos(a) * (xx - cx) + np.sin(a) * (yy - cy)) / half_len
+    v = (-np.sin(a) * (xx - cx) + np.cos(a) * (yy - cy)) / half_len
+    width = rng.uniform(0.3, 0.5) * np.clip(1 - u, 0, None) ** rng.uniform(0.7, 1.0) * np.clip(1 + u, 0, None) ** 0.5
+    width *= 1 + 0.03 * np.sin(u * rng.uniform(30, 60))
+    leaf = np.abs(v) < width
+    green = np.array([rng.uniform(0.2, 0.45), rng.uniform(0.45, 0.7), rng.uniform(0.08, 0.25)], np.float32)
+    col = green * (0.8 + 0.35 * _noise(rng, h, w, base=6)[..., None])
+    veins = (
+        np.exp(-((np.abs(v) / 0.012) ** 2))
+        + np.exp(-((np.sin(rng.uniform(9, 16) * (u + 1.2 * np.abs(v))) / 0.12) ** 2)) * 0.5
+    )
+    col = col + 0.15 * (veins * (np.abs(v) < width * 0.92))[..., None].astype(np.float32)
+    img = bg * (1 - _alpha(leaf, 0.8)) + col * _alpha(leaf, 0.8)
+    lesions = np.zeros((h, w), np.uint8)
+    inner = np.argwhere(leaf & (np.abs(v) < width * 0.85))
+    centre = inner[int(rng.integers(len(inner)))] if len(inner) else np.array([h // 2, w // 2])
+    spread = rng.uniform(0.08, 0.3) * s
+    for _ in range(int(rng.integers(2, 9))):
+        py, px = centre + rng.normal(0, spread, 2)
+        r = rng.uniform(0.03, 0.1) * s * (2.0 if rng.random() < 0.25 else 1.0)
+        lesions |= _blob(rng, h, w, px, py, r, r * rng.uniform(0.5, 1.0), 0.4).astype(np.uint8)
+    lesions = cv2.GaussianBlur(lesions.astype(np.float32), (0, 0), 0.01 * s + 0.5)
+    lesions += 0.5 * (_noise(rng, h, w, base=s / 10, octaves=3) - 0.5)
+    mask = (lesions > 0.5) & leaf
+    if not mask.any():
+        mask = _blob(rng, h, w, centre[1], centre[0], 0.05 * s, 0.04 * s, 0.2) & leaf
+    if not mask.any():
+        mask[int(centre[0]), int(centre[1])] = True
+    halo = _alpha(cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8), iterations=int(rng.integers(1, 3))), 1.5)
+    img = (
+        img * (1 - 0.6 * halo * leaf[..., None]) + np.array([0.8, 0.72, 0.2], np.float32) * 0.6 * halo * leaf[..., None]
+    )
+    dist = cv2.distanceTransform(mask.astype(np.uint8), cv2.DIST_L2, 3)[..., None]
+    brown = np.array([rng.uniform(0.35, 0.6), rng.uniform(0.22, 0.38), rng.uniform(0.06, 0.16)], np.float32)
+    spot = brown * (0.7 + 0.5 * _noise(rng, h, w, base=s / 8, octaves=2)[..., None]) * (1 - 0.3 * np.exp(-dist / 3))
+    alpha = _alpha(mask, 0.7)
+    return img * (1 - alpha) + spot * alpha, mask
+
+
+def _gen_road(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
+    s = min(h, w)
+    palette = np.array([[0.35, 0.45, 0.2], [0.55, 0.5, 0.3], [0.45, 0.55, 0.3], [0.6, 0.55, 0.45], [0.3, 0.38, 0.22]])
+    fields = np.stack([_noise(rng, h, w, base=3, octaves=2) for _ in range(4)])
+    img = palette[rng.permutation(5)[:4]].astype(np.float32)[np.argmax(fields, axis=0)]
+    img *= 0.75 + 0.4 * _texture(
+        rng, str(rng.choice(["grass", "gravel", "moon"])), h, w, rng.uniform(0.5, 2), gray=True
+    )
+    img *= 1 + 0.1 * (rng.random((h, w, 3), dtype=np.float32) - 0.5)
+    mask = np.zeros((h, w), np.uint8)
+    corners = np.array([w - 1, h - 1], np.float64)
+
+    def border_point() -> Array:
+        t, side = rng.uniform(0, 1), int(rng.integers(4))
+        return np.array([[t, 0], [t, 1], [0, t], [1, t]][side]) * corners
+
+    roads: list[Array] = []
+    for i in range(int(rng.integers(2, 5))):
+        if roads and rng.random() < 0.5:  # T-junction from a point on an existing road
+            start = roads[int(rng.integers(len(roads)))][int(rng.integers(10, 70))].astype(np.float64)
+        else:
+            start = border_point()
+        end = border_point()
+        while np.hypot(*(end - start)) < 0.5 * s:
+            end = border_point()
+        pts = _bezier(rng, start, end, bend=0.15 * s)
+        roads.append(pts)
+        cv2.polylines(mask, [pts], False, 1, int(rng.integers(2, 7)), cv2.LINE_8)
+    buildings = np.zeros((h, w), np.uint8)
+    for _ in range(int(rng.integers(0, 12))):
+        c = (float(rng.uniform(0, w)), float(rng.uniform(0, h)))
+        box = cv2.boxPoints((c, (float(rng.uniform(4, 14)), float(rng.uniform(4, 14))), float(rng.uniform(0, 90))))
+        cv2.fillPoly(buildings, [box.astype(np.int32)], 1)
+    buildings &= 1 - cv2.dilate(mask, np.ones((5, 5), np.uint8))
+    roof = rng.uniform(0.45, 0.75)
+    b = _alpha(buildings, 0.5)
+    img = img * (1 - 0.4 * _alpha(np.roll(buildings, (2, 2), (0, 1)), 1.0)) * (1 - b) + roof * b
+    grey = np.array([0.55, 0.53, 0.5], np.float32) * rng.uniform(0.8, 1.2) + rng.normal(0, 0.04, 3).astype(np.float32)
+    road_col = grey * (0.9 + 0.2 * _noise(rng, h, w, base=s / 6, octaves=2)[..., None])
+    a = _alpha(mask, 0.6)
+    img = img * (1 - a) + road_col * a
+    trees = _noise(rng, h, w, base=s / 14, octaves=2) * _noise(rng, h, w, base=3, octaves=2) > rng.uniform(0.45, 0.6)
+    t = _alpha(trees, 0.8)
+    img = (
+        img * (1 - t)
+        + np.array([0.15, 0.25, 0.1], np.float32)
+        * (0.7 + 0.6 * _noise(rng, h, w, base=s / 5, octaves=2))[..., None]
+        * t
+    )
+    return cv2.GaussianBlur(img, (0, 0), 0.6), mask.astype(bool)
+
+
+# ------------------------------------------------------------------------------------ the datasets
+@dataclass(frozen=True)
+class _Domain:
+    generate: Generator
+    info: DatasetInfo
+
+
+_DOMAINS: dict[str, _Domain] = {
+    "synth_camo": _Domain(_gen_camo, DatasetInfo(family="camouflage", metrics=("sm", "em_adp", "wfm"))),
+    "synth_polyp": _Domain(_gen_polyp, DatasetInfo(family="polyp", metrics=("sm", "em_adp", "wfm"))),
+    "synth_leaf": _Domain(_gen_leaf, DatasetInfo(family="leaf", metrics=("iou", "dice"))),
+    "synth_road": _Domain(
+        _gen_road, DatasetInfo(family="road", metrics=("iou", "dice"), eval_prompt="points", eval_points=5, epochs=20)
+    ),
+}
+
+
+def _synth_values(synth: SynthConfig) -> dict[str, int]:
+    return {key: int(getattr(synth, key)) for key in ("train_size", "test_size", "min_side", "max_side")}
+
+
+def _check_synth(domain: str, synth: SynthConfig) -> None:
+    values = _synth_values(synth)
+    lo, hi = values["min_side"], values["max_side"]
+    if not _SIDE_LIMITS[0] <= lo <= hi <= _SIDE_LIMITS[1]:
+        raise DatasetError(
+            f"{domain}: need {_SIDE_LIMITS[0]} <= data.synth.min_side <= data.synth.max_side <= "
+            f"{_SIDE_LIMITS[1]}, got min_side={lo}, max_side={hi}"
+        )
+
+
+def generate_sample(domain: str, split: str, index: int, synth: SynthConfig) -> tuple[Array, Array]:
+    """Generate sample ``index`` of ``(domain, split)`` without touching the cache.
+
+    Returns:
+        ``(image, mask)``: (H, W, 3) uint8 RGB and (H, W) uint8 in {0, 1}, H and W in
+        ``[synth.min_side, synth.max_side]``.
+    """
+    if domain not in _DOMAINS:
+        raise DatasetError(f"unknown synthetic domain {domain!r}; valid: {', '.join(_DOMAINS)}")
+    _check_synth(domain, synth)
+    key = f"{domain}|{split}|{index}|{int(synth.min_side)}|{int(synth.max_side)}"
+    rng = np.random.default_rng(int.from_bytes(hashlib.sha256(key.encode()).digest()[:8], "little"))
+    h, w = (int(x) for x in rng.integers(int(synth.min_side), int(synth.max_side) + 1, size=2))
+    image, mask = _DOMAINS[domain].generate(rng, h, w)
+    image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
+    return np.ascontiguousarray(image), mask.astype(np.uint8)
+
+
+def _write_atomic(path: Path, data: bytes) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def _png(array: Array, where: Path) -> bytes:
+    ok, buf = cv2.imencode(".png", array)
+    if not ok:
+        raise DatasetError(f"{where}: PNG encoding failed")
+    return buf.tobytes()
+
+
+class SyntheticDataset(SegmentationDataset):
+    """One synthetic domain's split, generated once into the cache and then read from PNG files.
+
+    Args:
+        domain: A key of the synthetic domains (``"synth_camo"``, ``"synth_polyp"``, ...).
+        split: ``"train"`` or ``"test"``.
+        cfg: Data options; ``cfg.synth`` sets the sizes, ``cfg.cache_dir`` the cache root.
+    """
+
+    def __init__(self, domain: str, split: str, cfg: DataConfig) -> None:
+        if split not in SYNTH_SPLITS:
+            raise DatasetError(f"{domain}: unknown split {split!r}; valid splits: {', '.join(SYNTH_SPLITS)}")
+        _check_synth(domain, cfg.synth)
+        self.domain, self.split, self.synth = domain, split, cfg.synth
+        self.info = _DOMAINS[domain].info
+        count = int(cfg.synth.train_size if split == "train" else cfg.synth.test_size)
+        if count < 1:
+            raise DatasetError(f"{domain}: empty {split} split (data.synth.{split}_size={count})")
+        self.root = Path(cfg.cache_dir) / "synth" / domain / split
+        self.names = [f"{domain}_{split}_{i:04d}" for i in range(count)]
+        self._ensure_cache()
+
+    def _manifest(self) -> dict[str, object]:
+        return {
+            "generator": GENERATOR_VERSION,
+            "domain": self.domain,
+            "split": self.split,
+            "synth": _synth_values(self.synth),
+            "missing_photos": _missing_photos(),
+            "names": self.names,
+        }
+
+    def _ensure_cache(self) -> None:
+        manifest_path = self.root / "manifest.json"
+        expected = self._manifest()
+        try:
+            current = json.loads(manifest_path.read_text())
+        except (OSError, ValueError):
+            current = None
+        stale = current != expected
+        todo = [
+            i
+            for i, name in enumerate(self.names)
+            if stale or not (self.root / f"{name}.png").is_file() or not (self.root / f"{name}_mask.png").is_file()
+        ]
+        if not todo:
+            return
+        logger.info("generating %d %s/%s samples into %s", len(todo), self.domain, self.split, self.root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        for i in todo:
+            image, mask = generate_sample(self.domain, self.split, i, self.synth)
+            base = self.root / self.names[i]
+            _write_atomic(base.with_name(f"{self.names[i]}.png"), _png(image[..., ::-1], base))
+            _write_atomic(base.with_name(f"{self.names[i]}_mask.png"), _png(mask * 255, base))
+        if stale:
+            _write_atomic(manifest_path, (json.dumps(expected, indent=1) + "\n").encode())
+
+    def __len__(self) -> int:
+        return len(self.names)
+
+    def __getitem__(self, index: int) -> Sample:
+        name = self.names[index]
+        image_path, mask_path = self.root / f"{name}.png", self.root / f"{name}_mask.png"
+        image = cv2.imread(str(image_path), cv2.IMREAD_COLOR)
+        if image is None:
+            raise DatasetError(f"{image_path}: unreadable image")
+        mask = cv2.imread(str(mask_path), cv2.IMREAD_UNCHANGED)
+        if mask is None or mask.ndim != 2 or mask.dtype != np.uint8:
+            raise DatasetError(f"{mask_path}: unreadable or not a single-channel 8-bit mask")
+        if not np.isin(mask, (0, 255)).all():
+            raise DatasetError(f"{mask_path}: mask values must be 0/255")
+        sample: Sample = {
+            "image": np.ascontiguousarray(image[..., ::-1]),
+            "mask": (mask > 127).astype(np.uint8),
+            "name": name,
+            "split": self.split,
+        }
+        return check_sample(sample, str(image_path))
+
+
+@register_dataset("synth_camo", _DOMAINS["synth_camo"].info)
+def synth_camo(split: str, cfg: DataConfig) -> SegmentationDataset:
+    """Camouflage-like objects sharing the background's texture."""
+    return SyntheticDataset("synth_camo", split, cfg)
+
+
+@register_dataset("synth_polyp", _DOMAINS["synth_polyp"].info)
+def synth_polyp(split: str, cfg: DataConfig) -> SegmentationDataset:
+    """Soft-edged polyps on endoscopy-like mucosa."""
+    return SyntheticDataset("synth_polyp", split, cfg)
+
+
+@register_dataset("synth_leaf", _DOMAINS["synth_leaf"].info)
+def synth_leaf(split: str, cfg: DataConfig) -> SegmentationDataset:
+    """Disease lesions (the mask) on a leaf."""
+    return SyntheticDataset("synth_leaf", split, cfg)
+
+
+@register_dataset("synth_road", _DOMAINS["synth_road"].info)
+def synth_road(split: str, cfg: DataConfig) -> SegmentationDataset:
+    """Thin road networks on aerial-like land cover."""
+    return SyntheticDataset("synth_road", split, cfg)
