@@ -124,8 +124,6 @@ class Backbone(nn.Module):
         self.img_size = img_size
         self.embed_dim = int(mask_decoder.transformer_dim)
         self.weights_id = "random"
-        self._mask_token: Optional[torch.Tensor] = None
-        mask_decoder.transformer.register_forward_hook(self._capture_tokens)
 
     # ------------------------------------------------------------------ structure
     def encoder_steps(self) -> list[EncoderStep]:
@@ -191,33 +189,31 @@ class Backbone(nn.Module):
                 return i
         return len(steps)
 
-    def _capture_tokens(self, module: nn.Module, args: tuple, output: tuple) -> None:
-        self._mask_token = output[0][:, 1, :]
-
     def decode(self, embedding: torch.Tensor, prompts: Prompts) -> DecoderOutput:
-        """Decode one single-mask prediction per (embedding, prompt) pair.
+        """Decode one single-mask prediction per (embedding, prompt) pair, for the whole batch at once.
 
-        The official decoder expands one image over many prompts, so images are decoded one by one.
+        ``MaskDecoder.forward`` expands one image over many prompts (it repeats the embedding per
+        prompt), so this thin call runs the official decoder's own submodules in the order of
+        ``MaskDecoder.predict_masks`` with one prompt per image, and keeps only the single-mask output
+        (mask token 0), as ``multimask_output=False`` does.
         """
-        logits, ious, tokens = [], [], []
-        dense_pe = self.prompt_encoder.get_dense_pe()
-        for i in range(embedding.shape[0]):
-            points = None
-            if prompts.points is not None:
-                points = (prompts.points[i : i + 1], prompts.labels[i : i + 1])
-            boxes = prompts.boxes[i : i + 1] if prompts.boxes is not None else None
-            sparse, dense = self.prompt_encoder(points=points, boxes=boxes, masks=None)
-            low, iou = self.mask_decoder(
-                image_embeddings=embedding[i : i + 1],
-                image_pe=dense_pe,
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=False,
-            )
-            logits.append(low)
-            ious.append(iou)
-            tokens.append(self._mask_token)
-        return DecoderOutput(torch.cat(logits), torch.cat(ious), torch.cat(tokens))
+        dec = self.mask_decoder
+        points = None if prompts.points is None else (prompts.points, prompts.labels)
+        sparse, dense = self.prompt_encoder(points=points, boxes=prompts.boxes, masks=None)
+        b = embedding.shape[0]
+        output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1), sparse), dim=1)
+        src = embedding + dense
+        pos_src = self.prompt_encoder.get_dense_pe().expand(b, -1, -1, -1)
+        _, c, h, w = src.shape
+        hs, src = dec.transformer(src, pos_src, tokens)
+        mask_token = hs[:, 1, :]
+        upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        hyper = dec.output_hypernetworks_mlps[0](mask_token)  # (B, C')
+        _, c2, h2, w2 = upscaled.shape
+        logits = (hyper.unsqueeze(1) @ upscaled.reshape(b, c2, h2 * w2)).reshape(b, 1, h2, w2)
+        iou = dec.iou_prediction_head(hs[:, 0, :])[:, :1]
+        return DecoderOutput(logits, iou, mask_token)
 
     def upscale(self, logits: torch.Tensor) -> torch.Tensor:
         """Low-resolution logits → (B, 1, S, S) in the model-input frame."""

@@ -118,12 +118,22 @@ def test_decode_shapes_and_mask_token(tiny):
     assert not torch.allclose(out.mask_token[0], out.mask_token[1])
 
 
+POINTS = torch.tensor([[[20.0, 30.0], [5.0, 5.0]], [[40.0, 12.0], [60.0, 60.0]]])
+LABELS = torch.tensor([[1, 0], [1, 0]])
+
+
+@pytest.mark.parametrize("kind", ["boxes", "points"])
 @torch.no_grad()
-def test_decode_matches_the_official_decoder_per_image(tiny):
+def test_decode_matches_the_official_decoder_per_image(tiny, kind):
+    """The batched thin decoder call equals MaskDecoder.forward image by image."""
     z, _ = tiny.encode(_images())
-    out = tiny.decode(z, Prompts(boxes=BOXES))
+    prompts = Prompts(boxes=BOXES) if kind == "boxes" else Prompts(points=POINTS, labels=LABELS)
+    out = tiny.decode(z, prompts)
     for i in range(2):
-        sparse, dense = tiny.prompt_encoder(points=None, boxes=BOXES[i : i + 1], masks=None)
+        if kind == "boxes":
+            sparse, dense = tiny.prompt_encoder(points=None, boxes=BOXES[i : i + 1], masks=None)
+        else:
+            sparse, dense = tiny.prompt_encoder(points=(POINTS[i : i + 1], LABELS[i : i + 1]), boxes=None, masks=None)
         low, iou = tiny.mask_decoder(
             image_embeddings=z[i : i + 1],
             image_pe=tiny.prompt_encoder.get_dense_pe(),
