@@ -58,7 +58,7 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
         len(targeted),
         trainable_parameters(student) / 1e6,
     )
-    parts = TrainParts(student=student.to(device), student_encoder=None)  # type: ignore[arg-type]
+    parts = TrainParts(student=student.to(device), student_encoder=None, peft=peft)  # type: ignore[arg-type]
     cls = spec.distiller_cls
     cache_root = run.data.cache_dir if run.data.encoder_cache else None
     if cls is not None:

@@ -34,6 +34,7 @@ from bench.data import (
 from bench.encoders import CachedEncoder
 from bench.losses import structure_loss
 from methods.distill._base import Distiller, Features
+from methods.peft._base import PeftMethod
 
 log = logging.getLogger(__name__)
 
@@ -48,6 +49,7 @@ class TrainParts:
 
     student: Backbone
     student_encoder: CachedEncoder
+    peft: Optional[PeftMethod] = None
     distiller: Optional[Distiller] = None
     teacher: Optional[Backbone] = None
     teacher_encoder: Optional[CachedEncoder] = None
@@ -113,6 +115,8 @@ def compute_loss(
     target = batch["target"].to(device, non_blocking=True)[:, None]
     student, teacher = model_features(parts, images, batch_prompts(batch, use_box).to(device))
     terms = {"seg": structure_loss(parts.student.upscale(student.logits), target, cfg.structure_loss)}
+    if parts.peft is not None:
+        terms.update(parts.peft.loss_terms())
     if teacher is not None:
         terms.update(parts.distiller(student, teacher, batch))
     return terms

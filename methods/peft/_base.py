@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
+import torch
 from torch import nn
 
 from bench.backbones import Backbone
@@ -44,6 +45,11 @@ class PeftMethod:
     def inject(self, backbone: Backbone) -> list[str]:
         """Add the method's modules to the frozen backbone; return the targeted module names."""
         return []
+
+    def loss_terms(self) -> dict[str, torch.Tensor]:
+        """Extra named loss terms from the last forward pass (e.g. ConvLoRA's load-balancing loss),
+        already weighted. Called by the trainer after every training forward. Default: none."""
+        return {}
 
     def apply(self, backbone: Backbone) -> list[str]:
         """Freeze ``backbone``, inject, unfreeze the decoder if the method trains it.
