@@ -12,7 +12,7 @@ from bench.registry import UnknownNameError
 
 log = logging.getLogger("samfit")
 
-COMMANDS = ("run", "list", "report", "status")
+COMMANDS = ("run", "list", "report", "status", "params")
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -119,11 +119,21 @@ def cmd_status(args: list[str]) -> str:
     return f"sweep {cfg.sweep}: {head}\n" + "\n".join(lines)
 
 
+def cmd_params(args: list[str]) -> str:
+    from reports.params import write_params
+
+    _registries()
+    cfg = load_config(args)
+    return write_params(cfg)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
     setup_logging()
-    handler = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "status": cmd_status}[command]
+    handler = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "status": cmd_status, "params": cmd_params}[
+        command
+    ]
     try:
         text = handler(argv)
     except (ConfigError, UnknownNameError) as err:

@@ -206,8 +206,10 @@ def load_config(overrides: list[str] | None = None) -> BenchConfig:
     cfg.sweep = sweep
     for key, value in pairs.items():
         dotted = OmegaConf.from_dotlist([f"{key}={value}"]) if value != "" else OmegaConf.create({})
-        if key == "launcher" and "." not in value:  # shorthand: launcher=inline
+        if key == "launcher" and value and value[0] not in "{[":  # shorthand: launcher=inline
             dotted = OmegaConf.create({"launcher": {"name": value}})
+        if key == "backbone" and value and value[0] not in "{[":  # a new backbone: its own size and weights
+            dotted = OmegaConf.create({"backbone": {"name": value, "checkpoint": None, "img_size": None}})
         cfg = _merge(cfg, dotted, f"override {key}={value}")
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, BenchConfig)
