@@ -15,14 +15,13 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 import torch
 
 from bench.backbones import Backbone
+from bench.fileio import atomic_save_npy
 
 log = logging.getLogger(__name__)
 
@@ -73,19 +72,7 @@ class EncoderCache:
         if missing:
             states = self.backbone.encode_prefix(images[missing], self.stop).to(torch.float16).cpu().numpy()
             for i, state in zip(missing, states):
-                self._write(self._path(keys[i]), state)
+                atomic_save_npy(self._path(keys[i]), state)
                 found[i] = state
         stacked = np.stack([np.asarray(found[i]) for i in range(len(keys))])
         return torch.from_numpy(stacked).to(device=images.device, dtype=torch.float32)
-
-    @staticmethod
-    def _write(path: Path, array: np.ndarray) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-        try:
-            with os.fdopen(fd, "wb") as fh:
-                np.save(fh, array)
-            os.replace(tmp, path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise

@@ -15,31 +15,16 @@ Aggregation reads only ``metrics.json`` files.
 from __future__ import annotations
 
 import csv
+import io
 import json
-import os
-import tempfile
 from pathlib import Path
 from typing import Any, Iterable
 
 from bench.config import RunConfig, dump_yaml, run_name
+from bench.fileio import atomic_write
 
 METRICS_FILE = "metrics.json"
 FAILED_FILE = "failed.json"
-
-
-def atomic_write(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path`` through a temporary file and a rename: no partial file, ever."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -47,18 +32,11 @@ def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
     fields: list[str] = []
     for row in rows:
         fields += [k for k in row if k not in fields]
-    tmp_lines = _csv_text(rows, fields)
-    atomic_write(path, tmp_lines.encode())
-
-
-def _csv_text(rows: list[dict[str, Any]], fields: list[str]) -> str:
-    import io
-
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=fields)
     writer.writeheader()
     writer.writerows(rows)
-    return buf.getvalue()
+    atomic_write(path, buf.getvalue().encode())
 
 
 class RunDir:

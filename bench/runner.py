@@ -15,7 +15,8 @@ from bench.config import BackboneConfig, ConfigError, RunConfig, row_label
 from bench.data import PromptedDataset, collate, eval_points_split
 from bench.encoders import CachedEncoder
 from bench.evaluate import evaluate
-from bench.results import RunDir, atomic_write
+from bench.fileio import atomic_write
+from bench.results import RunDir
 from bench.trainer import TrainParts, train
 from datasets._base import DATASETS
 from methods import resolve_method

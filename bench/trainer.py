@@ -9,8 +9,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
-import tempfile
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +30,7 @@ from bench.data import (
     use_box_for_batch,
 )
 from bench.encoders import CachedEncoder
+from bench.fileio import atomic_torch_save
 from bench.losses import structure_loss
 from methods.distill._base import Distiller, Features
 from methods.peft._base import PeftMethod
@@ -131,15 +130,7 @@ def probe_features(
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        torch.save(payload, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    atomic_torch_save(path, payload)
 
 
 def train(

@@ -38,8 +38,6 @@ import colorsys
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -49,6 +47,7 @@ import cv2
 import numpy as np
 
 from bench.config import DataConfig, SynthConfig
+from bench.fileio import atomic_write
 from datasets._base import (
     DatasetError,
     DatasetInfo,
@@ -189,9 +188,9 @@ def _gen_camo(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
     cx, cy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h
     rx = rng.uniform(0.15, 0.3) * s
     body = _blob(rng, h, w, cx, cy, rx, rx * rng.uniform(0.45, 0.9), wobble=0.35).astype(np.uint8)
-    for _ in range(int(rng.integers(1, 5))):  # limbs, tail, head
+    for _ in range(int(rng.integers(2, 6))):  # limbs, tail, head
         ang = rng.uniform(0, 2 * np.pi)
-        length, width = rng.uniform(0.5, 1.1) * rx, rng.uniform(0.12, 0.3) * rx
+        length, width = rng.uniform(0.7, 1.4) * rx, rng.uniform(0.1, 0.25) * rx
         ex, ey = cx + np.cos(ang) * (rx * 0.6 + length * 0.5), cy + np.sin(ang) * (rx * 0.6 + length * 0.5)
         axes = (max(1, int(length / 2)), max(1, int(width)))
         cv2.ellipse(body, (int(ex), int(ey)), axes, float(np.degrees(ang)), 0, 360, 1, -1)
@@ -217,7 +216,7 @@ def _gen_polyp(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
     img = base * (0.75 + 0.4 * _noise(rng, h, w, base=3)[..., None])
     img[..., 1:] += 0.08 * (_noise(rng, h, w, base=5, octaves=3)[..., None] - 0.5)
     folds = np.sin(2 * np.pi * rng.uniform(1.5, 3) * _noise(rng, h, w, base=2, octaves=2)) ** 2
-    img *= 1 - rng.uniform(0.15, 0.3) * np.exp(-folds / 0.08)[..., None]
+    img *= 1 - rng.uniform(0.15, 0.3) * cv2.GaussianBlur(np.exp(-folds / 0.08), (0, 0), 0.01 * s + 0.5)[..., None]
     r = rng.uniform(0.12, 0.28) * s
     cx, cy = rng.uniform(r, w - r), rng.uniform(r, h - r)
     mask = _roughen(rng, _blob(rng, h, w, cx, cy, r, r * rng.uniform(0.7, 1.0), 0.15), 0.03 * s, 0.15, s / 8)
@@ -310,6 +309,7 @@ def _gen_road(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
     palette = np.array([[0.35, 0.45, 0.2], [0.55, 0.5, 0.3], [0.45, 0.55, 0.3], [0.6, 0.55, 0.45], [0.3, 0.38, 0.22]])
     fields = np.stack([_noise(rng, h, w, base=3, octaves=2) for _ in range(4)])
     img = palette[rng.permutation(5)[:4]].astype(np.float32)[np.argmax(fields, axis=0)]
+    img = img.mean(axis=(0, 1)) + rng.uniform(0.3, 0.6) * (img - img.mean(axis=(0, 1)))  # muted fields
     img *= 0.75 + 0.4 * _texture(
         rng, str(rng.choice(["grass", "gravel", "moon"])), h, w, rng.uniform(0.5, 2), gray=True
     )
@@ -322,7 +322,7 @@ def _gen_road(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
         return np.array([[t, 0], [t, 1], [0, t], [1, t]][side]) * corners
 
     roads: list[Array] = []
-    for i in range(int(rng.integers(2, 5))):
+    for _ in range(int(rng.integers(3, 6))):
         if roads and rng.random() < 0.5:  # T-junction from a point on an existing road
             start = roads[int(rng.integers(len(roads)))][int(rng.integers(10, 70))].astype(np.float64)
         else:
@@ -332,7 +332,7 @@ def _gen_road(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
             end = border_point()
         pts = _bezier(rng, start, end, bend=0.15 * s)
         roads.append(pts)
-        cv2.polylines(mask, [pts], False, 1, int(rng.integers(2, 7)), cv2.LINE_8)
+        cv2.polylines(mask, [pts], False, 1, int(rng.integers(3, 8)), cv2.LINE_8)
     buildings = np.zeros((h, w), np.uint8)
     for _ in range(int(rng.integers(0, 12))):
         c = (float(rng.uniform(0, w)), float(rng.uniform(0, h)))
@@ -342,11 +342,12 @@ def _gen_road(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
     roof = rng.uniform(0.45, 0.75)
     b = _alpha(buildings, 0.5)
     img = img * (1 - 0.4 * _alpha(np.roll(buildings, (2, 2), (0, 1)), 1.0)) * (1 - b) + roof * b
-    grey = np.array([0.55, 0.53, 0.5], np.float32) * rng.uniform(0.8, 1.2) + rng.normal(0, 0.04, 3).astype(np.float32)
+    grey = np.array([0.55, 0.53, 0.5], np.float32) * rng.choice([0.6, 1.35]) * rng.uniform(0.9, 1.1)
+    grey += rng.normal(0, 0.03, 3).astype(np.float32)
     road_col = grey * (0.9 + 0.2 * _noise(rng, h, w, base=s / 6, octaves=2)[..., None])
     a = _alpha(mask, 0.6)
     img = img * (1 - a) + road_col * a
-    trees = _noise(rng, h, w, base=s / 14, octaves=2) * _noise(rng, h, w, base=3, octaves=2) > rng.uniform(0.45, 0.6)
+    trees = _noise(rng, h, w, base=s / 14, octaves=2) * _noise(rng, h, w, base=3, octaves=2) > rng.uniform(0.5, 0.65)
     t = _alpha(trees, 0.8)
     img = (
         img * (1 - t)
@@ -404,17 +405,6 @@ def generate_sample(domain: str, split: str, index: int, synth: SynthConfig) -> 
     image, mask = _DOMAINS[domain].generate(rng, h, w)
     image = np.clip(image * 255.0 + 0.5, 0, 255).astype(np.uint8)
     return np.ascontiguousarray(image), mask.astype(np.uint8)
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _png(array: Array, where: Path) -> bytes:
@@ -476,10 +466,10 @@ class SyntheticDataset(SegmentationDataset):
         for i in todo:
             image, mask = generate_sample(self.domain, self.split, i, self.synth)
             base = self.root / self.names[i]
-            _write_atomic(base.with_name(f"{self.names[i]}.png"), _png(image[..., ::-1], base))
-            _write_atomic(base.with_name(f"{self.names[i]}_mask.png"), _png(mask * 255, base))
+            atomic_write(base.with_name(f"{self.names[i]}.png"), _png(image[..., ::-1], base))
+            atomic_write(base.with_name(f"{self.names[i]}_mask.png"), _png(mask * 255, base))
         if stale:
-            _write_atomic(manifest_path, (json.dumps(expected, indent=1) + "\n").encode())
+            atomic_write(manifest_path, (json.dumps(expected, indent=1) + "\n").encode())
 
     def __len__(self) -> int:
         return len(self.names)

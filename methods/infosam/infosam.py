@@ -21,6 +21,7 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from bench.fileio import atomic_torch_save
 from methods.distill._base import DISTILLERS, DistillContext, Distiller, Features
 
 from .losses import relation_compression_loss, relation_distillation_loss
@@ -189,4 +190,4 @@ class InfoSAM(Distiller):
 
     def save_relation(self, path: str) -> None:
         """Save the relation module's state dict (load it with ``relation_ckpt=path``)."""
-        torch.save(self.relation.state_dict(), path)
+        atomic_torch_save(path, self.relation.state_dict())
