@@ -315,11 +315,13 @@ def _gen_road(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
     )
     img *= 1 + 0.1 * (rng.random((h, w, 3), dtype=np.float32) - 0.5)
     mask = np.zeros((h, w), np.uint8)
-    corners = np.array([w - 1, h - 1], np.float64)
+    # roads end on the border of a window: the whole image, or a settlement's part of it (dead ends)
+    span = np.array([w - 1, h - 1], np.float64) * (1.0 if rng.random() < 0.5 else rng.uniform(0.55, 0.85, 2))
+    origin = rng.uniform(0, 1, 2) * (np.array([w - 1, h - 1]) - span)
 
     def border_point() -> Array:
         t, side = rng.uniform(0, 1), int(rng.integers(4))
-        return np.array([[t, 0], [t, 1], [0, t], [1, t]][side]) * corners
+        return origin + np.array([[t, 0], [t, 1], [0, t], [1, t]][side]) * span
 
     roads: list[Array] = []
     for _ in range(int(rng.integers(3, 6))):
@@ -327,12 +329,11 @@ def _gen_road(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
             start = roads[int(rng.integers(len(roads)))][int(rng.integers(10, 70))].astype(np.float64)
         else:
             start = border_point()
-        end = border_point()
-        while np.hypot(*(end - start)) < 0.5 * s:
-            end = border_point()
+        ends = [border_point() for _ in range(8)]  # the farthest of a few candidates: no stubs
+        end = max(ends, key=lambda p: float(np.hypot(*(p - start))))
         pts = _bezier(rng, start, end, bend=0.15 * s)
         roads.append(pts)
-        cv2.polylines(mask, [pts], False, 1, int(rng.integers(3, 8)), cv2.LINE_8)
+        cv2.polylines(mask, [pts], False, 1, int(rng.integers(4, 10)), cv2.LINE_8)
     buildings = np.zeros((h, w), np.uint8)
     for _ in range(int(rng.integers(0, 12))):
         c = (float(rng.uniform(0, w)), float(rng.uniform(0, h)))
@@ -342,7 +343,7 @@ def _gen_road(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
     roof = rng.uniform(0.45, 0.75)
     b = _alpha(buildings, 0.5)
     img = img * (1 - 0.4 * _alpha(np.roll(buildings, (2, 2), (0, 1)), 1.0)) * (1 - b) + roof * b
-    grey = np.array([0.55, 0.53, 0.5], np.float32) * rng.choice([0.6, 1.35]) * rng.uniform(0.9, 1.1)
+    grey = np.array([0.55, 0.53, 0.5], np.float32) * (0.6 if rng.random() < 0.3 else 1.4) * rng.uniform(0.9, 1.1)
     grey += rng.normal(0, 0.03, 3).astype(np.float32)
     road_col = grey * (0.9 + 0.2 * _noise(rng, h, w, base=s / 6, octaves=2)[..., None])
     a = _alpha(mask, 0.6)

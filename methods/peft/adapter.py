@@ -1,22 +1,38 @@
-"""Series adapters (Houlsby-style bottlenecks), the default InfoSAM student.
+"""Bottleneck adapters in series, in parallel or mixed (InfoSAM adapter types 0/1/2, SU-SAM variants).
 
-InfoSAM's code (``ImageEncoderViTWithFuseMutable``, adapter type 0) adds to each adapted block::
+InfoSAM's code (``segment_anything/modeling/image_encoder.py``, ``Block``, MuyaoYuan/InfoSAM
+``ec8f9ab``) with ``Adapter(h) = W_up·GELU(W_down·h)`` (``W_down: D → ratio·D``), ``xn1 = norm1(x)``,
+``s = 0.5``:
 
-    x = x + Adapter(attn(norm1(x)))        # space adapter after attention
-    x = x + Adapter(mlp(norm2(x)))         # MLP adapter after the MLP
-    Adapter(h) = h + W_up · GELU(W_down · h),   W_down: D → ratio·D
+* ``placement="series"`` (type 0, the default InfoSAM student)::
 
-in blocks 2..end, and trains the adapters, the LayerNorms of adapted blocks and the whole mask
-decoder. Here the adapters wrap ``block.attn`` and ``block.mlp`` (any block exposing both, so the
-same code serves SAM ViT and TinyViT blocks; per-token layers commute with window partitioning).
+      x = x + A_s(attn(xn1))                 A_s(h) = h + Adapter(h)   (skip adapter)
+      x = x + A_m(mlp(norm2(x)))
+
+* ``placement="parallel"`` (type 1)::
+
+      x = x + attn(xn1) + s·Adapter(xn1)
+      x = x + mlp(xn2) + s·Adapter(xn2)      xn2 = norm2(x)
+
+* ``placement="mixed"`` (type 2): series on attention, parallel on the MLP.
+
+SU-SAM (zongzi13545329/SimAda, ``image_encoder_{series,para,mix}.py``) has the same three variants;
+its series MLP adapter carries an extra 0.5 factor, InfoSAM's (reproduced here) does not.
+
+The adapters wrap ``block.attn`` and ``block.mlp`` (so SAM ViT and TinyViT blocks share the code;
+per-token layers commute with window partitioning). A parallel branch reads the wrapped module's
+input: in SAM blocks that is already ``norm1(x)`` (window-partitioned) or ``norm2(x)``; TinyViT's
+``attn`` and ``mlp`` apply their own LayerNorm first (``attn.norm``, ``mlp.norm``), and the wrapper
+feeds the adapter that normalised input, as in InfoSAM's formula.
 
 ``zero_init=True`` (default) zero-initialises W_up so the wrapped model equals the pretrained one at
-step 0; the public code keeps PyTorch's default init (``zero_init=false`` reproduces it).
+step 0; the public code keeps PyTorch's default init (``zero_init=false`` reproduces it). Trained:
+the adapters, the LayerNorms of adapted blocks (``--unfrozen_norm``) and the whole mask decoder.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
@@ -26,28 +42,35 @@ from bench.backbones import Backbone
 
 from ._base import PEFT_METHODS, PeftMethod, select_blocks
 
+PLACEMENTS = ("series", "parallel", "mixed")
+
 
 @dataclass
 class AdapterOptions:
-    ratio: float = 0.25  # bottleneck width as a fraction of the block width
-    start_block: int = 2  # first adapted encoder block (InfoSAM: blocks 0-1 have none)
-    end_block: Optional[int] = None  # exclusive; None = through the last block
-    zero_init: bool = True  # identity at init; False = the public code's default init
-    train_norms: bool = True  # train the LayerNorms of adapted blocks (InfoSAM --unfrozen_norm)
+    ratio: float = field(default=0.25, metadata={"help": "bottleneck width as a fraction of the block width"})
+    start_block: int = field(default=2, metadata={"help": "first adapted block (InfoSAM: blocks 0-1 have none)"})
+    end_block: Optional[int] = field(default=None, metadata={"help": "exclusive; None = through the last block"})
+    zero_init: bool = field(default=True, metadata={"help": "identity at init; False = the public code's init"})
+    train_norms: bool = field(default=True, metadata={"help": "train LayerNorms of adapted blocks (--unfrozen_norm)"})
+    placement: str = field(default="series", metadata={"help": "series | parallel | mixed (InfoSAM types 0/1/2)"})
+    parallel_scale: float = field(default=0.5, metadata={"help": "scale s of parallel branches (InfoSAM: 0.5)"})
 
     def __post_init__(self) -> None:
         if not 0 < self.ratio <= 4:
             raise ValueError(f"ratio must be in (0, 4], got {self.ratio}")
         if self.start_block < 0:
             raise ValueError(f"start_block must be >= 0, got {self.start_block}")
+        if self.placement not in PLACEMENTS:
+            raise ValueError(f"placement must be one of {list(PLACEMENTS)}, got {self.placement!r}")
 
 
 class Bottleneck(nn.Module):
-    """``h + up(GELU(down(h)))`` with a ``ratio``-wide hidden layer."""
+    """``[h +] up(GELU(down(h)))`` with a ``ratio``-wide hidden layer; ``skip`` adds the identity."""
 
-    def __init__(self, dim: int, ratio: float, zero_init: bool) -> None:
+    def __init__(self, dim: int, ratio: float, zero_init: bool, skip: bool = True) -> None:
         super().__init__()
         hidden = max(1, int(dim * ratio))
+        self.skip = skip
         self.down = nn.Linear(dim, hidden)
         self.act = nn.GELU()
         self.up = nn.Linear(hidden, dim)
@@ -56,7 +79,8 @@ class Bottleneck(nn.Module):
             nn.init.zeros_(self.up.bias)
 
     def forward(self, h: torch.Tensor) -> torch.Tensor:
-        return h + self.up(self.act(self.down(h)))
+        out = self.up(self.act(self.down(h)))
+        return h + out if self.skip else out
 
 
 class SeriesWrap(nn.Module):
@@ -71,14 +95,40 @@ class SeriesWrap(nn.Module):
         return self.adapter(self.base_layer(x))
 
 
+class ParallelWrap(nn.Module):
+    """``base(x) + scale·adapter(n(x))``, ``n`` = the base's own leading LayerNorm if it has one.
+
+    SAM's ``Attention``/``MLPBlock`` receive already-normalised tokens (``n`` = identity); TinyViT's
+    ``Attention``/``Mlp`` start with ``self.norm``, which is reused (not copied) for the branch.
+    """
+
+    def __init__(self, base: nn.Module, adapter: nn.Module, scale: float) -> None:
+        super().__init__()
+        self.base_layer = base
+        self.adapter = adapter
+        self.scale = scale
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        norm = getattr(self.base_layer, "norm", None)
+        h = norm(x) if isinstance(norm, nn.LayerNorm) else x
+        return self.base_layer(x) + self.scale * self.adapter(h)
+
+
 def block_width(block: nn.Module) -> int:
     """Output width of a block's attention (= the residual stream width)."""
-    return int(block.attn.proj.out_features)
+    base = getattr(block.attn, "base_layer", block.attn)
+    return int(base.proj.out_features)
+
+
+def unfreeze_norms(block: nn.Module) -> None:
+    for module in block.modules():
+        if isinstance(module, nn.LayerNorm):
+            module.requires_grad_(True)
 
 
 @PEFT_METHODS.register("adapter")
 class Adapter(PeftMethod):
-    """Series adapters after attention and MLP of blocks ``start_block..end``."""
+    """Bottleneck adapters on attention and MLP of blocks ``start_block..end`` (series/parallel/mixed)."""
 
     Options = AdapterOptions
 
@@ -87,11 +137,15 @@ class Adapter(PeftMethod):
         names = []
         for i, block in select_blocks(backbone, o.start_block, o.end_block):
             dim = block_width(block)
-            block.attn = SeriesWrap(block.attn, Bottleneck(dim, o.ratio, o.zero_init))
-            block.mlp = SeriesWrap(block.mlp, Bottleneck(dim, o.ratio, o.zero_init))
+            block.attn = self._wrap(block.attn, dim, parallel=o.placement == "parallel")
+            block.mlp = self._wrap(block.mlp, dim, parallel=o.placement != "series")
             if o.train_norms:
-                for module in block.modules():
-                    if isinstance(module, nn.LayerNorm):
-                        module.requires_grad_(True)
+                unfreeze_norms(block)
             names.append(f"encoder_blocks.{i}")
         return names
+
+    def _wrap(self, base: nn.Module, dim: int, parallel: bool) -> nn.Module:
+        o: AdapterOptions = self.options
+        if parallel:
+            return ParallelWrap(base, Bottleneck(dim, o.ratio, o.zero_init, skip=False), o.parallel_scale)
+        return SeriesWrap(base, Bottleneck(dim, o.ratio, o.zero_init))

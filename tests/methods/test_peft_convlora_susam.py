@@ -1,0 +1,279 @@
+"""Conv-LoRA, SU-SAM and SAM-Adapter specifics (the generic contract is in test_peft_contract.py)."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+
+import methods  # noqa: F401  (registration)
+from bench.backbones import Backbone, Prompts, build_backbone
+from bench.config import BackboneConfig, ConfigError
+from methods.peft._base import build_peft, trainable_parameters
+from methods.peft.convlora import ConvLoRALinear, MoEConv, cv_squared
+
+_CACHE: dict[str, Backbone] = {}
+
+
+def backbone(name: str = "tiny_sam", **kw) -> Backbone:
+    key = f"{name}{kw}"
+    if key not in _CACHE:
+        _CACHE[key] = build_backbone(BackboneConfig(name=name, **kw))
+    return copy.deepcopy(_CACHE[key])
+
+
+def _inputs(model: Backbone):
+    g = torch.Generator().manual_seed(0)
+    s = model.img_size
+    images = (torch.rand(2, 3, s, s, generator=g) - 0.5) / 0.25
+    boxes = torch.tensor([[0.2, 0.25, 0.7, 0.8], [0.1, 0.3, 0.6, 0.9]]) * s
+    return images, Prompts(boxes=boxes)
+
+
+def _logits(model: Backbone) -> torch.Tensor:
+    images, prompts = _inputs(model)
+    z, _ = model.encode(images)
+    return model.decode(z, prompts).logits
+
+
+def _layers(model: Backbone) -> list[ConvLoRALinear]:
+    return [m for m in model.modules() if isinstance(m, ConvLoRALinear)]
+
+
+# ----------------------------------------------------------------------------- Conv-LoRA
+def test_convlora_is_identity_at_init_and_b_matters():
+    ref_model, model = backbone(), backbone()
+    method = build_peft("convlora", {})
+    targeted = method.apply(model)
+    assert targeted == [f"encoder_blocks.{i}.attn.qkv" for i in range(4)] + ["mask_decoder"]
+    layers = _layers(model)
+    assert len(layers) == 4
+    for layer in layers:
+        assert torch.count_nonzero(layer.moe.w_gate) == 0 and torch.count_nonzero(layer.lora_B) == 0
+        assert all(torch.count_nonzero(e.conv.bias) == 0 for e in layer.moe.experts)
+    with torch.no_grad():
+        ref, out = _logits(ref_model), _logits(model)
+        torch.testing.assert_close(out, ref, rtol=0, atol=1e-6)
+        torch.manual_seed(1)
+        for layer in layers:
+            layer.lora_B.normal_(0, 0.5)
+        assert (_logits(model) - ref).abs().max() > 1e-3
+
+
+def test_convlora_loss_terms_after_training_forward_then_reset():
+    model = backbone()
+    method = build_peft("convlora", {"moe_lambda": 2.0})
+    method.apply(model)
+    assert method.loss_terms() == {}
+    torch.manual_seed(0)
+    model.train()
+    _logits(model)
+    terms = method.loss_terms()
+    assert set(terms) == {"moe"}
+    assert terms["moe"].dim() == 0 and torch.isfinite(terms["moe"])
+    assert method.loss_terms() == {}  # reset after being read
+    model.eval()
+    with torch.no_grad():
+        _logits(model)
+    assert method.loss_terms() == {}  # evaluation forwards add nothing
+
+
+def test_convlora_moe_term_is_lambda_times_the_layer_sum():
+    model = backbone()
+    method = build_peft("convlora", {"moe_lambda": 3.0})
+    method.apply(model)
+    torch.manual_seed(0)
+    _logits(model)  # grad enabled: the trainer's (eval-mode) training forward
+    per_layer = torch.stack([layer.last_loss for layer in _layers(model)]).sum()
+    torch.testing.assert_close(method.loss_terms()["moe"], 3.0 * per_layer)
+
+
+def test_convlora_top1_gate_picks_exactly_one_expert():
+    torch.manual_seed(0)
+    moe = MoEConv(4, 8)
+    with torch.no_grad():
+        moe.w_gate.normal_()
+        moe.w_noise.normal_()
+    x = torch.randn(6, 4, 5, 5)
+    for noisy in (False, True):
+        _, _, gates = moe(x, noisy)
+        assert gates.shape == (6, 8)
+        assert ((gates > 0).sum(1) == 1).all()
+        torch.testing.assert_close(gates.sum(1), torch.full((6,), 1 / (1 + 1e-6)))
+
+
+def test_convlora_output_is_the_selected_expert():
+    torch.manual_seed(0)
+    moe = MoEConv(4, 3)
+    with torch.no_grad():
+        moe.w_gate.normal_()
+    x = torch.randn(5, 4, 6, 6)
+    out, _, gates = moe(x, noisy=False)
+    for b, e in enumerate(gates.argmax(1).tolist()):
+        torch.testing.assert_close(out[b : b + 1], moe.experts[e](x[b : b + 1]))
+
+
+def test_convlora_eval_mode_is_deterministic():
+    model = backbone()
+    method = build_peft("convlora", {})
+    method.apply(model)
+    torch.manual_seed(2)
+    for layer in _layers(model):
+        with torch.no_grad():
+            layer.lora_B.normal_(0, 0.5)
+            layer.moe.w_gate.normal_()
+            layer.moe.w_noise.normal_()
+    model.eval()
+    with torch.no_grad():
+        a = _logits(model)
+        torch.manual_seed(123)
+        b = _logits(model)
+    torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+def test_convlora_load_balancing_loss_matches_hand_computed_cv2():
+    moe = MoEConv(2, 3)
+    with torch.no_grad():
+        # GAP of sample b is (c_b, 0); logits = pooled @ w_gate → expert argmax(c_b * [1, 0, -1])
+        moe.w_gate.copy_(torch.tensor([[1.0, 0.0, -1.0], [0.0, 0.0, 0.0]]))
+    x = torch.zeros(4, 2, 3, 3)
+    for b, c in enumerate([1.0, 2.0, 3.0, -1.0]):
+        x[b, 0] = c
+    _, loss, gates = moe(x, noisy=False)
+    assert gates.argmax(1).tolist() == [0, 0, 0, 2]
+    g = 1 / (1 + 1e-6)
+    importance = torch.tensor([3 * g, 0.0, g])
+    load = torch.tensor([3.0, 0.0, 1.0])
+
+    def cv2(v):  # unbiased variance / mean²
+        mean = v.mean()
+        return ((v - mean) ** 2).sum() / (len(v) - 1) / (mean**2 + 1e-10)
+
+    expected = 1e-2 * (cv2(importance) + cv2(load))
+    torch.testing.assert_close(loss, expected)
+    # by hand: load = (3, 0, 1): mean 4/3, var = (25/9 + 16/9 + 1/9) / 2 = 7/3 → cv² = 21/16
+    torch.testing.assert_close(cv_squared(load), torch.tensor(21 / 16))
+
+
+def test_convlora_noise_uses_the_global_rng():
+    model = backbone()
+    method = build_peft("convlora", {})
+    method.apply(model)
+    outs = []
+    for _ in range(2):
+        torch.manual_seed(5)
+        _logits(model)
+        outs.append(method.loss_terms()["moe"].detach())
+    torch.testing.assert_close(outs[0], outs[1], rtol=0, atol=0)
+
+
+def test_convlora_reshapes_tinyvit_token_windows():
+    model = backbone("litemedsam", img_size=128)
+    method = build_peft("convlora", {"num_experts": 2})
+    method.apply(model)
+    layer = _layers(model)[0]
+    x = torch.randn(3, 49, layer.base_layer.in_features)
+    with torch.no_grad():
+        layer.lora_B.normal_()
+        assert layer(x).shape == (3, 49, layer.base_layer.out_features)
+        with pytest.raises(RuntimeError, match="square"):
+            layer(torch.randn(3, 50, layer.base_layer.in_features))
+
+
+def test_convlora_unsupported_block_raises():
+    model = backbone()
+    model.image_encoder.blocks[0].attn.qkv = nn.Identity()
+    with pytest.raises(ConfigError, match="tiny_sam"):
+        build_peft("convlora", {}).apply(model)
+
+
+def test_convlora_bad_options():
+    for bad in ({"r": 0}, {"num_experts": 0}, {"alpha": 0}, {"moe_lambda": -1}):
+        with pytest.raises(ConfigError):
+            build_peft("convlora", bad)
+
+
+# ----------------------------------------------------------------------------- SU-SAM
+def test_susam_trainable_counts_on_sam_vit_b():
+    base = backbone("sam_vit_b")
+    decoder = sum(p.numel() for p in base.mask_decoder.parameters())
+    d, depth = 768, 12
+    hidden = int(0.25 * d)
+    adapter = d * hidden + hidden + hidden * d + d  # Linear(D, D/4) + Linear(D/4, D)
+    expected = {
+        "series": depth * 2 * adapter,
+        "parallel": depth * 2 * adapter,
+        "mixed": depth * 2 * adapter,
+        "lora": depth * 2 * (d * 4 + 4 * d),  # A_q, B_q, A_v, B_v, no bias, r = 4
+    }
+    for variant, n in expected.items():
+        model = copy.deepcopy(base)
+        targeted = build_peft("susam", {"variant": variant}).apply(model)
+        assert trainable_parameters(model) == n + decoder, variant
+        assert targeted[-1] == "mask_decoder"
+        assert not any(p.requires_grad for p in model.prompt_encoder.parameters())
+    # Conv-LoRA and SAM-Adapter on the same backbone, by hand
+    r, m = 4, 8
+    convlora = depth * (r * d + 3 * d * r + 2 * r * m + m * (r * r * 9 + r))
+    model = copy.deepcopy(base)
+    build_peft("convlora", {}).apply(model)
+    assert trainable_parameters(model) == convlora + decoder
+    h = d // 32
+    sam_adapter = (d * h + h) + (h * d + d) + depth * (h * h + h)
+    model = copy.deepcopy(base)
+    build_peft("sam_adapter", {}).apply(model)
+    assert trainable_parameters(model) == sam_adapter + decoder
+
+
+def test_susam_variants_differ_after_the_same_perturbation():
+    outs = {}
+    ref = _logits(backbone()).detach()
+    for variant in ("series", "parallel", "mixed", "lora"):
+        model = backbone()
+        build_peft("susam", {"variant": variant}).apply(model)
+        with torch.no_grad():
+            out0 = _logits(model)
+            torch.testing.assert_close(out0, ref, rtol=0, atol=1e-6)  # identity at init
+            torch.manual_seed(0)
+            for name, p in model.image_encoder.named_parameters():
+                if p.requires_grad:
+                    p.add_(0.3 * torch.randn_like(p))
+            outs[variant] = _logits(model)
+    names = list(outs)
+    for i, a in enumerate(names):
+        assert (outs[a] - ref).abs().max() > 1e-3, a
+        for b in names[i + 1 :]:
+            assert (outs[a] - outs[b]).abs().max() > 1e-4, (a, b)
+
+
+def test_susam_literal_formulas_are_not_identity():
+    ref = _logits(backbone()).detach()
+    for variant in ("series", "parallel"):
+        model = backbone()
+        build_peft("susam", {"variant": variant, "literal": True}).apply(model)
+        with torch.no_grad():
+            assert (_logits(model) - ref).abs().max() > 1e-4, variant
+
+
+def test_susam_lora_on_tinyvit_touches_only_q_and_v_columns():
+    model = backbone("litemedsam", img_size=128)
+    build_peft("susam", {"variant": "lora"}).apply(model)
+    qkv = model.encoder_blocks()[0].attn.qkv
+    with torch.no_grad():
+        qkv.b_q.weight.normal_()
+        qkv.b_v.weight.normal_()
+        x = torch.randn(2, 49, qkv.base_layer.in_features)
+        delta = qkv(x) - qkv.base_layer(x)
+    attn = model.encoder_blocks()[0].attn
+    per = 2 * attn.key_dim + attn.d
+    cols = torch.arange(delta.shape[-1]) % per
+    k_cols = (cols >= attn.key_dim) & (cols < 2 * attn.key_dim)
+    assert delta[..., k_cols].abs().max() == 0
+    assert delta[..., ~k_cols].abs().min() > 0
+
+
+def test_susam_bad_variant():
+    with pytest.raises(ConfigError, match="variant"):
+        build_peft("susam", {"variant": "bogus"})
