@@ -59,7 +59,7 @@ from datasets._base import (
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "synth-v2"
+GENERATOR_VERSION = "synth-v3"
 SYNTH_SPLITS = ("train", "test")
 _PHOTOS = ("brick", "grass", "gravel", "moon", "chelsea", "coffee", "rocket", "hubble_deep_field")
 _CAMO_TEXTURES = ("grass", "gravel", "brick", "noise")  # stationary textures only
@@ -289,9 +289,8 @@ def _gen_leaf(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
     lesions = cv2.GaussianBlur(lesions.astype(np.float32), (0, 0), 0.01 * s + 0.5)
     lesions += 0.5 * (_noise(rng, h, w, base=s / 10, octaves=3) - 0.5)
     mask = (lesions > 0.5) & leaf
-    if not mask.any():
-        mask = _blob(rng, h, w, centre[1], centre[0], 0.05 * s, 0.04 * s, 0.2) & leaf
-    if not mask.any():
+    if mask.sum() < 0.005 * h * w:  # too little disease to be a useful sample: add a spot
+        mask |= _blob(rng, h, w, centre[1], centre[0], 0.07 * s, 0.05 * s, 0.2) & leaf
         mask[int(centre[0]), int(centre[1])] = True
     halo = _alpha(cv2.dilate(mask.astype(np.uint8), np.ones((5, 5), np.uint8), iterations=int(rng.integers(1, 3))), 1.5)
     img = (
