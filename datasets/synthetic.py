@@ -59,7 +59,7 @@ from datasets._base import (
 
 logger = logging.getLogger(__name__)
 
-GENERATOR_VERSION = "synth-v3"
+GENERATOR_VERSION = "synth-v4"
 SYNTH_SPLITS = ("train", "test")
 _PHOTOS = ("brick", "grass", "gravel", "moon", "chelsea", "coffee", "rocket", "hubble_deep_field")
 _CAMO_TEXTURES = ("grass", "gravel", "brick", "noise")  # stationary textures only
@@ -188,9 +188,9 @@ def _gen_camo(rng: np.random.Generator, h: int, w: int) -> tuple[Array, Array]:
     cx, cy = rng.uniform(0.3, 0.7) * w, rng.uniform(0.3, 0.7) * h
     rx = rng.uniform(0.15, 0.3) * s
     body = _blob(rng, h, w, cx, cy, rx, rx * rng.uniform(0.45, 0.9), wobble=0.35).astype(np.uint8)
-    for _ in range(int(rng.integers(2, 6))):  # limbs, tail, head
+    for _ in range(int(rng.integers(1, 5))):  # limbs, tail, head
         ang = rng.uniform(0, 2 * np.pi)
-        length, width = rng.uniform(0.7, 1.4) * rx, rng.uniform(0.1, 0.25) * rx
+        length, width = rng.uniform(0.5, 1.1) * rx, rng.uniform(0.12, 0.3) * rx
         ex, ey = cx + np.cos(ang) * (rx * 0.6 + length * 0.5), cy + np.sin(ang) * (rx * 0.6 + length * 0.5)
         axes = (max(1, int(length / 2)), max(1, int(width)))
         cv2.ellipse(body, (int(ex), int(ey)), axes, float(np.degrees(ang)), 0, 360, 1, -1)
