@@ -33,22 +33,13 @@ def _registries():
 def validate_names(cfg) -> None:
     """Fail before launching anything on an unknown method, dataset or backbone, or bad method options."""
     methods, backbones, datasets = _registries()
-    from methods.distill._base import build_options
-
     for d in cfg.datasets:
         datasets.get(d)
     backbones.get(cfg.backbone.name)
     if cfg.teacher.backbone:
         backbones.get(cfg.teacher.backbone)
     for run in run_configs(cfg):
-        spec = methods.resolve_method(run.method)
-        build_options(spec.peft_cls.Options, dict(run.peft), f"peft method {spec.peft!r} (in {run.method})")
-        if spec.distiller_cls is not None:
-            build_options(spec.distiller_cls.Options, dict(run.distill), f"distiller {spec.distiller!r}")
-        elif run.distill:
-            raise ConfigError(
-                f"distill options {sorted(run.distill)} given, but method {run.method!r} has no distiller"
-            )
+        methods.method_options(run.method, run.peft, run.distill)
 
 
 def cmd_list(args: list[str]) -> str:

@@ -19,9 +19,9 @@ from bench.fileio import atomic_write
 from bench.results import RunDir
 from bench.trainer import TrainParts, train
 from datasets._base import DATASETS
-from methods import resolve_method
-from methods.distill._base import DistillContext, build_options
-from methods.peft._base import build_peft, trainable_parameters
+from methods import method_options
+from methods.distill._base import DistillContext
+from methods.peft._base import trainable_parameters
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +47,10 @@ def teacher_config(run: RunConfig) -> BackboneConfig:
 
 def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
     """Student with its PEFT modules, and the frozen teacher and distiller if the method has one."""
-    spec = resolve_method(run.method)
+    spec, peft_options, distill_options = method_options(run.method, run.peft, run.distill)
     torch.manual_seed(run.seed)
     student = build_backbone(run.backbone)
-    peft = build_peft(spec.peft, run.peft)
+    peft = spec.peft_cls(peft_options)
     targeted = peft.apply(student)
     log.info(
         "%s: %s targets %d modules, %.3fM trainable parameters",
@@ -68,12 +68,9 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
         if teacher.img_size != student.img_size:
             raise ConfigError(f"teacher input size {teacher.img_size} differs from the student's {student.img_size}")
         context = DistillContext(student_embed_dim=student.embed_dim, teacher_embed_dim=teacher.embed_dim)
-        options = build_options(cls.Options, dict(run.distill), f"distiller {spec.distiller!r}")
-        parts.distiller = cls(options, context).to(device)
+        parts.distiller = cls(distill_options, context).to(device)
         parts.teacher = teacher
         parts.teacher_encoder = CachedEncoder(teacher, cache_root, cls.teacher_blocks)
-    elif run.distill:
-        raise ConfigError(f"distill options {sorted(run.distill)} given, but method {run.method!r} has no distiller")
     parts.student_encoder = CachedEncoder(student, cache_root, cls.student_blocks if cls else ())
     return parts
 

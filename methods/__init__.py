@@ -7,13 +7,13 @@ student with that distiller), e.g. ``adapter``, ``lora+infosam``, ``vid``.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from bench.config import ConfigError
 from bench.registry import UnknownNameError
 
 from . import distill, infosam, peft  # noqa: F401  (registration)
-from .distill._base import DISTILLERS, Distiller
+from .distill._base import DISTILLERS, Distiller, build_options
 from .peft._base import PEFT_METHODS, PeftMethod
 
 DEFAULT_STUDENT = "adapter"
@@ -58,3 +58,21 @@ def resolve_method(name: str) -> MethodSpec:
 def method_names() -> list[str]:
     """Names listed by ``run_benchmark.py list``: every PEFT, every distiller, default compositions."""
     return PEFT_METHODS.names() + [d for d in DISTILLERS.names() if d not in PEFT_METHODS]
+
+
+def method_options(
+    name: str, peft_values: dict[str, Any], distill_values: dict[str, Any]
+) -> tuple[MethodSpec, Any, Any]:
+    """Resolve ``name`` and validate its ``peft.*`` and ``distill.*`` options.
+
+    Returns:
+        The spec, the PEFT options dataclass, and the distiller options (None without a distiller).
+    """
+    spec = resolve_method(name)
+    peft_options = build_options(spec.peft_cls.Options, dict(peft_values), f"peft method {spec.peft!r} (in {name})")
+    cls = spec.distiller_cls
+    if cls is None:
+        if distill_values:
+            raise ConfigError(f"distill options {sorted(distill_values)} given, but method {name!r} has no distiller")
+        return spec, peft_options, None
+    return spec, peft_options, build_options(cls.Options, dict(distill_values), f"distiller {spec.distiller!r}")
