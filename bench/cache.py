@@ -34,45 +34,67 @@ def image_key(image: torch.Tensor) -> str:
 
 
 class EncoderCache:
-    """Cached ``backbone.encode_prefix(image, stop)`` for one backbone and one cut point.
+    """Cached ``backbone.encode_prefix(image, stop, blocks)`` for one backbone and one cut point.
+
+    Each image has one file for the state after ``stop`` steps and one per requested block output
+    (``<key>.npy``, ``<key>.b<index>.npy``), so runs asking for different blocks share the state.
 
     Args:
         root: Cache root directory (``data.cache_dir``).
         backbone: The (frozen up to ``stop``) backbone.
         stop: Number of leading encoder steps cached; ``len(backbone.encoder_steps())`` caches the
             final image embedding.
+        blocks: Block indices inside the cached prefix whose outputs are cached as well.
     """
 
-    def __init__(self, root: str | Path, backbone: Backbone, stop: int) -> None:
+    def __init__(self, root: str | Path, backbone: Backbone, stop: int, blocks: tuple[int, ...] = ()) -> None:
         self.backbone = backbone
         self.stop = stop
+        self.blocks = tuple(sorted(blocks))
         tag = f"{backbone.name}-{backbone.img_size}px-{backbone.weights_id}-v{CACHE_VERSION}"
         self.dir = Path(root) / "encoder" / tag / f"step{stop}"
         self.hits = 0
         self.misses = 0
 
-    def _path(self, key: str) -> Path:
-        return self.dir / key[:2] / f"{key}.npy"
+    def _paths(self, key: str) -> list[Path]:
+        folder = self.dir / key[:2]
+        return [folder / f"{key}.npy"] + [folder / f"{key}.b{b}.npy" for b in self.blocks]
+
+    @staticmethod
+    def _load(paths: list[Path]) -> list[np.ndarray] | None:
+        if not all(path.is_file() for path in paths):
+            return None
+        try:
+            return [np.load(path, mmap_mode="r") for path in paths]
+        except (OSError, ValueError) as err:  # a damaged entry is recomputed
+            log.warning("cache entry %s unreadable (%s); recomputing", paths[0], err)
+            return None
 
     @torch.no_grad()
-    def __call__(self, images: torch.Tensor) -> torch.Tensor:
-        """States (B, ...) for a batch of preprocessed images (B, 3, S, S), on the images' device."""
+    def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """States (B, ...) and block maps for a batch of preprocessed images (B, 3, S, S), on the
+        images' device, in float32 (rounded to fp16 first)."""
         keys = [image_key(img) for img in images]
-        found: dict[int, np.ndarray] = {}
+        found: dict[int, list[np.ndarray]] = {}
         for i, key in enumerate(keys):
-            path = self._path(key)
-            if path.is_file():
-                try:
-                    found[i] = np.load(path, mmap_mode="r")
-                except (OSError, ValueError) as err:  # a damaged entry is recomputed
-                    log.warning("cache entry %s unreadable (%s); recomputing", path, err)
+            arrays = self._load(self._paths(key))
+            if arrays is not None:
+                found[i] = arrays
         missing = [i for i in range(len(keys)) if i not in found]
         self.hits += len(found)
         self.misses += len(missing)
         if missing:
-            states = self.backbone.encode_prefix(images[missing], self.stop).to(torch.float16).cpu().numpy()
-            for i, state in zip(missing, states):
-                atomic_save_npy(self._path(keys[i]), state)
-                found[i] = state
-        stacked = np.stack([np.asarray(found[i]) for i in range(len(keys))])
-        return torch.from_numpy(stacked).to(device=images.device, dtype=torch.float32)
+            state, feats = self.backbone.encode_prefix(images[missing], self.stop, self.blocks)
+            computed = [state] + [feats[b] for b in self.blocks]
+            computed = [t.to(torch.float16).cpu().numpy() for t in computed]
+            for j, i in enumerate(missing):
+                arrays = [c[j] for c in computed]
+                for path, array in zip(self._paths(keys[i]), arrays):
+                    atomic_save_npy(path, array)
+                found[i] = arrays
+
+        def stack(k: int) -> torch.Tensor:
+            batch = np.stack([np.asarray(found[i][k]) for i in range(len(keys))])
+            return torch.from_numpy(batch).to(device=images.device, dtype=torch.float32)
+
+        return stack(0), {b: stack(k + 1) for k, b in enumerate(self.blocks)}

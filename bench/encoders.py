@@ -16,24 +16,31 @@ log = logging.getLogger(__name__)
 class CachedEncoder:
     """``backbone.encode`` that starts from the cached output of the longest frozen prefix.
 
+    Requested block outputs inside the frozen prefix are cached with it (a frozen teacher's
+    intermediate features cost one pass over the data); later ones are computed every step.
+
     Args:
         backbone: The model (its PEFT modules already injected).
         cache_root: ``data.cache_dir``; None disables caching.
-        blocks: Block indices whose outputs are requested (never served from the cache).
+        blocks: Block indices whose outputs are requested.
     """
 
     def __init__(self, backbone: Backbone, cache_root: Optional[str], blocks: tuple[int, ...] = ()) -> None:
         self.backbone = backbone
-        self.blocks = tuple(blocks)
+        self.blocks = tuple(sorted(set(blocks)))
         steps = backbone.encoder_steps()
-        stop = backbone.frozen_prefix()
-        for i, step in enumerate(steps):
-            if step.block is not None and step.block in self.blocks:
-                stop = min(stop, i)
-        self.stop = stop if cache_root else 0
-        self.cache = EncoderCache(cache_root, backbone, self.stop) if self.stop > 0 else None
+        n_blocks = len(backbone.encoder_blocks())
+        bad = [b for b in self.blocks if not 0 <= b < n_blocks]
+        if bad:
+            raise ValueError(f"{backbone.name} has {n_blocks} encoder blocks; requested block(s) {bad}")
+        self.stop = backbone.frozen_prefix() if cache_root else 0
+        cached = tuple(s.block for s in steps[: self.stop] if s.block is not None and s.block in self.blocks)
+        self.cache = EncoderCache(cache_root, backbone, self.stop, cached) if self.stop > 0 else None
         log.info("%s: %d of %d encoder steps served from the cache", backbone.name, self.stop, len(steps))
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
-        x = self.cache(images) if self.cache is not None else images
-        return self.backbone.encode(x, start=self.stop, blocks=self.blocks)
+        if self.cache is None:
+            return self.backbone.encode(images, start=0, blocks=self.blocks)
+        x, feats = self.cache(images)
+        z, later = self.backbone.encode(x, start=self.stop, blocks=self.blocks)
+        return z, {**feats, **later}

@@ -40,8 +40,8 @@ def evaluate(
     for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
         images = batch["image"].to(device)
         with autocast_for(device, precision):
-            z, _ = encoder(images)
-            out = backbone.decode(z, batch_prompts(batch, use_box).to(device))
+            z, blocks = encoder(images)
+            out = backbone.decode(z, batch_prompts(batch, use_box).to(device), blocks)
         for i, gt in enumerate(batch["gt"]):
             logits = backbone.postprocess(out.logits[i : i + 1].float(), tuple(gt.shape))
             prob = torch.sigmoid(logits)[0, 0].cpu().numpy().astype("float64")

@@ -62,16 +62,25 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
     parts = TrainParts(student=student.to(device), student_encoder=None, peft=peft)  # type: ignore[arg-type]
     cls = spec.distiller_cls
     cache_root = run.data.cache_dir if run.data.encoder_cache else None
+    student_blocks = set(peft.feature_blocks(student))
     if cls is not None:
         teacher = build_backbone(teacher_config(run)).to(device)
         teacher.requires_grad_(False)
         if teacher.img_size != student.img_size:
             raise ConfigError(f"teacher input size {teacher.img_size} differs from the student's {student.img_size}")
-        context = DistillContext(student_embed_dim=student.embed_dim, teacher_embed_dim=teacher.embed_dim)
+        context = DistillContext(
+            student_embed_dim=student.embed_dim,
+            teacher_embed_dim=teacher.embed_dim,
+            student_block_dims=student.block_dims(),
+            teacher_block_dims=teacher.block_dims(),
+            student_stages=student.stage_ends(),
+            teacher_stages=teacher.stage_ends(),
+        )
         parts.distiller = cls(distill_options, context).to(device)
         parts.teacher = teacher
-        parts.teacher_encoder = CachedEncoder(teacher, cache_root, cls.teacher_blocks)
-    parts.student_encoder = CachedEncoder(student, cache_root, cls.student_blocks if cls else ())
+        parts.teacher_encoder = CachedEncoder(teacher, cache_root, tuple(parts.distiller.teacher_blocks))
+        student_blocks |= set(parts.distiller.student_blocks)
+    parts.student_encoder = CachedEncoder(student, cache_root, tuple(student_blocks))
     return parts
 
 

@@ -95,14 +95,14 @@ def autocast_for(device: torch.device, precision: str):
 def model_features(parts: TrainParts, images: torch.Tensor, prompts: Prompts) -> tuple[Features, Optional[Features]]:
     """Student features, and the frozen teacher's (no grad) when there is a distiller."""
     z, blocks = parts.student_encoder(images)
-    out = parts.student.decode(z, prompts)
+    out = parts.student.decode(z, prompts, blocks)
     student = Features(z, out.mask_token, out.logits, out.iou, blocks)
     if parts.distiller is None:
         return student, None
     assert parts.teacher is not None and parts.teacher_encoder is not None
     with torch.no_grad():
         zt, tblocks = parts.teacher_encoder(images)
-        tout = parts.teacher.decode(zt, prompts)
+        tout = parts.teacher.decode(zt, prompts, tblocks)
     return student, Features(zt, tout.mask_token, tout.logits, tout.iou, tblocks)
 
 

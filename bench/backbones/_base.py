@@ -133,6 +133,23 @@ class Backbone(nn.Module):
         """Transformer blocks of the encoder, each with ``attn.qkv`` and ``mlp``, in order."""
         raise NotImplementedError
 
+    def stage_ends(self) -> list[int]:
+        """Indices into :meth:`encoder_blocks` of the last block of each encoder *stage*.
+
+        Multi-layer distillers and HQ-SAM read features at these blocks. Hierarchical encoders
+        (TinyViT, Hiera) end a stage where the resolution changes; a plain ViT SAM ends one at each
+        global-attention block (ViT-B: 2, 5, 8, 11).
+        """
+        raise NotImplementedError
+
+    def block_dims(self) -> list[int]:
+        """Channel width of each encoder block's output (``dim_out`` where a block changes width)."""
+        dims = []
+        for blk in self.encoder_blocks():
+            dim = getattr(blk, "dim_out", None) or getattr(blk, "dim", None)
+            dims.append(int(dim if dim is not None else blk.norm1.normalized_shape[0]))  # segment-anything's Block
+        return dims
+
     # ------------------------------------------------------------------ numpy-side preprocessing
     def resized_shape(self, height: int, width: int) -> tuple[int, int]:
         scale = self.img_size / max(height, width)
@@ -175,11 +192,17 @@ class Backbone(nn.Module):
                 feats[step.block] = step.to_map(x)
         return x, feats
 
-    def encode_prefix(self, x: torch.Tensor, stop: int) -> torch.Tensor:
-        """State after the first ``stop`` encoder steps (what the cache stores)."""
+    def encode_prefix(
+        self, x: torch.Tensor, stop: int, blocks: tuple[int, ...] = ()
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """State after the first ``stop`` encoder steps (what the cache stores), and the outputs of the
+        requested blocks among those steps as (B, C_l, h_l, w_l) maps."""
+        feats: dict[int, torch.Tensor] = {}
         for step in self.encoder_steps()[:stop]:
             x = step.fn(x)
-        return x
+            if step.block is not None and step.block in blocks:
+                feats[step.block] = step.to_map(x)
+        return x, feats
 
     def frozen_prefix(self) -> int:
         """Number of leading encoder steps without trainable parameters (cacheable)."""
@@ -189,8 +212,13 @@ class Backbone(nn.Module):
                 return i
         return len(steps)
 
-    def decode(self, embedding: torch.Tensor, prompts: Prompts) -> DecoderOutput:
+    def decode(
+        self, embedding: torch.Tensor, prompts: Prompts, blocks: Optional[dict[int, torch.Tensor]] = None
+    ) -> DecoderOutput:
         """Decode one single-mask prediction per (embedding, prompt) pair, for the whole batch at once.
+
+        ``blocks`` carries the intermediate encoder features a PEFT method asked for
+        (:meth:`methods.peft._base.PeftMethod.feature_blocks`); the plain decoder does not use them.
 
         ``MaskDecoder.forward`` expands one image over many prompts (it repeats the embedding per
         prompt), so this thin call runs the official decoder's own submodules in the order of

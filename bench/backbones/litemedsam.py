@@ -66,6 +66,13 @@ class TinyViTSam(Backbone):
     def encoder_blocks(self) -> list[nn.Module]:
         return [blk for layer in self.image_encoder.layers[1:] for blk in layer.blocks]
 
+    def stage_ends(self) -> list[int]:
+        ends, count = [], 0
+        for layer in self.image_encoder.layers[1:]:
+            count += len(layer.blocks)
+            ends.append(count - 1)
+        return ends
+
     def encoder_steps(self) -> list[EncoderStep]:
         enc = self.image_encoder
         grid = self.img_size // 4

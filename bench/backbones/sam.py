@@ -24,6 +24,11 @@ class SamViT(Backbone):
     def encoder_blocks(self) -> list[nn.Module]:
         return list(self.image_encoder.blocks)
 
+    def stage_ends(self) -> list[int]:
+        ends = [i for i, blk in enumerate(self.image_encoder.blocks) if blk.window_size == 0]
+        last = len(self.image_encoder.blocks) - 1
+        return ends if ends and ends[-1] == last else ends + [last]
+
     def encoder_steps(self) -> list[EncoderStep]:
         enc = self.image_encoder
 

@@ -40,21 +40,32 @@ class Features:
 
 @dataclass
 class DistillContext:
-    """Facts a distiller may need when it is built (feature widths differ when the teacher is larger)."""
+    """Facts a distiller may need when it is built (feature widths differ when the teacher is larger).
+
+    Attributes:
+        student_embed_dim / teacher_embed_dim: Width C of the image embedding and decoder tokens.
+        student_block_dims / teacher_block_dims: Output width of every encoder block, in block order.
+        student_stages / teacher_stages: Block index ending each encoder stage
+            (:meth:`bench.backbones.Backbone.stage_ends`); multi-layer distillers read these blocks.
+    """
 
     student_embed_dim: int
     teacher_embed_dim: int
-    student_block_dims: dict[int, int] = field(default_factory=dict)
-    teacher_block_dims: dict[int, int] = field(default_factory=dict)
+    student_block_dims: list[int] = field(default_factory=list)
+    teacher_block_dims: list[int] = field(default_factory=list)
+    student_stages: list[int] = field(default_factory=list)
+    teacher_stages: list[int] = field(default_factory=list)
 
 
 class Distiller(nn.Module):
     """Base class. Subclasses set ``Options`` (a dataclass) and implement :meth:`forward`.
 
-    Class attributes:
+    Attributes:
         Options: dataclass of the distiller's options (loss weights, temperatures ...).
         student_blocks / teacher_blocks: encoder block indices whose outputs the distiller needs
-            (filled into ``Features.blocks``); empty for distillers that use only the embedding.
+            (filled into ``Features.blocks``); empty for distillers that use only the embedding. Set
+            them in ``__init__`` from the context (e.g. ``context.student_stages``): they depend on
+            the backbone.
     """
 
     Options: ClassVar[type] = object

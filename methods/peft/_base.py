@@ -46,6 +46,11 @@ class PeftMethod:
         """Add the method's modules to the frozen backbone; return the targeted module names."""
         return []
 
+    def feature_blocks(self, backbone: Backbone) -> tuple[int, ...]:
+        """Encoder block indices whose outputs the method's decoder needs (passed to
+        ``backbone.decode`` as ``blocks``; HQ-SAM's early features). Default: none."""
+        return ()
+
     def loss_terms(self) -> dict[str, torch.Tensor]:
         """Extra named loss terms from the last forward pass (e.g. ConvLoRA's load-balancing loss),
         already weighted. Called by the trainer after every training forward. Default: none."""

@@ -65,8 +65,11 @@ def test_encode_from_any_cut_point_equals_the_full_encode(tiny):
     steps = tiny.encoder_steps()
     full, full_feats = tiny.encode(x, blocks=(0, 1, 2, 3))
     for k in range(len(steps) + 1):
-        state = tiny.encode_prefix(x, k)
+        state, early = tiny.encode_prefix(x, k, blocks=(0, 1, 2, 3))
         z, feats = tiny.encode(state, start=k, blocks=(0, 1, 2, 3))
+        assert set(early) == {s.block for s in steps[:k] if s.block is not None}
+        for b in early:
+            torch.testing.assert_close(early[b], full_feats[b], rtol=0, atol=1e-6)
         torch.testing.assert_close(z, full, rtol=0, atol=1e-6)
         # block outputs after the cut are still returned, and are the same
         expected = {s.block for s in steps[k:] if s.block is not None}
@@ -260,7 +263,7 @@ def test_litemedsam_at_128_px_uses_the_same_weights():
     x = torch.rand(1, 3, 128, 128, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         z, _ = small.encode(x)
-        state = small.encode_prefix(x, 5)
+        state, _ = small.encode_prefix(x, 5)
         resumed, _ = small.encode(state, start=5)
     assert z.shape == (1, 256, 32, 32)
     torch.testing.assert_close(resumed, z, rtol=0, atol=1e-5)
@@ -367,3 +370,14 @@ def test_litemedsam_with_a_foreign_checkpoint_raises(tiny, tmp_path):
     torch.save(tiny.state_dict(), path)
     with pytest.raises(CheckpointError, match="missing key"):
         build_backbone(BackboneConfig(name="litemedsam", checkpoint=str(path), img_size=128))
+
+
+def test_stage_ends_and_block_dims_describe_each_family(tiny):
+    sam_b = build_backbone(BackboneConfig(name="sam_vit_b"))
+    assert sam_b.stage_ends() == [2, 5, 8, 11] and sam_b.block_dims() == [768] * 12
+    assert tiny.stage_ends() == [1, 3] and tiny.block_dims() == [32] * 4
+    lite = build_backbone(BackboneConfig(name="litemedsam", img_size=128))
+    assert lite.stage_ends() == [1, 7, 9]  # TinyViT layers 1-3 with depths 2, 6, 2
+    assert lite.block_dims() == [128] * 2 + [160] * 6 + [320] * 2
+    _, feats = lite.encode(torch.rand(1, 3, 128, 128), blocks=tuple(lite.stage_ends()))
+    assert [feats[b].shape[1] for b in lite.stage_ends()] == [128, 160, 320]

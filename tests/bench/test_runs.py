@@ -161,14 +161,42 @@ def test_cache_entries_are_the_fp16_frozen_prefix(tmp_path):
     backbone = build_backbone(BackboneConfig(name="tiny_sam"))
     images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     cache = EncoderCache(tmp_path, backbone, stop=2)
-    first = cache(images)
-    second = EncoderCache(tmp_path, backbone, stop=2)(images)
-    expected = backbone.encode_prefix(images, 2).detach().half().float()
+    first, _ = cache(images)
+    second, _ = EncoderCache(tmp_path, backbone, stop=2)(images)
+    expected = backbone.encode_prefix(images, 2)[0].detach().half().float()
     assert torch.equal(first, expected) and torch.equal(second, expected)
     assert (cache.hits, cache.misses) == (0, 2)
     other = EncoderCache(tmp_path, backbone, stop=3)  # another cut point never reads these entries
     other(images)
     assert other.misses == 2
+
+
+def test_cached_block_outputs_equal_the_live_ones_and_share_the_state(tmp_path):
+    from bench.backbones import build_backbone
+    from bench.config import BackboneConfig
+    from bench.encoders import CachedEncoder
+
+    teacher = build_backbone(BackboneConfig(name="tiny_sam"))
+    teacher.requires_grad_(False)
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        z, live = teacher.encode(images, blocks=(1, 3))
+        encoder = CachedEncoder(teacher, str(tmp_path), blocks=(3, 1))
+        assert encoder.stop == len(teacher.encoder_steps()) and encoder.cache.blocks == (1, 3)
+        cold_z, cold = encoder(images)
+        warm_z, warm = CachedEncoder(teacher, str(tmp_path), blocks=(1, 3))(images)
+        # a request for other blocks reuses the stored state and computes only the new block file
+        other = CachedEncoder(teacher, str(tmp_path), blocks=(1,))
+        other_z, _ = other(images)
+    assert other.cache.hits == 2
+    for got_z, got in ((cold_z, cold), (warm_z, warm)):
+        torch.testing.assert_close(got_z, z.half().float(), rtol=0, atol=0)
+        assert set(got) == {1, 3}
+        for b in (1, 3):
+            torch.testing.assert_close(got[b], live[b].half().float(), rtol=0, atol=0)
+    assert torch.equal(other_z, cold_z)
+    with pytest.raises(ValueError, match="requested block"):
+        CachedEncoder(teacher, str(tmp_path), blocks=(7,))
 
 
 # ----------------------------------------------------------------------------- (d) non-finite loss
