@@ -22,7 +22,7 @@ import submitit
 from tqdm import tqdm
 
 from bench.config import BenchConfig, ConfigError, RunConfig, run_configs, run_from_dict, to_dict
-from bench.results import RunDir
+from bench.results import RunBusyError, RunDir
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +34,8 @@ def execute_runs(runs: list[dict[str, Any]], runs_dir: str) -> list[dict[str, An
     """Execute runs one after the other; a failure is recorded and the next run goes on.
 
     Returns:
-        One ``{"record": metrics record}`` or ``{"error": message}`` per run, in order.
+        One ``{"record": metrics record}``, ``{"error": message}`` or ``{"skipped": reason}`` (the run
+        is being executed by another launcher) per run, in order.
     """
     from bench.runner import execute_run
 
@@ -43,6 +44,9 @@ def execute_runs(runs: list[dict[str, Any]], runs_dir: str) -> list[dict[str, An
         run = run_from_dict(data)
         try:
             results.append({"record": execute_run(run, runs_dir)})
+        except RunBusyError as err:
+            log.warning("%s; skipped here", err)
+            results.append({"skipped": str(err)})
         except Exception as err:  # one failed run must not stop the others; it is reported
             message = f"{err.__class__.__name__}: {err}"
             log.error("run %s failed: %s", RunDir(runs_dir, run).name, message)
@@ -69,6 +73,7 @@ class Outcome:
     run: RunConfig
     record: Optional[dict[str, Any]]
     error: Optional[str] = None
+    skipped: Optional[str] = None
 
 
 def pending_runs(cfg: BenchConfig) -> tuple[list[RunConfig], list[RunConfig]]:
@@ -146,7 +151,7 @@ def _groups(runs: list[RunConfig], size: int) -> list[list[RunConfig]]:
 
 
 def _outcomes(group: list[RunConfig], results: list[dict[str, Any]]) -> list[Outcome]:
-    return [Outcome(run, res.get("record"), res.get("error")) for run, res in zip(group, results)]
+    return [Outcome(run, res.get("record"), res.get("error"), res.get("skipped")) for run, res in zip(group, results)]
 
 
 def _run_inline(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:

@@ -3,6 +3,8 @@
 Layout of ``runs/<dataset>__<method>__s<seed>__<hash>/``::
 
     config.yaml      resolved RunConfig (written first)
+    run.log          the run's log (every attempt appended)
+    .lock            held (flock) by the process executing the run; released when it exits or dies
     train_log.csv    one row per logged training step
     per_image.csv    one row per test image
     checkpoint.pt    last epoch's trainable state (for resume; deleted never, small)
@@ -15,16 +17,25 @@ Aggregation reads only ``metrics.json`` files.
 from __future__ import annotations
 
 import csv
+import fcntl
 import io
 import json
+import os
+from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable
+from typing import Any, Iterable, Iterator
 
 from bench.config import RunConfig, dump_yaml, run_name
 from bench.fileio import atomic_write
 
 METRICS_FILE = "metrics.json"
 FAILED_FILE = "failed.json"
+LOCK_FILE = ".lock"
+LOG_FILE = "run.log"
+
+
+class RunBusyError(RuntimeError):
+    """Another process holds the run's lock: it is being executed elsewhere."""
 
 
 def write_csv(path: Path, rows: Iterable[dict[str, Any]]) -> None:
@@ -51,8 +62,44 @@ class RunDir:
     def checkpoint(self) -> Path:
         return self.path / "checkpoint.pt"
 
+    @property
+    def log_file(self) -> Path:
+        return self.path / LOG_FILE
+
     def is_complete(self) -> bool:
         return (self.path / METRICS_FILE).is_file()
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """Hold the run's exclusive lock (``flock``), or raise :class:`RunBusyError` at once.
+
+        The kernel releases the lock when the holder exits or is killed, so a crashed run never
+        blocks its re-launch. Works across processes and hosts on file systems with ``flock``
+        support (local disks, NFSv4, Lustre mounted with ``flock``).
+        """
+        self.path.mkdir(parents=True, exist_ok=True)
+        fd = os.open(self.path / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                raise RunBusyError(f"run {self.name} is being executed by another process") from None
+            try:
+                yield
+            finally:
+                fcntl.flock(fd, fcntl.LOCK_UN)
+        finally:
+            os.close(fd)
+
+    def is_running(self) -> bool:
+        """Whether another process holds the run's lock now."""
+        if not (self.path / LOCK_FILE).is_file():
+            return False
+        try:
+            with self.lock():
+                return False
+        except RunBusyError:
+            return True
 
     def start(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)

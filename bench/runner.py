@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -94,12 +95,33 @@ def execute_run(run: RunConfig, runs_dir: str | Path) -> dict[str, Any]:
     if rd.is_complete():
         log.info("%s: complete, skipped", rd.name)
         return rd.read_metrics()
-    rd.start()
-    try:
-        return _execute(run, rd)
-    except Exception as err:
-        rd.write_failure(f"{err.__class__.__name__}: {err}")
-        raise
+    with rd.lock():  # RunBusyError if another launcher is executing this run
+        if rd.is_complete():  # finished by another process while we were starting
+            log.info("%s: complete, skipped", rd.name)
+            return rd.read_metrics()
+        rd.start()
+        handler = logging.FileHandler(rd.log_file)
+        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+        root = logging.getLogger()
+        level = root.level
+        root.addHandler(handler)
+        root.setLevel(min(level, logging.INFO))  # the run's log keeps INFO even when the console does not
+        try:
+            return _execute(run, rd)
+        except Exception as err:
+            _log_traceback(handler, rd.name)
+            rd.write_failure(f"{err.__class__.__name__}: {err}")
+            raise
+        finally:
+            root.removeHandler(handler)
+            root.setLevel(level)
+            handler.close()
+
+
+def _log_traceback(handler: logging.Handler, name: str) -> None:
+    """Write the current exception's traceback to the run's log file only (the console gets one line)."""
+    record = logging.LogRecord("bench.runner", logging.ERROR, __file__, 0, "%s failed", (name,), sys.exc_info())
+    handler.handle(record)
 
 
 def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:

@@ -22,25 +22,28 @@ from bench.trainer import NonFiniteLossError
 REPO = Path(__file__).resolve().parents[2]
 
 
+def sweep_args(tmp_path: Path, *extra: str, runs: str = "runs", cache: str = "cache") -> list[str]:
+    """Overrides of a seconds-long sweep: tiny_sam, one small synthetic domain, inline launcher."""
+    return [
+        "sweep=smoke",
+        "backbone.name=tiny_sam",
+        "launcher=inline",
+        "train.epochs=2",
+        "methods=[adapter]",
+        "datasets=[synth_polyp]",
+        f"runs_dir={tmp_path / runs}",
+        f"data.cache_dir={tmp_path / cache}",
+        "data.synth.train_size=8",
+        "data.synth.test_size=4",
+        "data.synth.min_side=64",
+        "data.synth.max_side=96",
+        f"launcher.folder={tmp_path / 'submitit'}",
+        *extra,
+    ]
+
+
 def sweep(tmp_path: Path, *extra: str, runs: str = "runs", cache: str = "cache") -> BenchConfig:
-    return load_config(
-        [
-            "sweep=smoke",
-            "backbone.name=tiny_sam",
-            "launcher=inline",
-            "train.epochs=2",
-            "methods=[adapter]",
-            "datasets=[synth_polyp]",
-            f"runs_dir={tmp_path / runs}",
-            f"data.cache_dir={tmp_path / cache}",
-            "data.synth.train_size=8",
-            "data.synth.test_size=4",
-            "data.synth.min_side=64",
-            "data.synth.max_side=96",
-            f"launcher.folder={tmp_path / 'submitit'}",
-            *extra,
-        ]
-    )
+    return load_config(sweep_args(tmp_path, *extra, runs=runs, cache=cache))
 
 
 def single_run(cfg: BenchConfig) -> RunConfig:
