@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -31,19 +32,27 @@ def evaluate(
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Score every test image; the logits are resized back to each image's own size.
 
+    The model runs batch after batch while one background thread scores the previous batches
+    (``py_sod_metrics`` is numpy on the CPU): on a GPU the metrics leave the model's critical path.
+    Images are scored in order, so the rows and means do not depend on timing.
+
     Returns:
         Per-image rows (``name`` + every metric) and the dataset-level means.
     """
     backbone.eval()
     acc = MetricAccumulator()
     loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate)
-    for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-        images = batch["image"].to(device)
-        with autocast_for(device, precision):
-            z, blocks = encoder(images)
-            out = backbone.decode(z, batch_prompts(batch, use_box).to(device), blocks)
-        for i, gt in enumerate(batch["gt"]):
-            logits = backbone.postprocess(out.logits[i : i + 1].float(), tuple(gt.shape))
-            prob = torch.sigmoid(logits)[0, 0].cpu().numpy().astype("float64")
-            acc.add(batch["name"][i], prob, gt)
+    pending: list[Future] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as scorer:
+        for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+            images = batch["image"].to(device)
+            with autocast_for(device, precision):
+                z, blocks = encoder(images)
+                out = backbone.decode(z, batch_prompts(batch, use_box).to(device), blocks)
+            for i, gt in enumerate(batch["gt"]):
+                logits = backbone.postprocess(out.logits[i : i + 1].float(), tuple(gt.shape))
+                prob = torch.sigmoid(logits)[0, 0].cpu().numpy().astype("float64")
+                pending.append(scorer.submit(acc.add, batch["name"][i], prob, gt))
+        for future in pending:
+            future.result()  # re-raises a metric error (e.g. a non-binary mask) here
     return acc.rows, acc.mean()

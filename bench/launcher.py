@@ -117,6 +117,17 @@ def make_executor(cfg: BenchConfig, cluster: Optional[str] = None) -> submitit.E
     return executor
 
 
+def check_input_files(runs: list[RunConfig]) -> None:
+    """Fail before launching when a file a run needs is missing (checkpoints of student and teacher)."""
+    for run in runs:
+        for key, value in (
+            ("backbone.checkpoint", run.backbone.checkpoint),
+            ("teacher.checkpoint", run.teacher.checkpoint),
+        ):
+            if value and not Path(value).is_file():
+                raise ConfigError(f"{key}: checkpoint file not found: {value}")
+
+
 def launch(cfg: BenchConfig) -> list[Outcome]:
     """Execute the sweep's pending runs; returns one outcome per executed run."""
     if cfg.launcher.name not in LAUNCHERS:
@@ -124,6 +135,7 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
     if cfg.launcher.max_parallel < 1 or cfg.launcher.runs_per_job < 1:
         raise ConfigError("launcher.max_parallel and launcher.runs_per_job must be >= 1")
     runs, pending = pending_runs(cfg)
+    check_input_files(pending)
     log.info("sweep %s: %d runs, %d complete, %d to run", cfg.sweep, len(runs), len(runs) - len(pending), len(pending))
     if not pending:
         return []
