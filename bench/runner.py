@@ -187,6 +187,8 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         "train_seconds": round(t1 - t0, 2),
         "eval_seconds": round(time.time() - t1, 2),
         "skipped_empty_train_samples": result.skipped_empty,
+        "train_loop_seconds": round(result.seconds, 2),
+        "train_data_wait_fraction": round(result.data_fraction, 4),
         "eval_prompt": prompt,
         "status": "complete",
     }

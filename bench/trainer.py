@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -78,6 +79,12 @@ class TrainResult:
     log_rows: list[dict[str, Any]] = field(default_factory=list)
     skipped_empty: int = 0
     seconds: float = 0.0
+    data_seconds: float = 0.0  # waiting for the loader (this process's epochs only, not resumed ones)
+
+    @property
+    def data_fraction(self) -> float:
+        """Share of the training wall time spent waiting for batches."""
+        return self.data_seconds / self.seconds if self.seconds > 0 else 0.0
 
 
 PRECISIONS = ("auto", "bf16", "fp32")
@@ -187,12 +194,16 @@ def train(
             pin_memory=device.type == "cuda",
         )
         bar = tqdm(loader, total=n_steps, desc=f"{desc} ep {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
+        t_epoch = time.perf_counter()
+        t_ready = t_epoch
         for step, batch in enumerate(bar):
+            result.data_seconds += time.perf_counter() - t_ready
             valid = batch["valid"]
             if not bool(valid.all()):
                 result.skipped_empty += int((~valid).sum())
                 keep = valid.nonzero().flatten().tolist()
                 if len(keep) < 2:
+                    t_ready = time.perf_counter()
                     continue
                 batch = {
                     k: (v[keep] if isinstance(v, torch.Tensor) else [v[i] for i in keep]) for k, v in batch.items()
@@ -221,6 +232,8 @@ def train(
                 bar.set_postfix(loss=f"{value:.4f}")
                 if on_log is not None:
                     on_log({**row, "epochs": cfg.epochs, "steps": n_steps})
+            t_ready = time.perf_counter()
+        result.seconds += time.perf_counter() - t_epoch
         save_checkpoint(
             checkpoint,
             {
