@@ -1,4 +1,4 @@
-"""Command line: ``python run_benchmark.py [run|list|report|status] [sweep=NAME] [key=value ...]``."""
+"""Command line: ``python run_benchmark.py [run|list|report|status|params|prepare] [sweep=NAME] [key=value ...]``."""
 
 from __future__ import annotations
 
@@ -7,12 +7,16 @@ import sys
 import time
 from typing import Optional
 
-from bench.config import ConfigError, available_sweeps, load_config, run_configs
+from bench.config import ConfigError, available_sweeps, load_config, row_label, run_configs
 from bench.registry import UnknownNameError
 
 log = logging.getLogger("samfit")
 
-COMMANDS = ("run", "list", "report", "status", "params")
+COMMANDS = ("run", "list", "report", "status", "params", "prepare")
+
+
+class RunsFailed(Exception):
+    """Some runs failed; the exception's text is the sweep summary (exit code 1)."""
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -31,26 +35,44 @@ def _registries():
 
 
 def validate_names(cfg) -> None:
-    """Fail before launching anything on an unknown method, dataset or backbone, or bad method options."""
+    """Fail before launching anything on an unknown method, dataset or backbone, bad method options, or a
+    method that declares it cannot run on the student's (or, for a distiller, the teacher's) backbone family."""
     methods, backbones, datasets = _registries()
+    from bench.backbones import backbone_family
+
     for d in cfg.datasets:
         datasets.get(d)
     backbones.get(cfg.backbone.name)
     if cfg.teacher.backbone:
         backbones.get(cfg.teacher.backbone)
     for run in run_configs(cfg):
-        methods.method_options(run.method, run.peft, run.distill)
+        spec, _, _ = methods.method_options(run.method, run.peft, run.distill)
+        checks = [("peft method", spec.peft, spec.peft_cls.unsupported, "student", run.backbone.name)]
+        if spec.distiller_cls is not None:
+            teacher = run.teacher.backbone or run.backbone.name
+            for role, backbone in (("student", run.backbone.name), ("teacher", teacher)):
+                checks.append(("distiller", spec.distiller, spec.distiller_cls.unsupported, role, backbone))
+        for kind, name, unsupported, role, backbone in checks:
+            family = backbone_family(backbone)
+            if family in unsupported:
+                raise ConfigError(
+                    f"method {run.method!r}: {kind} {name!r} cannot run with {role} backbone {backbone!r} "
+                    f"({family} family): {unsupported[family]}"
+                )
 
 
 def cmd_list(args: list[str]) -> str:
     methods, backbones, datasets = _registries()
+    from bench.prepare import dataset_status
     from methods.distill._base import DISTILLERS
     from methods.peft._base import PEFT_METHODS
 
+    cfg = load_config(args)
     lines = [
         "methods (PEFT):     " + ", ".join(PEFT_METHODS.names()),
         "distillers:         " + ", ".join(DISTILLERS.names()) + "   (use as <distiller> or <peft>+<distiller>)",
-        "datasets:           " + ", ".join(datasets.names()),
+        f"datasets (data.root={cfg.data.root}):",
+        *(f"  {name:<20} {state}" for name, state in dataset_status(cfg.data.root).items()),
         "backbones:          " + ", ".join(backbones.names()),
         "sweeps:",
     ]
@@ -69,14 +91,21 @@ def cmd_run(args: list[str]) -> str:
     t0 = time.time()
     outcomes = launch(cfg)
     failed = [o for o in outcomes if o.error]
+    busy = [o for o in outcomes if o.skipped]
     if cfg.launcher.name == "slurm":
         return f"submitted; follow with: python run_benchmark.py status sweep={cfg.sweep}"
     report = build_report(cfg)
-    summary = f"\n{report}\nwall time {time.time() - t0:.0f}s; {len(outcomes)} runs executed, {len(failed)} failed"
+    summary = (
+        f"\n{report}\nwall time {time.time() - t0:.0f}s; {len(outcomes) - len(busy)} runs executed, "
+        f"{len(failed)} failed"
+    )
+    if busy:
+        summary += f", {len(busy)} left to another launcher that is running them"
     if failed:
         summary += "\n" + "\n".join(
             f"  FAILED {o.run.method} / {o.run.dataset} / seed {o.run.seed}: {o.error}" for o in failed
         )
+        raise RunsFailed(summary)
     return summary
 
 
@@ -93,19 +122,24 @@ def cmd_status(args: list[str]) -> str:
 
     cfg = load_config(args)
     lines = []
-    counts = {"done": 0, "failed": 0, "started": 0, "missing": 0}
+    counts = {"done": 0, "running": 0, "failed": 0, "interrupted": 0, "missing": 0}
     for run in run_configs(cfg):
         rd = RunDir(cfg.runs_dir, run)
+        detail = ""
         if rd.is_complete():
             state = "done"
+        elif rd.is_running():
+            state = "running"
         elif (rd.path / FAILED_FILE).is_file():
             state = "failed"
+            detail = f"  log: {rd.log_file}"
         elif rd.path.is_dir():
-            state = "started"
+            state = "interrupted"  # started, not running now, no failure recorded: resumes on the next launch
+            detail = "  (resumes from its checkpoint)" if rd.checkpoint.is_file() else ""
         else:
             state = "missing"
         counts[state] += 1
-        lines.append(f"{state:<8} {rd.name}")
+        lines.append(f"{state:<11} {run.dataset:<14} {row_label(run):<28} s{run.seed}  {rd.name}{detail}")
     head = ", ".join(f"{v} {k}" for k, v in counts.items())
     return f"sweep {cfg.sweep}: {head}\n" + "\n".join(lines)
 
@@ -118,17 +152,47 @@ def cmd_params(args: list[str]) -> str:
     return write_params(cfg)
 
 
+def cmd_prepare(args: list[str]) -> str:
+    """``prepare dataset=NAME [src=PATH]``: check a downloaded copy (read-only); problems exit with code 2."""
+    from bench.config import parse_overrides
+    from bench.prepare import check_copy, real_spec
+
+    pairs = parse_overrides(args)
+    name, src = pairs.pop("dataset", ""), pairs.pop("src", "")
+    if not name:
+        raise ConfigError("prepare needs dataset=NAME (and src=PATH, the downloaded copy)")
+    cfg = load_config([f"{k}={v}" for k, v in pairs.items()])
+    spec = real_spec(name)
+    if not src:
+        from datasets._real import dataset_folder
+
+        found = dataset_folder(spec, cfg.data.root)
+        src = str(found if found is not None else f"{cfg.data.root}/{spec.folders[0]}")
+    report = check_copy(name, src, cfg.data.root)
+    if not report.ok:
+        raise ConfigError(f"prepare {name}: {src} is not ready\n{report.text()}")
+    return report.text()
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
     setup_logging()
-    handler = {"run": cmd_run, "list": cmd_list, "report": cmd_report, "status": cmd_status, "params": cmd_params}[
-        command
-    ]
+    handler = {
+        "run": cmd_run,
+        "list": cmd_list,
+        "report": cmd_report,
+        "status": cmd_status,
+        "params": cmd_params,
+        "prepare": cmd_prepare,
+    }[command]
     try:
         text = handler(argv)
     except (ConfigError, UnknownNameError) as err:
         sys.stderr.write(f"error: {err}\n")
         return 2
+    except RunsFailed as failed:
+        sys.stdout.write(str(failed).rstrip() + "\n")
+        return 1
     sys.stdout.write(text.rstrip() + "\n")
     return 0

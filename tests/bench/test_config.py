@@ -279,3 +279,32 @@ def test_cli_rejects_bad_method_options_before_launching(capsys, tmp_path):
     assert code == 2
     assert "zero_shot" in err and "ratio" in err
     assert not any(tmp_path.iterdir())
+
+
+def test_cli_missing_checkpoint_exits_2_before_launching(capsys, tmp_path):
+    runs = tmp_path / "runs"
+    code = cli.main(
+        ["run", "sweep=smoke", "backbone.checkpoint=/no/such/sam.pth", "launcher=inline", f"runs_dir={runs}"]
+    )
+    _, err = capsys.readouterr()
+    assert code == 2 and err.splitlines() == ["error: backbone.checkpoint: checkpoint file not found: /no/such/sam.pth"]
+    assert not runs.exists()
+
+
+def test_cli_wrong_architecture_checkpoint_fails_the_run_naming_the_keys(capsys, tmp_path):
+    import torch
+
+    from bench.backbones import build_backbone
+    from bench.config import BackboneConfig
+
+    state = build_backbone(BackboneConfig(name="tiny_sam")).state_dict()
+    state.pop("mask_decoder.iou_token.weight")
+    state["extra.weight"] = torch.zeros(1)
+    bad = tmp_path / "other_model.pth"
+    torch.save(state, bad)
+    args = ["run", "sweep=smoke", "methods=[zero_shot]", f"backbone.checkpoint={bad}", "launcher=inline"]
+    code = cli.main([*args, f"runs_dir={tmp_path / 'runs'}", f"data.cache_dir={tmp_path / 'c'}"])
+    out, _ = capsys.readouterr()
+    failed = [line for line in out.splitlines() if "FAILED" in line]
+    assert code == 1 and len(failed) == 1
+    assert "does not fit" in failed[0] and "mask_decoder.iou_token.weight" in failed[0] and "extra.weight" in failed[0]

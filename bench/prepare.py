@@ -1,0 +1,124 @@
+"""Check a downloaded copy of a real dataset, and tell which datasets are present under ``data.root``.
+
+``python run_benchmark.py prepare dataset=NAME src=PATH`` locates the layout in ``PATH`` (the folder
+that belongs at ``<data.root>/<folder>``, see README "Datasets"), pairs images and masks, decodes every
+file (readable, not truncated, mask binary, mask size = image size), compares the split sizes with the
+published ones and prints every problem with its file name. It only reads ``PATH``: nothing is
+written, moved or converted there. Without ``src`` it checks the copy under ``data.root``.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from bench.config import ConfigError
+from datasets._base import DATASETS, DatasetError
+from datasets._real import REAL_SPECS, RealSpec, dataset_folder, load_pair, locate, scan
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class PrepareReport:
+    """The outcome of checking one copy: ``ok`` is False when a run on it would fail."""
+
+    lines: list[str] = field(default_factory=list)
+    problems: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def text(self) -> str:
+        out = list(self.lines)
+        if self.warnings:
+            out += ["warnings:"] + [f"  - {w}" for w in self.warnings]
+        if self.problems:
+            out += [f"problems ({len(self.problems)}):"] + [f"  - {p}" for p in self.problems]
+        out.append("OK: ready to use" if self.ok else f"NOT READY: {len(self.problems)} problem(s) to fix")
+        return "\n".join(out)
+
+
+def real_spec(name: str) -> RealSpec:
+    """The spec of a registered real dataset; ConfigError naming the valid choices otherwise."""
+    import datasets  # noqa: F401  (registration)
+
+    if name not in REAL_SPECS:
+        kind = "a generated dataset: nothing to prepare" if name in DATASETS else "unknown dataset"
+        raise ConfigError(f"{name!r} is {kind}; real datasets: {', '.join(sorted(REAL_SPECS))}")
+    return REAL_SPECS[name]
+
+
+def check_copy(name: str, src: str | Path, data_root: Optional[str | Path] = None) -> PrepareReport:
+    """Check the copy of dataset ``name`` in folder ``src`` (read-only); see the module docstring."""
+    spec = real_spec(name)
+    src = Path(src)
+    report = PrepareReport()
+    report.lines.append(f"dataset {spec.name} ({spec.info.family}; published at: {spec.source})")
+    try:
+        result = scan(spec, src)
+    except DatasetError as err:
+        report.problems.append(str(err))
+        return report
+    report.lines.append(f"layout {result.layout.name!r} found in {result.root}")
+    report.problems.extend(result.problems)
+    report.warnings.extend(result.warnings)
+    for split, pairs in result.splits.items():
+        sizes: list[tuple[int, int]] = []
+        empty = 0
+        for pair in pairs:
+            try:
+                sample = load_pair(pair, split)
+            except DatasetError as err:
+                report.problems.append(str(err))
+                continue
+            sizes.append(sample["mask"].shape)
+            empty += not sample["mask"].any()
+        line = f"  {split:<5} {len(pairs):>5} pairs"
+        if split == "val" and result.val_drawn:
+            line += f" (drawn: {spec.val_fraction:.0%} of the training pool, fixed order)"
+        if sizes:
+            hw = np.array(sizes)
+            line += f"; H {hw[:, 0].min()}-{hw[:, 0].max()}, W {hw[:, 1].min()}-{hw[:, 1].max()}"
+        report.lines.append(line)
+        if empty:
+            report.warnings.append(f"{spec.name}/{split}: {empty} mask(s) without foreground (skipped in training)")
+    if data_root is not None:
+        target = Path(data_root) / spec.folders[0]
+        if not any((Path(data_root) / f).resolve() == src.resolve() for f in spec.folders):
+            report.lines.append(
+                f"to use it: place or symlink this folder at {target} (e.g. ln -s {src.resolve()} {target})"
+            )
+    return report
+
+
+def dataset_status(data_root: str | Path) -> dict[str, str]:
+    """Per registered dataset: ``"generated"``, ``"present (<layout>: <path>)"`` or ``"missing (...)"``.
+
+    Only looks for the layout's folders and files (fast); ``prepare`` decodes the files.
+    """
+    import datasets  # noqa: F401  (registration)
+
+    out = {}
+    for name in DATASETS.names():
+        spec = REAL_SPECS.get(name)
+        if spec is None:
+            out[name] = "generated"
+            continue
+        folder = dataset_folder(spec, data_root)
+        if folder is None:
+            out[name] = f"missing ({Path(data_root) / spec.folders[0]})"
+            continue
+        try:
+            layout, base = locate(spec, folder)
+        except DatasetError:
+            out[name] = f"missing (no supported layout in {folder})"
+            continue
+        out[name] = f"present ({layout.name}: {base})"
+    return out
