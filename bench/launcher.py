@@ -118,8 +118,20 @@ def make_executor(cfg: BenchConfig, cluster: Optional[str] = None) -> submitit.E
 
 
 def check_input_files(runs: list[RunConfig]) -> None:
-    """Fail before launching when a file a run needs is missing (checkpoints of student and teacher)."""
+    """Fail before launching when a file a run needs is missing: checkpoints of student and teacher, and
+    the dataset folders under ``data.root`` (a quick look for the layout; the files are verified when a
+    run reads them)."""
+    from bench.prepare import dataset_status
+
+    roots = {run.data.root for run in runs}
+    status = {root: dataset_status(root) for root in roots}
     for run in runs:
+        state = status[run.data.root].get(run.dataset, "")
+        if state.startswith("missing"):
+            raise ConfigError(
+                f"dataset {run.dataset!r} is {state}; download it and check it with "
+                f"'python run_benchmark.py prepare dataset={run.dataset} src=PATH'"
+            )
         for key, value in (
             ("backbone.checkpoint", run.backbone.checkpoint),
             ("teacher.checkpoint", run.teacher.checkpoint),

@@ -308,3 +308,12 @@ def test_cli_wrong_architecture_checkpoint_fails_the_run_naming_the_keys(capsys,
     failed = [line for line in out.splitlines() if "FAILED" in line]
     assert code == 1 and len(failed) == 1
     assert "does not fit" in failed[0] and "mask_decoder.iou_token.weight" in failed[0] and "extra.weight" in failed[0]
+
+
+def test_cli_missing_real_dataset_exits_2_before_launching(capsys, tmp_path):
+    runs = tmp_path / "runs"
+    code = cli.main(["run", "sweep=smoke", "datasets=[kvasir]", f"data.root={tmp_path / 'data'}", f"runs_dir={runs}"])
+    _, err = capsys.readouterr()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "dataset 'kvasir' is missing" in err and str(tmp_path / "data") in err and "prepare dataset=kvasir" in err
+    assert not runs.exists()
