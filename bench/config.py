@@ -41,7 +41,7 @@ class TeacherConfig:
 
 @dataclass
 class TrainConfig:
-    epochs: int = 10
+    epochs: Optional[int] = None  # None = the dataset's protocol (10; 20 for Massachusetts Roads)
     batch_size: int = 4
     lr: float = 2e-4
     min_lr: float = 2e-5

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import sys
@@ -144,10 +145,13 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     )
     probe = collate([test_data[i] for i in range(min(len(test_data), run.train.batch_size))])
     progress = rd.path / "progress.json"
+    train_cfg = run.train
+    if train_cfg.epochs is None:
+        train_cfg = dataclasses.replace(train_cfg, epochs=info.epochs)
     result = train(
         parts,
         train_data,
-        run.train,
+        train_cfg,
         run.seed,
         device,
         rd.checkpoint,

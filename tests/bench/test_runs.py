@@ -317,3 +317,16 @@ def test_slurm_parameters_reach_the_sbatch_script(tmp_path, monkeypatch):
     ):
         assert line in text, line
     assert executor._executor.parameters["array_parallelism"] == 4
+
+
+def test_epochs_default_to_the_dataset_protocol(tmp_path):
+    """train.epochs unset: 20 epochs on a road dataset (the paper's protocol), 10 elsewhere."""
+    for dataset, expected in (("synth_road", 20), ("synth_polyp", 10)):
+        cfg = sweep(
+            tmp_path, f"datasets=[{dataset}]", "train.epochs=null", "train.max_steps_per_epoch=1", "train.log_every=1"
+        )
+        run = single_run(cfg)
+        assert run.train.epochs is None
+        execute_run(run, cfg.runs_dir)
+        lines = (RunDir(cfg.runs_dir, run).path / "train_log.csv").read_text().splitlines()[1:]
+        assert sorted({int(line.split(",")[0]) for line in lines}) == list(range(1, expected + 1))
