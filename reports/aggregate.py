@@ -12,19 +12,22 @@ from typing import Any, Iterable, Sequence
 
 import pandas as pd
 
-from bench.metrics import METRICS
+MISSING = "–"  # a cell without a complete run (never dropped)
 
-MISSING = "—"
+
+def load_record_map(runs_dir: str | Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
+    """``run name -> metrics record`` of the named runs that are complete."""
+    records = {}
+    for name in names:
+        path = Path(runs_dir) / name / "metrics.json"
+        if path.is_file():
+            records[name] = json.loads(path.read_text())
+    return records
 
 
 def load_records(runs_dir: str | Path, names: Iterable[str]) -> list[dict[str, Any]]:
     """The metrics records of the named runs that are complete."""
-    records = []
-    for name in names:
-        path = Path(runs_dir) / name / "metrics.json"
-        if path.is_file():
-            records.append(json.loads(path.read_text()))
-    return records
+    return list(load_record_map(runs_dir, names).values())
 
 
 def long_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
@@ -44,38 +47,19 @@ def summarize(df: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
-def format_cell(mean: float, se: float, digits: int = 3, scale: float = 100.0) -> str:
-    """``mean ± se`` in percent (the paper's scale); one seed shows the mean alone."""
+def format_cell(mean: float, se: float, scale: float = 100.0) -> str:
+    """``mean ± se`` in percent (the paper's scale: mean 1 decimal, SE 2); one seed shows the mean alone."""
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return MISSING
-    text = f"{mean * scale:.{max(digits - 2, 1)}f}"
+    text = f"{mean * scale:.1f}"
     if se is not None and not math.isnan(se):
-        text += f" ± {se * scale:.{max(digits - 2, 1)}f}"
+        text += f" ± {se * scale:.2f}"
     return text
 
 
-def result_table(
-    summary: pd.DataFrame,
-    methods: Sequence[str],
-    columns: Sequence[tuple[str, str]],
-) -> pd.DataFrame:
-    """Rows = methods (sweep order), columns = (dataset, metric) pairs; missing cells marked."""
-    index = {(r.method, r.dataset, r.metric): (r.mean, r.se) for r in summary.itertuples()}
-    data = {}
-    for dataset, metric in columns:
-        label = METRICS[metric].label if metric in METRICS else metric
-        data[(dataset, label)] = [
-            format_cell(*index[(m, dataset, metric)]) if (m, dataset, metric) in index else MISSING for m in methods
-        ]
-    frame = pd.DataFrame(data, index=list(methods))
-    frame.columns = pd.MultiIndex.from_tuples(list(data))
-    return frame
-
-
-def to_markdown(table: pd.DataFrame) -> str:
-    """A GitHub Markdown table with ``dataset / metric`` headers."""
-    heads = ["method"] + [f"{d} {m}" for d, m in table.columns]
-    lines = ["| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
-    for method, row in table.iterrows():
-        lines.append("| " + " | ".join([str(method)] + [str(v) for v in row.tolist()]) + " |")
-    return "\n".join(lines)
+def seed_values(df: pd.DataFrame) -> dict[tuple[str, str, str], list[float]]:
+    """``(method, dataset, metric) -> [value per seed]`` (seed order), the samples of the t-tests."""
+    out: dict[tuple[str, str, str], list[float]] = {}
+    for key, group in df.sort_values("seed").groupby(["method", "dataset", "metric"], sort=False):
+        out[key] = [float(v) for v in group["value"]]
+    return out

@@ -1,4 +1,10 @@
-"""``run_benchmark.py report``: the sweep's table as Markdown and CSV (and printed)."""
+"""``run_benchmark.py report``: the sweep's table (Markdown, LaTeX, CSV) and figures.
+
+Writes into ``<runs_dir>/_reports/`` (or ``out_dir``): ``<sweep>.md``, ``<sweep>.tex`` (booktabs),
+``<sweep>.csv`` (one line per row × dataset × metric, values as fractions, with the paper's value, the
+difference and the Welch p-value), and the figures that apply (:mod:`reports.figures`) as
+``<sweep>_<figure>.png`` and ``.pdf``. Returns the Markdown (printed by the CLI).
+"""
 
 from __future__ import annotations
 
@@ -8,29 +14,38 @@ from pathlib import Path
 from bench.config import BenchConfig, row_label, run_configs, run_name
 from datasets._base import dataset_info
 
-from .aggregate import load_records, long_frame, result_table, summarize, to_markdown
+from . import render
+from .aggregate import load_record_map, long_frame, seed_values
+from .figures import write_figures
+from .table import build_table, long_table
+from .transfer import publish_relation_modules
 
 log = logging.getLogger(__name__)
 
 
 def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
-    """Aggregate the sweep's complete runs; write ``<out>/<sweep>.md`` and ``.csv``; return the Markdown."""
+    """Aggregate the sweep's complete runs and write the table files and figures; return the Markdown."""
     runs = run_configs(cfg)
-    records = load_records(cfg.runs_dir, [run_name(r) for r in runs])
+    names = [run_name(r) for r in runs]
+    by_name = load_record_map(cfg.runs_dir, names)
+    records = list(by_name.values())
     columns = []
     for dataset in cfg.datasets:
         metrics = next((tuple(r["report_metrics"]) for r in records if r["dataset"] == dataset), None)
         for metric in metrics or dataset_info(dataset).metrics:
             columns.append((dataset, metric))
-    summary = summarize(long_frame(records))
     labels = list(dict.fromkeys(row_label(r) for r in runs))
-    table = result_table(summary, labels, columns)
+    table = build_table(cfg.sweep, labels, columns, seed_values(long_frame(records)))
     seeds = sorted({r["seed"] for r in records})
     title = f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), {len(records)}/{len(runs)} runs complete"
-    markdown = f"{title}\n\n{to_markdown(table)}\n"
+    markdown = render.to_markdown(table, title)
     out = Path(out_dir or Path(cfg.runs_dir) / "_reports")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{cfg.sweep}.md").write_text(markdown)
-    summary.to_csv(out / f"{cfg.sweep}.csv", index=False)
-    log.info("report written to %s/%s.{md,csv}", out, cfg.sweep)
+    caption = f"{cfg.sweep}: mean ± SE over seeds {seeds} (×100); bold = best, † = Welch p < 0.05 vs the reference row"
+    (out / f"{cfg.sweep}.tex").write_text(render.to_latex(table, caption))
+    long_table(table).to_csv(out / f"{cfg.sweep}.csv", index=False)
+    figures = write_figures(cfg, list(zip(runs, names)), by_name, out)
+    publish_relation_modules(cfg, runs)
+    log.info("report written to %s/%s.{md,tex,csv} and %d figure files", out, cfg.sweep, len(figures))
     return markdown

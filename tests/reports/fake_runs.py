@@ -1,0 +1,50 @@
+"""Fake run directories in the format ``bench/results.py`` writes (``metrics.json``, ``per_image.csv``)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+
+from bench.config import BenchConfig, RunConfig, row_label, run_configs
+from bench.results import RunDir
+from datasets._base import dataset_info
+
+
+def write_run(
+    runs_dir: str | Path, run: RunConfig, metrics: dict[str, float], per_image: Optional[list[dict]] = None
+) -> RunDir:
+    """Write a complete run: ``config.yaml``, ``per_image.csv`` (if given) and ``metrics.json``."""
+    rd = RunDir(runs_dir, run)
+    rd.start()
+    if per_image is not None:
+        rd.write_per_image(per_image)
+    rd.write_metrics(
+        {
+            "run": rd.name,
+            "method": row_label(run),
+            "base_method": run.method,
+            "variant": run.variant,
+            "dataset": run.dataset,
+            "seed": run.seed,
+            "backbone": run.backbone.name,
+            "metrics": metrics,
+            "report_metrics": list(dataset_info(run.dataset).metrics),
+            "status": "complete",
+        }
+    )
+    return rd
+
+
+def find_run(cfg: BenchConfig, label: str, dataset: str, seed: int) -> RunConfig:
+    for run in run_configs(cfg):
+        if row_label(run) == label and run.dataset == dataset and run.seed == seed:
+            return run
+    raise KeyError((label, dataset, seed))
+
+
+def per_image_rows(bf1: list[float], n: int = 3, jitter: float = 0.01) -> list[dict]:
+    """``n`` images whose ``bf1_k`` columns average to ``bf1`` exactly."""
+    offsets = np.linspace(-jitter, jitter, n)
+    return [{"name": f"img{i}", **{f"bf1_{k}": v + offsets[i] for k, v in enumerate(bf1)}} for i in range(n)]

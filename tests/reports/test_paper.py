@@ -1,0 +1,78 @@
+"""The transcribed paper values (reports/paper_values/) against the paper text, and the sweep mappings."""
+
+from __future__ import annotations
+
+import pytest
+
+import methods  # noqa: F401  (registration: canonical labels resolve lone distillers)
+from reports import paper
+
+
+def value(table: str, row: str, dataset: str, metric: str) -> tuple[float, float | None]:
+    hits = [v for v in paper.load_table(table) if (v.row, v.dataset, v.metric) == (row, dataset, metric)]
+    assert len(hits) == 1, (table, row, dataset, metric, hits)
+    return hits[0].mean, hits[0].se
+
+
+@pytest.mark.parametrize(
+    "table, row, dataset, metric, expected",
+    [  # read off /work/shared/reference/infosam_paper.md by hand
+        ("table1", "SAM", "CAMO", "sm", (79.7, 0.02)),
+        ("table1", "HQ-SAM", "ISIC 2017", "dice", (92.4, 0.19)),
+        ("table1", "Adapter+Ours", "Road", "dice", (75.8, 0.27)),
+        ("table2", "Teacher", "Kvasir", "sm", (83.0, 0.10)),  # differs from Table 1's SAM row (71.4)
+        ("table2", "TinySAM", "Road", "iou", (25.7, 1.19)),
+        ("table3", "(b) MobileSAM", "Road", "iou", (52.3, 0.46)),
+        ("table4", "row 2: fixed-dot relation + L_d", "Leaf", "iou", (75.2, None)),
+        ("table5", "TinySAM w RM", "Road", "iou", (33.9, 0.32)),
+        ("table6", "InfoSAM-T (frozen RM from Kvasir)", "Leaf", "iou", (75.4, 0.45)),
+        ("table7", "ReviewKD", "CVC-612", "wfm", (92.2, 1.40)),
+        ("table8", "InfoSAM(Ours)", "CHAMELEON", "wfm", (89.6, 0.22)),
+        ("table8", "TinySAM", "COD10K", "em_adp", (94.0, 0.11)),
+        ("table9", "decoder-only", "Road", "dice", (64.7, 0.49)),
+        ("table10", "TinySAM", "Road", "dice", (36.5, 3.22)),
+        ("table11", "α = 3", "-", "time_ms", (35.4, 31.2)),
+        ("table12", "w/o RT", "Road", "iou", (59.6, 0.69)),
+        ("table13", "Attn-3", "Road", "iou", (61.7, 0.06)),
+    ],
+)
+def test_spot_checks_against_the_paper_text(table, row, dataset, metric, expected):
+    assert value(table, row, dataset, metric) == expected
+
+
+def test_every_table_is_complete():
+    # rows × columns of each printed table (Table 3: both parts; Table 11 with its timing column)
+    sizes = {1: 11 * 11, 2: 12 * 11, 3: 16 * 3, 4: 3 * 3, 5: 4 * 2, 6: 4, 7: 19 * 6, 8: 19 * 9, 9: 8 * 7}
+    sizes |= {10: 8 * 7, 11: 3 * 3, 12: 2 * 2, 13: 5 * 2}
+    assert paper.available_tables() == [f"table{n}" for n in range(1, 14)]
+    for n, size in sizes.items():
+        assert len(paper.load_table(f"table{n}")) == size, n
+        assert all(0 <= v.mean <= 100 for v in paper.load_table(f"table{n}"))
+
+
+def test_lookup_by_suite_labels():
+    t2 = paper.lookup("table2")
+    # a lone distiller is the adapter student with it: both spellings find the paper's row
+    assert t2[(paper.canonical_label("vid"), "Kvasir", "sm")].mean == 93.7
+    assert t2[(paper.canonical_label("adapter+vid"), "Kvasir", "sm")].row == "VID"
+    t11 = paper.lookup("table11")
+    assert t11[(paper.canonical_label("adapter+infosam [distill.alpha=2.0]"), "Road", "iou")].mean == 61.4
+    t3 = paper.lookup("table3")  # (a) and (b) share rows with equal numbers
+    assert t3[("zero_shot", "Leaf", "iou")].mean == 42.7
+
+
+def test_datasets_and_reference_rows():
+    assert paper.paper_dataset("synth_polyp") == ("Kvasir", True)
+    assert paper.paper_dataset("kvasir") == ("Kvasir", False)
+    assert paper.paper_dataset("massachusetts_roads") == ("Road", False)
+    assert paper.paper_dataset("sbu") == (None, False)
+    assert paper.reference_for("table2", "vid") == "adapter"
+    assert paper.reference_for("table1", "lora") == "zero_shot"
+    assert paper.reference_for("table5", "mobilesam+rm") == "mobilesam"
+    assert paper.reference_for("table5", "mobilesam") is None
+    assert paper.sweep_table("table7") == "table7" and paper.sweep_table("fig6") is None
+
+
+def test_unknown_table_names_the_available_ones():
+    with pytest.raises(KeyError, match="table1, table2"):
+        paper.load_table("table99")
