@@ -70,7 +70,9 @@ def cmd_list(args: list[str]) -> str:
     cfg = load_config(args)
     lines = [
         "methods (PEFT):     " + ", ".join(PEFT_METHODS.names()),
-        "distillers:         " + ", ".join(DISTILLERS.names()) + "   (use as <distiller> or <peft>+<distiller>)",
+        "distillers:         "
+        + ", ".join(DISTILLERS.names())
+        + "   (use as <distiller>, <peft>+<distiller>, or chained: tinysam+rm)",
         f"datasets (data.root={cfg.data.root}):",
         *(f"  {name:<20} {state}" for name, state in dataset_status(cfg.data.root).items()),
         "backbones:          " + ", ".join(backbones.names()),

@@ -103,7 +103,8 @@ def model_features(parts: TrainParts, images: torch.Tensor, prompts: Prompts) ->
     """Student features, and the frozen teacher's (no grad) when there is a distiller."""
     z, blocks = parts.student_encoder(images)
     out = parts.student.decode(z, prompts, blocks)
-    student = Features(z, out.mask_token, out.logits, out.iou, blocks)
+    embedding = out.embedding if out.embedding is not None else z  # as the decoder saw it (LST adapts it)
+    student = Features(embedding, out.mask_token, out.logits, out.iou, blocks)
     if parts.distiller is None:
         return student, None
     assert parts.teacher is not None and parts.teacher_encoder is not None

@@ -1,6 +1,6 @@
 """Backbones: one file per model family, each registering its variants in ``BACKBONES``."""
 
-from . import litemedsam, sam, tiny  # noqa: F401  (registration)
+from . import litemedsam, mobilesam, sam, sam2, tiny  # noqa: F401  (registration)
 from ._base import (
     BACKBONES,
     Backbone,
@@ -8,8 +8,10 @@ from ._base import (
     DecoderOutput,
     EncoderStep,
     Prompts,
+    backbone_family,
     build_backbone,
     load_checkpoint,
+    register_backbone,
 )
 
 __all__ = [
@@ -19,6 +21,8 @@ __all__ = [
     "DecoderOutput",
     "EncoderStep",
     "Prompts",
+    "backbone_family",
     "build_backbone",
     "load_checkpoint",
+    "register_backbone",
 ]

@@ -69,11 +69,87 @@ class DecoderOutput:
         logits: (B, 1, h', w') low-resolution mask logits (single-mask output).
         iou: (B, 1) predicted IoU.
         mask_token: (B, C) z_m, the two-way-transformer output of the first mask token (``hs[:, 1]``).
+        embedding: (B, C, h, w) the image embedding the decoder used: z_i as given, or as a
+            :class:`DecoderExtension` adapted it (LST adds its side network's output). Distillers see this.
     """
 
     logits: torch.Tensor
     iou: torch.Tensor
     mask_token: torch.Tensor
+    embedding: Optional[torch.Tensor] = None
+
+
+@dataclass
+class DecoderState:
+    """What :meth:`DecoderExtension.adapt_logits` sees of one batched decoder pass.
+
+    Attributes:
+        embedding: (B, C, h, w) image embedding the decoder used (after ``adapt_embedding``, before the
+            dense prompt embedding is added).
+        upscaled: (B, C/8, 4h, 4w) SAM's upscaled mask features (``output_upscaling``).
+        extra_tokens: (B, T, C) two-way-transformer outputs of the extension's own tokens.
+        logits: (B, 1, 4h, 4w) SAM's single-mask logits.
+        blocks: The encoder block outputs the extension asked for, as (B, C_l, h_l, w_l) maps.
+    """
+
+    embedding: torch.Tensor
+    upscaled: torch.Tensor
+    extra_tokens: torch.Tensor
+    logits: torch.Tensor
+    blocks: dict[int, torch.Tensor]
+
+
+class DecoderExtension(nn.Module):
+    """A PEFT method's addition to the mask decoder, set as ``backbone.decoder_extension``.
+
+    :meth:`Backbone.decode` calls ``adapt_embedding`` on the image embedding, appends
+    ``extra_tokens()`` after SAM's output tokens (iou, mask tokens) in the two-way transformer, and
+    lets ``adapt_logits`` post-process the low-resolution logits. The defaults change nothing.
+
+    ``blocks`` are the encoder block indices the extension reads (the PEFT method's
+    ``feature_blocks``). ``decode`` takes them from its ``blocks`` argument; missing ones fall back
+    to the outputs :meth:`Backbone.encode` recorded on its last call (so ``decode(encode(x)[0], p)``
+    works as well). Recorded outputs are detached and dropped by the next ``decode``.
+    """
+
+    def __init__(self, blocks: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.blocks = tuple(blocks)
+        self._recorded: dict[int, torch.Tensor] = {}
+
+    def record(self, index: int, feature: torch.Tensor) -> None:
+        """Remember a block output seen by ``encode`` (used when ``decode`` is not given it)."""
+        self._recorded[index] = feature.detach()
+
+    def take_blocks(self, given: Optional[dict[int, torch.Tensor]], batch: int) -> dict[int, torch.Tensor]:
+        """The requested block outputs for a decoder batch of size ``batch`` (given ones first)."""
+        given = given or {}
+        feats = {}
+        try:
+            for index in self.blocks:
+                feat = given.get(index, self._recorded.get(index))
+                if feat is None or feat.shape[0] != batch:
+                    raise ValueError(
+                        f"{type(self).__name__} needs the output of encoder block {index} for a batch of {batch}: "
+                        "pass it to decode(..., blocks) (request PeftMethod.feature_blocks from the encoder) "
+                        "or call encode() on the same batch right before decode()"
+                    )
+                feats[index] = feat
+        finally:
+            self._recorded = {}
+        return feats
+
+    def extra_tokens(self) -> Optional[torch.Tensor]:
+        """(T, C) output tokens appended after SAM's, or None."""
+        return None
+
+    def adapt_embedding(self, embedding: torch.Tensor, blocks: dict[int, torch.Tensor]) -> torch.Tensor:
+        """The image embedding (B, C, h, w) the decoder uses."""
+        return embedding
+
+    def adapt_logits(self, state: DecoderState) -> torch.Tensor:
+        """The final (B, 1, 4h, 4w) logits."""
+        return state.logits
 
 
 def _channels_last_to_map(x: torch.Tensor) -> torch.Tensor:
@@ -107,9 +183,12 @@ class Backbone(nn.Module):
         img_size: Square model input size S.
         embed_dim: Channel width C of the image embedding and the decoder tokens.
         normalization: ``"sam"`` (ImageNet mean/std on 0..255) or ``"minmax"`` (per-image [0, 1]).
+        family: Model family (``"sam"``, ``"sam2"``, ``"tinyvit"``); PEFT methods and distillers name the
+            families they cannot handle (``unsupported``), and the launcher refuses those combinations.
     """
 
     name: str = "backbone"
+    family: str = ""
     normalization: str = "sam"
     pixel_mean = np.array([123.675, 116.28, 103.53], dtype=np.float32)
     pixel_std = np.array([58.395, 57.12, 57.375], dtype=np.float32)
@@ -124,6 +203,7 @@ class Backbone(nn.Module):
         self.img_size = img_size
         self.embed_dim = int(mask_decoder.transformer_dim)
         self.weights_id = "random"
+        self.decoder_extension: Optional[DecoderExtension] = None
 
     # ------------------------------------------------------------------ structure
     def encoder_steps(self) -> list[EncoderStep]:
@@ -186,10 +266,13 @@ class Backbone(nn.Module):
             The image embedding (B, C, h, w) and the requested block outputs as (B, C_l, h_l, w_l).
         """
         feats: dict[int, torch.Tensor] = {}
+        ext = self.decoder_extension
         for step in self.encoder_steps()[start:]:
             x = step.fn(x)
             if step.block is not None and step.block in blocks:
                 feats[step.block] = step.to_map(x)
+            if ext is not None and step.block is not None and step.block in ext.blocks:
+                ext.record(step.block, feats[step.block] if step.block in feats else step.to_map(x))
         return x, feats
 
     def encode_prefix(
@@ -218,7 +301,8 @@ class Backbone(nn.Module):
         """Decode one single-mask prediction per (embedding, prompt) pair, for the whole batch at once.
 
         ``blocks`` carries the intermediate encoder features a PEFT method asked for
-        (:meth:`methods.peft._base.PeftMethod.feature_blocks`); the plain decoder does not use them.
+        (:meth:`methods.peft._base.PeftMethod.feature_blocks`); the plain decoder does not use them, a
+        :class:`DecoderExtension` (``self.decoder_extension``, e.g. HQ-SAM's) may.
 
         ``MaskDecoder.forward`` expands one image over many prompts (it repeats the embedding per
         prompt), so this thin call runs the official decoder's own submodules in the order of
@@ -226,10 +310,18 @@ class Backbone(nn.Module):
         (mask token 0), as ``multimask_output=False`` does.
         """
         dec = self.mask_decoder
+        ext = self.decoder_extension
         points = None if prompts.points is None else (prompts.points, prompts.labels)
         sparse, dense = self.prompt_encoder(points=points, boxes=prompts.boxes, masks=None)
         b = embedding.shape[0]
         output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        extra = None
+        if ext is not None:
+            blocks = ext.take_blocks(blocks, b)
+            embedding = ext.adapt_embedding(embedding, blocks)
+            extra = ext.extra_tokens()
+            if extra is not None:
+                output_tokens = torch.cat([output_tokens, extra], dim=0)
         tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1), sparse), dim=1)
         src = embedding + dense
         pos_src = self.prompt_encoder.get_dense_pe().expand(b, -1, -1, -1)
@@ -241,7 +333,12 @@ class Backbone(nn.Module):
         _, c2, h2, w2 = upscaled.shape
         logits = (hyper.unsqueeze(1) @ upscaled.reshape(b, c2, h2 * w2)).reshape(b, 1, h2, w2)
         iou = dec.iou_prediction_head(hs[:, 0, :])[:, :1]
-        return DecoderOutput(logits, iou, mask_token)
+        if ext is not None:
+            first = 1 + dec.mask_tokens.weight.shape[0]
+            n_extra = 0 if extra is None else extra.shape[0]
+            state = DecoderState(embedding, upscaled, hs[:, first : first + n_extra, :], logits, blocks or {})
+            logits = ext.adapt_logits(state)
+        return DecoderOutput(logits, iou, mask_token, embedding)
 
     def upscale(self, logits: torch.Tensor) -> torch.Tensor:
         """Low-resolution logits → (B, 1, S, S) in the model-input frame."""
@@ -258,6 +355,22 @@ class Backbone(nn.Module):
 
 BackboneBuilder = Callable[[BackboneConfig], Backbone]
 BACKBONES: Registry[BackboneBuilder] = Registry("backbone")
+
+
+def register_backbone(name: str, family: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    """Decorator registering a builder under ``name`` with its model ``family`` (readable without building)."""
+
+    def decorator(builder: BackboneBuilder) -> BackboneBuilder:
+        builder.family = family  # type: ignore[attr-defined]
+        BACKBONES.add(name, builder)
+        return builder
+
+    return decorator
+
+
+def backbone_family(name: str) -> Optional[str]:
+    """Family of a registered backbone (None when its builder declares none); unknown names raise."""
+    return getattr(BACKBONES.get(name), "family", None) or None
 
 
 class CheckpointError(ValueError):

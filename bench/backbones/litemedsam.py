@@ -23,12 +23,12 @@ from torch import nn
 from bench.config import BackboneConfig
 
 from ._base import (
-    BACKBONES,
     Backbone,
     CheckpointError,
     EncoderStep,
     check_img_size,
     load_checkpoint,
+    register_backbone,
     sha256_file,
 )
 
@@ -59,8 +59,10 @@ def _tinyvit(img_size: int, embed_dims: list[int], depths: list[int], num_heads:
 
 
 class TinyViTSam(Backbone):
-    """SAM with a TinyViT encoder (LiteMedSAM, MobileSAM). Input is min-max normalised to [0, 1]."""
+    """SAM with a TinyViT encoder (LiteMedSAM, MobileSAM). LiteMedSAM's input is min-max normalised to
+    [0, 1]; MobileSAM (:mod:`bench.backbones.mobilesam`) overrides ``normalization`` with SAM's."""
 
+    family = "tinyvit"
     normalization = "minmax"
 
     def encoder_blocks(self) -> list[nn.Module]:
@@ -75,7 +77,7 @@ class TinyViTSam(Backbone):
 
     def encoder_steps(self) -> list[EncoderStep]:
         enc = self.image_encoder
-        grid = self.img_size // 4
+        grid = enc.layers[-1].input_resolution[0]  # S/4 for LiteMedSAM, S/16 for the original TinyViT
 
         def neck(x: torch.Tensor) -> torch.Tensor:
             b, _, c = x.shape
@@ -111,12 +113,26 @@ class TinyViTSam(Backbone):
 
 
 def build_tinyvit_sam(
-    img_size: int, embed_dims: list[int], depths: list[int], num_heads: list[int], embed_dim: int = 256
+    img_size: int,
+    embed_dims: list[int],
+    depths: list[int],
+    num_heads: list[int],
+    embed_dim: int = 256,
+    token_stride: int = 1,
+    cls: type[TinyViTSam] = TinyViTSam,
 ) -> TinyViTSam:
+    """TinyViT encoder + SAM prompt encoder and mask decoder.
+
+    Args:
+        token_stride: Input pixels per token side after the patch embedding: 1 for LiteMedSAM's 1×1
+            patch embedding (the vendored class); 4 when the caller replaces it by the original
+            TinyViT's two stride-2 convolutions (MobileSAM) — the layers are then built for S/4 tokens.
+        cls: The backbone class to instantiate.
+    """
     from segment_anything.modeling import MaskDecoder, PromptEncoder, TwoWayTransformer
 
-    grid = img_size // 4
-    encoder = _tinyvit(img_size, embed_dims, depths, num_heads)
+    encoder = _tinyvit(img_size // token_stride, embed_dims, depths, num_heads)
+    grid = encoder.layers[-1].input_resolution[0]
     prompt_encoder = PromptEncoder(
         embed_dim=embed_dim, image_embedding_size=(grid, grid), input_image_size=(img_size, img_size), mask_in_chans=16
     )
@@ -127,7 +143,7 @@ def build_tinyvit_sam(
         iou_head_depth=3,
         iou_head_hidden_dim=256,
     )
-    return TinyViTSam(encoder, prompt_encoder, decoder, img_size=img_size)
+    return cls(encoder, prompt_encoder, decoder, img_size=img_size)
 
 
 def bundled_litemedsam_path() -> str:
@@ -139,7 +155,7 @@ def bundled_litemedsam_path() -> str:
     return str(ref)
 
 
-@BACKBONES.register("litemedsam")
+@register_backbone("litemedsam", TinyViTSam.family)
 def build_litemedsam(cfg: BackboneConfig) -> Backbone:
     img_size = check_img_size(cfg, native=256, multiple=64)
     model = build_tinyvit_sam(img_size, [64, 128, 160, 320], [2, 2, 6, 2], [2, 4, 5, 10])

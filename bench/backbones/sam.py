@@ -13,12 +13,13 @@ from torch import nn
 
 from bench.config import BackboneConfig, ConfigError
 
-from ._base import BACKBONES, Backbone, EncoderStep, load_checkpoint, sha256_file
+from ._base import Backbone, EncoderStep, load_checkpoint, register_backbone, sha256_file
 
 
 class SamViT(Backbone):
     """Official SAM with a plain ViT encoder (1024-px input, 64×64×256 embedding)."""
 
+    family = "sam"
     normalization = "sam"
 
     def encoder_blocks(self) -> list[nn.Module]:
@@ -64,4 +65,4 @@ def _sam_builder(variant: str) -> Callable[[BackboneConfig], Backbone]:
 
 
 for _variant in ("vit_b", "vit_l", "vit_h"):
-    BACKBONES.add(f"sam_{_variant}", _sam_builder(_variant))
+    register_backbone(f"sam_{_variant}", SamViT.family)(_sam_builder(_variant))

@@ -66,9 +66,12 @@ class Distiller(nn.Module):
             (filled into ``Features.blocks``); empty for distillers that use only the embedding. Set
             them in ``__init__`` from the context (e.g. ``context.student_stages``): they depend on
             the backbone.
+        unsupported: Backbone families (``Backbone.family``) the distiller cannot work with, as student
+            or as teacher, each with the reason; the launcher refuses those runs.
     """
 
     Options: ClassVar[type] = object
+    unsupported: ClassVar[dict[str, str]] = {}
     student_blocks: tuple[int, ...] = ()
     teacher_blocks: tuple[int, ...] = ()
 

@@ -33,11 +33,14 @@ class PeftMethod:
         train_decoder: Whether the whole mask decoder is trained (most methods, as in InfoSAM's code).
         identity_at_init: Whether the wrapped model reproduces the pretrained outputs before training
             (checked by the contract tests).
+        unsupported: Backbone families (``Backbone.family``: ``"sam"``, ``"sam2"``, ``"tinyvit"``) the
+            method cannot be applied to, each with the reason; the launcher refuses those runs.
     """
 
     Options: ClassVar[type] = NoOptions
     train_decoder: ClassVar[bool] = True
     identity_at_init: ClassVar[bool] = True
+    unsupported: ClassVar[dict[str, str]] = {}
 
     def __init__(self, options: Any) -> None:
         self.options = options

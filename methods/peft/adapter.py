@@ -25,6 +25,13 @@ input: in SAM blocks that is already ``norm1(x)`` (window-partitioned) or ``norm
 ``attn`` and ``mlp`` apply their own LayerNorm first (``attn.norm``, ``mlp.norm``), and the wrapper
 feeds the adapter that normalised input, as in InfoSAM's formula.
 
+SAM2 Hiera blocks (``MultiScaleBlock``): series adapters and MLP adapters need nothing special (they
+act at the block's output width ``dim_out``). A parallel *attention* branch reads ``norm1(x)`` at the
+input width ``dim``; in the first block of a stage the attention also pools its queries (2×2 max
+pool) and widens ``dim → dim_out``, so there the branch pools its input with the attention's own
+``q_pool`` and its bottleneck maps ``dim → dim_out`` (an adaptation, not in InfoSAM's ViT code). For
+SAM ViT and TinyViT blocks nothing changes (``q_pool`` absent, ``dim == dim_out``).
+
 ``zero_init=True`` (default) zero-initialises W_up so the wrapped model equals the pretrained one at
 step 0; the public code keeps PyTorch's default init (``zero_init=false`` reproduces it). Trained:
 the adapters, the LayerNorms of adapted blocks (``--unfrozen_norm``) and the whole mask decoder.
@@ -65,13 +72,18 @@ class AdapterOptions:
 
 
 class Bottleneck(nn.Module):
-    """``[h +] up(GELU(down(h)))`` with a ``ratio``-wide hidden layer; ``skip`` adds the identity."""
+    """``[h +] up(GELU(down(h)))`` with a ``ratio``-wide hidden layer; ``skip`` adds the identity.
 
-    def __init__(self, dim: int, ratio: float, zero_init: bool, skip: bool = True) -> None:
+    ``in_dim`` (default ``dim``) is the input width of a skip-less branch that changes width (Hiera).
+    """
+
+    def __init__(
+        self, dim: int, ratio: float, zero_init: bool, skip: bool = True, in_dim: Optional[int] = None
+    ) -> None:
         super().__init__()
         hidden = max(1, int(dim * ratio))
         self.skip = skip
-        self.down = nn.Linear(dim, hidden)
+        self.down = nn.Linear(in_dim or dim, hidden)
         self.act = nn.GELU()
         self.up = nn.Linear(hidden, dim)
         if zero_init:
@@ -99,7 +111,8 @@ class ParallelWrap(nn.Module):
     """``base(x) + scale·adapter(n(x))``, ``n`` = the base's own leading LayerNorm if it has one.
 
     SAM's ``Attention``/``MLPBlock`` receive already-normalised tokens (``n`` = identity); TinyViT's
-    ``Attention``/``Mlp`` start with ``self.norm``, which is reused (not copied) for the branch.
+    ``Attention``/``Mlp`` start with ``self.norm``, which is reused (not copied) for the branch. A Hiera
+    attention that pools its queries (``q_pool``) gets the branch input pooled the same way.
     """
 
     def __init__(self, base: nn.Module, adapter: nn.Module, scale: float) -> None:
@@ -111,6 +124,9 @@ class ParallelWrap(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         norm = getattr(self.base_layer, "norm", None)
         h = norm(x) if isinstance(norm, nn.LayerNorm) else x
+        pool = getattr(self.base_layer, "q_pool", None)
+        if pool is not None:  # (B, H, W, C) → pooled like the queries → (B, H/2, W/2, C)
+            h = pool(h.permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
         return self.base_layer(x) + self.scale * self.adapter(h)
 
 
@@ -118,6 +134,15 @@ def block_width(block: nn.Module) -> int:
     """Output width of a block's attention (= the residual stream width)."""
     base = getattr(block.attn, "base_layer", block.attn)
     return int(base.proj.out_features)
+
+
+def branch_in_width(module: nn.Module) -> Optional[int]:
+    """Input width of a parallel branch beside ``module`` when it differs from its output width (the
+    attention of a dimension-changing Hiera block: ``qkv`` reads ``dim``, ``proj`` writes ``dim_out``)."""
+    qkv, proj = getattr(module, "qkv", None), getattr(module, "proj", None)
+    if isinstance(qkv, nn.Linear) and isinstance(proj, nn.Linear) and qkv.in_features != proj.out_features:
+        return qkv.in_features
+    return None
 
 
 def unfreeze_norms(block: nn.Module) -> None:
@@ -147,5 +172,6 @@ class Adapter(PeftMethod):
     def _wrap(self, base: nn.Module, dim: int, parallel: bool) -> nn.Module:
         o: AdapterOptions = self.options
         if parallel:
-            return ParallelWrap(base, Bottleneck(dim, o.ratio, o.zero_init, skip=False), o.parallel_scale)
+            branch = Bottleneck(dim, o.ratio, o.zero_init, skip=False, in_dim=branch_in_width(base))
+            return ParallelWrap(base, branch, o.parallel_scale)
         return SeriesWrap(base, Bottleneck(dim, o.ratio, o.zero_init))

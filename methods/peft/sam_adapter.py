@@ -29,8 +29,10 @@ What is left out, and why:
 * zero-initialising the shared up projection (the original uses a truncated-normal init) keeps the
   wrapped model identical to the pretrained one at step 0.
 
-On TinyViT (LiteMedSAM) the stage widths differ (128/160/320), so one shared down/up pair is kept
-per width. The shared pairs live in ``image_encoder.sam_adapter_shared`` (one registration each, so
+On TinyViT (LiteMedSAM) and SAM2 Hiera the stage widths differ (128/160/320; 96/192/384/768), so one
+shared down/up pair is kept per width; the width is the block's *input* width (``attn.qkv`` input),
+which in the first block of a Hiera stage is the previous stage's (the block widens to ``dim_out``).
+The shared pairs live in ``image_encoder.sam_adapter_shared`` (one registration each, so
 every parameter has exactly one name); each wrapped block holds a plain reference to its pair.
 The wrapper keeps the block as ``base_layer`` and forwards unknown attribute look-ups (``attn``,
 ``mlp``, ``input_resolution`` …) to it, so code that inspects blocks still works.
@@ -122,7 +124,8 @@ class SAMAdapter(PeftMethod):
                     f"sam_adapter: encoder block {i} of {backbone.name} ({type(block).__name__}) is unsupported: "
                     "needs attn.proj (nn.Linear) to know its width and must be a child of the image encoder"
                 )
-            dim = proj.out_features
+            qkv = getattr(block.attn, "qkv", None)
+            dim = qkv.in_features if isinstance(qkv, nn.Linear) else proj.out_features  # the block input width
             key = str(dim)
             if key not in shared:
                 shared[key] = SharedProjections(dim, max(1, dim // o.scale_factor))

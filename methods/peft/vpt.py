@@ -16,8 +16,13 @@ materialising the prompt tokens. Adaptation to the SAM-family encoders (document
   windows). Global-attention blocks are exactly VPT-Deep.
 * SAM's decomposed relative-position bias and TinyViT's ``attention_biases`` exist only between
   image tokens; prompt keys get no positional bias (they have no position).
-* TinyViT attention applies its own LayerNorm (``attn.norm``) to the prompts; SAM blocks apply
-  ``norm1`` (reached through the block, not re-registered).
+* TinyViT attention applies its own LayerNorm (``attn.norm``) to the prompts; SAM and Hiera blocks
+  apply ``norm1`` (reached through the block, not re-registered).
+* SAM2 Hiera blocks (``MultiScaleAttention``, channels-last windows of ``norm1(x)``): the prompts
+  have the block's input width ``dim`` and become keys/values through the block's ``qkv``
+  (``dim → dim_out``); in the first block of a stage only the image queries are max-pooled (as in
+  the official forward), prompt keys/values are not. Attention is ``scaled_dot_product_attention``
+  with its default 1/√d scale, as the official block.
 
 Defaults: ``num_tokens=10`` (VPT tunes it per task from {1, 5, 10, 50, 100, 200}; 10 is the common
 choice in VPT baselines for dense prediction — not checked against InfoSAM/Conv-LoRA's baseline
@@ -35,6 +40,7 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 import torch
+import torch.nn.functional as F
 from segment_anything.modeling.image_encoder import add_decomposed_rel_pos
 from torch import nn
 
@@ -123,6 +129,31 @@ class PromptedTinyViTAttention(nn.Module):
         return a.proj(out.transpose(1, 2).reshape(b, n_tok, a.dh))
 
 
+class PromptedHieraAttention(nn.Module):
+    """SAM2 Hiera ``MultiScaleAttention`` (query pooling, fused [q | k | v]) with ``n`` prompt keys/values."""
+
+    def __init__(self, base: nn.Module, norm: nn.Module, num_tokens: int, init_range: float) -> None:
+        super().__init__()
+        self.base_layer = base
+        self._norm = (norm,)  # the block's norm1, not registered twice
+        self.prompts = nn.Parameter(torch.empty(num_tokens, base.qkv.in_features).uniform_(-init_range, init_range))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:  # x (B, H, W, dim)
+        a = self.base_layer
+        b, h, w, _ = x.shape
+        q, k, v = torch.unbind(a.qkv(x).reshape(b, h * w, 3, a.num_heads, -1), 2)
+        if a.q_pool is not None:  # stage change: pooled queries, as the official forward
+            q = a.q_pool(q.reshape(b, h, w, -1).permute(0, 3, 1, 2)).permute(0, 2, 3, 1)
+            h, w = q.shape[1:3]
+            q = q.reshape(b, h * w, a.num_heads, -1)
+        n = self.prompts.shape[0]
+        _, kp, vp = torch.unbind(a.qkv(self._norm[0](self.prompts)).reshape(n, 3, a.num_heads, -1), 1)
+        k = torch.cat([k, kp.unsqueeze(0).expand(b, -1, -1, -1)], dim=1)
+        v = torch.cat([v, vp.unsqueeze(0).expand(b, -1, -1, -1)], dim=1)
+        out = F.scaled_dot_product_attention(q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2))
+        return a.proj(out.transpose(1, 2).reshape(b, h, w, -1))
+
+
 def _patch_size(backbone: Backbone) -> int:
     proj = getattr(getattr(backbone.image_encoder, "patch_embed", None), "proj", None)
     return int(proj.kernel_size[0]) if isinstance(proj, nn.Conv2d) else 16
@@ -133,6 +164,10 @@ def wrap_attention(block: nn.Module, num_tokens: int, init_range: float) -> Opti
     attn = block.attn
     if all(hasattr(attn, a) for a in ("key_dim", "d", "attention_biases", "norm")):
         return PromptedTinyViTAttention(attn, num_tokens, init_range)
+    if all(hasattr(attn, a) for a in ("q_pool", "num_heads", "dim_out")) and isinstance(
+        getattr(block, "norm1", None), nn.LayerNorm
+    ):
+        return PromptedHieraAttention(attn, block.norm1, num_tokens, init_range)
     if all(hasattr(attn, a) for a in ("num_heads", "scale", "use_rel_pos")) and isinstance(
         getattr(block, "norm1", None), nn.LayerNorm
     ):
@@ -157,7 +192,7 @@ class VPT(PeftMethod):
             if wrapped is None:
                 raise ConfigError(
                     f"vpt: block {i} of {backbone.name} has an unsupported attention ({type(block.attn).__name__}); "
-                    "supported: segment_anything Attention, TinyViT Attention"
+                    "supported: segment_anything Attention, TinyViT Attention, SAM2 MultiScaleAttention"
                 )
             block.attn = wrapped
             names.append(f"encoder_blocks.{i}.attn")

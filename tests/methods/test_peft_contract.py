@@ -1,4 +1,5 @@
-"""The PEFT contract, run over every registered PEFT method on tiny_sam and LiteMedSAM (128 px).
+"""The PEFT contract, run over every registered PEFT method on tiny_sam, LiteMedSAM (128 px), and the small
+SAM2 Hiera and MobileSAM-layout TinyViT test backbones (tiny_sam2, tiny_tinyvit).
 
 Checks: output unchanged at init (methods declaring ``identity_at_init``), only the method's
 parameters change after an optimizer step, the declared trainable sets of the built-in methods, and
@@ -24,6 +25,8 @@ from methods.peft.adapter import AdapterOptions
 BACKBONE_CONFIGS = {
     "tiny_sam": BackboneConfig(name="tiny_sam"),
     "litemedsam128": BackboneConfig(name="litemedsam", img_size=128),
+    "tiny_sam2": BackboneConfig(name="tiny_sam2"),
+    "tiny_tinyvit": BackboneConfig(name="tiny_tinyvit"),
 }
 _PRETRAINED: dict[str, Backbone] = {}
 
@@ -62,8 +65,8 @@ def reference_output(key: str):
 
 
 def _forward(model: Backbone, images: torch.Tensor, prompts: Prompts):
-    z, _ = model.encode(images)
-    return model.decode(z, prompts)
+    z, feats = model.encode(images)
+    return model.decode(z, prompts, feats)  # SAM2's decoder reads the high-resolution maps in feats
 
 
 def _apply(name: str, model: Backbone, **options) -> list[str]:
