@@ -1,7 +1,10 @@
 """Methods: PEFT students (``peft/``), distillers (``distill/``, ``infosam/``) and how names compose.
 
-A method name is ``<peft>``, ``<peft>+<distiller>`` or ``<distiller>`` alone (= the default adapter
-student with that distiller), e.g. ``adapter``, ``lora+infosam``, ``vid``.
+A method name is ``<peft>``, ``<peft>+<distiller>[+<distiller>...]`` or ``<distiller>[+<distiller>...]``
+(= the default adapter student with those distillers), e.g. ``adapter``, ``lora+infosam``, ``vid``,
+``tinysam+rm``, ``lora+tinysam+rm``. Several chained distillers form one
+:class:`methods.distill._composite.CompositeDistiller`; their options are then namespaced
+(``distill.tinysam.*``, ``distill.rm.*``).
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from bench.registry import UnknownNameError
 
 from . import distill, infosam, peft  # noqa: F401  (registration)
 from .distill._base import DISTILLERS, Distiller, build_options
+from .distill._composite import CompositeDistiller, composite_options
 from .peft._base import PEFT_METHODS, PeftMethod
 
 DEFAULT_STUDENT = "adapter"
@@ -21,11 +25,16 @@ DEFAULT_STUDENT = "adapter"
 
 @dataclass(frozen=True)
 class MethodSpec:
-    """A resolved method: the PEFT student and the optional distiller."""
+    """A resolved method: the PEFT student and the chained distillers (none, one or several)."""
 
     name: str
     peft: str
-    distiller: Optional[str] = None
+    distillers: tuple[str, ...] = ()
+
+    @property
+    def distiller(self) -> Optional[str]:
+        """The distiller part of the name (``"tinysam+rm"`` for a chain), or None."""
+        return "+".join(self.distillers) or None
 
     @property
     def peft_cls(self) -> type[PeftMethod]:
@@ -33,26 +42,40 @@ class MethodSpec:
 
     @property
     def distiller_cls(self) -> Optional[type[Distiller]]:
-        return DISTILLERS.get(self.distiller) if self.distiller else None
+        if not self.distillers:
+            return None
+        if len(self.distillers) > 1:
+            return CompositeDistiller
+        return DISTILLERS.get(self.distillers[0])
 
 
 def resolve_method(name: str) -> MethodSpec:
-    """Resolve a method name; unknown parts raise with the valid choices."""
-    if "+" in name:
-        peft_name, _, distill_name = name.partition("+")
-    elif name in PEFT_METHODS or name not in DISTILLERS:
-        peft_name, distill_name = name, ""
+    """Resolve a method name; unknown or repeated parts raise with the valid choices."""
+    parts = name.split("+")
+    if len(parts) == 1:
+        if name in PEFT_METHODS or name not in DISTILLERS:
+            peft_name, distill_names = name, []
+        else:
+            peft_name, distill_names = DEFAULT_STUDENT, parts
+    elif parts[0] in PEFT_METHODS:
+        peft_name, distill_names = parts[0], parts[1:]
+    elif parts[0] in DISTILLERS:
+        peft_name, distill_names = DEFAULT_STUDENT, parts
     else:
-        peft_name, distill_name = DEFAULT_STUDENT, name
+        peft_name, distill_names = parts[0], parts[1:]  # raises below, naming the PEFT choices
     try:
         PEFT_METHODS.get(peft_name)
-        if distill_name:
-            DISTILLERS.get(distill_name)
+        for part in distill_names:
+            DISTILLERS.get(part)
     except UnknownNameError as err:
         raise ConfigError(
-            f"unknown method {name!r}: {err}. Valid: {', '.join(method_names())} or any <peft>+<distiller>"
+            f"unknown method {name!r}: {err}. Valid: {', '.join(method_names())} or any "
+            "<peft>+<distiller>[+<distiller>...]"
         ) from None
-    return MethodSpec(name=name, peft=peft_name, distiller=distill_name or None)
+    repeated = sorted({d for d in distill_names if distill_names.count(d) > 1})
+    if repeated:
+        raise ConfigError(f"method {name!r} chains distiller(s) {repeated} more than once")
+    return MethodSpec(name=name, peft=peft_name, distillers=tuple(distill_names))
 
 
 def method_names() -> list[str]:
@@ -66,13 +89,16 @@ def method_options(
     """Resolve ``name`` and validate its ``peft.*`` and ``distill.*`` options.
 
     Returns:
-        The spec, the PEFT options dataclass, and the distiller options (None without a distiller).
+        The spec, the PEFT options dataclass, and the distiller options (None without a distiller;
+        a :class:`methods.distill._composite.CompositeOptions` for a chain).
     """
     spec = resolve_method(name)
     peft_options = build_options(spec.peft_cls.Options, dict(peft_values), f"peft method {spec.peft!r} (in {name})")
-    cls = spec.distiller_cls
-    if cls is None:
+    if not spec.distillers:
         if distill_values:
             raise ConfigError(f"distill options {sorted(distill_values)} given, but method {name!r} has no distiller")
         return spec, peft_options, None
+    if len(spec.distillers) > 1:
+        return spec, peft_options, composite_options(spec.distillers, dict(distill_values), name)
+    cls = DISTILLERS.get(spec.distillers[0])
     return spec, peft_options, build_options(cls.Options, dict(distill_values), f"distiller {spec.distiller!r}")
