@@ -154,7 +154,15 @@ def test_lambda_grid_heatmap_written(tmp_path):
 
 
 def test_bf1_curves_and_relation_maps_written(tmp_path):
-    cfg = load_config(["sweep=fig7", f"runs_dir={tmp_path}", "methods=[adapter,adapter+infosam]", "seeds=[0,1]"])
+    cfg = load_config(
+        [
+            "sweep=fig7",
+            f"runs_dir={tmp_path}",
+            "methods=[adapter,adapter+infosam]",
+            "seeds=[0,1]",
+            "datasets=[synth_leaf]",
+        ]
+    )
     for run in run_configs(cfg):
         rows = per_image_rows([0.2, 0.4, 0.5, 0.6])
         rd = write_run(tmp_path, run, {"iou": 0.5, "dice": 0.6}, per_image=rows)

@@ -26,7 +26,7 @@ TINY = [
 
 def test_lambda_grid_is_fig6_and_list_overrides_apply():
     grid, fig6 = load_config(["sweep=lambda_grid"]), load_config(["sweep=fig6"])
-    assert grid.grid == fig6.grid and grid.datasets == fig6.datasets == ["synth_polyp", "synth_leaf", "synth_road"]
+    assert grid.grid == fig6.grid and grid.datasets == fig6.datasets == ["kvasir", "leaf", "massachusetts_roads"]
     assert grid.seeds == [0, 1, 2] and len(run_configs(grid)) == 16 * 3 * 3
     small = load_config(["sweep=lambda_grid", "datasets=[synth_polyp]", "seeds=[0,1]"])
     runs = run_configs(small)
