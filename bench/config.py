@@ -107,6 +107,7 @@ class LauncherConfig:
     runs_per_job: int = 1  # >1 runs several runs in one process (saves ~10 s of imports per run)
     folder: Optional[str] = None  # submitit logs; None = <runs_dir>/_submitit
     timeout_min: int = 240
+    threads_per_job: Optional[int] = None  # torch intra-op threads in each job; None = torch's default
 
 
 @dataclass

@@ -61,10 +61,16 @@ class RunJob(submitit.helpers.Checkpointable):
     its last epoch checkpoint.
     """
 
-    def __call__(self, runs: list[dict[str, Any]], runs_dir: str) -> list[dict[str, Any]]:
+    def __call__(
+        self, runs: list[dict[str, Any]], runs_dir: str, threads: Optional[int] = None
+    ) -> list[dict[str, Any]]:
         from bench.cli import setup_logging
 
         setup_logging()
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
         return execute_runs(runs, runs_dir)
 
 
@@ -146,6 +152,8 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
         raise ConfigError(f"unknown launcher {cfg.launcher.name!r}; valid choices: {', '.join(LAUNCHERS)}")
     if cfg.launcher.max_parallel < 1 or cfg.launcher.runs_per_job < 1:
         raise ConfigError("launcher.max_parallel and launcher.runs_per_job must be >= 1")
+    if cfg.launcher.threads_per_job is not None and cfg.launcher.threads_per_job < 1:
+        raise ConfigError("launcher.threads_per_job must be >= 1 (or null for torch's default)")
     runs, pending = pending_runs(cfg)
     check_input_files(pending)
     log.info("sweep %s: %d runs, %d complete, %d to run", cfg.sweep, len(runs), len(runs) - len(pending), len(pending))
@@ -157,7 +165,7 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
         executor = make_executor(cfg)
         with executor.batch():
             jobs = [
-                executor.submit(RunJob(), [to_dict(r) for r in group], cfg.runs_dir)
+                executor.submit(RunJob(), [to_dict(r) for r in group], cfg.runs_dir, cfg.launcher.threads_per_job)
                 for group in _groups(pending, cfg.launcher.runs_per_job)
             ]
         log.info(
@@ -171,7 +179,13 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
 
 
 def _groups(runs: list[RunConfig], size: int) -> list[list[RunConfig]]:
-    return [runs[i : i + size] for i in range(0, len(runs), size)]
+    """Jobs of at most ``size`` runs, dealt out in turn (job g gets runs g, g + n, g + 2n ...).
+
+    A sweep lists runs method by method, so consecutive chunks would give one job all the cheap
+    zero-shot runs and another all the InfoSAM runs; dealing them out balances parallel jobs.
+    """
+    n = max(1, -(-len(runs) // size))
+    return [runs[g::n] for g in range(n)]
 
 
 def _outcomes(group: list[RunConfig], results: list[dict[str, Any]]) -> list[Outcome]:
@@ -210,7 +224,7 @@ def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
         while queue or running:
             while queue and len(running) < cfg.launcher.max_parallel:
                 group = queue.pop(0)
-                job = executor.submit(RunJob(), [to_dict(r) for r in group], cfg.runs_dir)
+                job = executor.submit(RunJob(), [to_dict(r) for r in group], cfg.runs_dir, cfg.launcher.threads_per_job)
                 running.append((group, [RunDir(cfg.runs_dir, r) for r in group], job))
             time.sleep(1.0)
             for entry in list(running):

@@ -330,3 +330,28 @@ def test_epochs_default_to_the_dataset_protocol(tmp_path):
         execute_run(run, cfg.runs_dir)
         lines = (RunDir(cfg.runs_dir, run).path / "train_log.csv").read_text().splitlines()[1:]
         assert sorted({int(line.split(",")[0]) for line in lines}) == list(range(1, expected + 1))
+
+
+def test_jobs_are_dealt_out_so_parallel_jobs_get_the_same_mix_of_methods(tmp_path):
+    from bench.launcher import _groups
+
+    cfg = sweep(tmp_path, "methods=[zero_shot,decoder_only,adapter,adapter+infosam]", "seeds=[0,1]")
+    runs = run_configs(cfg)  # method by method
+    groups = _groups(runs, 4)
+    assert [len(g) for g in groups] == [4, 4]
+    assert sorted(r.method for r in groups[0]) == sorted(r.method for r in groups[1])
+    assert sorted((r.method, r.seed) for g in groups for r in g) == sorted((r.method, r.seed) for r in runs)
+    assert [len(g) for g in _groups(runs, 3)] == [3, 3, 2] and _groups(runs, 8) == [runs]
+
+
+def test_threads_per_job_sets_the_job_threads_and_is_checked(tmp_path):
+    from bench.launcher import RunJob
+
+    before = torch.get_num_threads()
+    try:
+        assert RunJob()([], str(tmp_path), threads=2) == []
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)
+    with pytest.raises(ConfigError, match="threads_per_job"):
+        launch(sweep(tmp_path, "launcher.threads_per_job=0"))
