@@ -63,9 +63,9 @@ def test_overrides_apply_on_top_of_the_sweep():
     assert cfg.seeds == [0, 1]
     assert cfg.train.lr == pytest.approx(1e-3)
     assert cfg.backbone.img_size == 256
-    # shorthand sets only the name; the other launcher keys keep their defaults
+    # shorthand sets only the name; the other launcher keys keep the sweep's values and the defaults
     assert cfg.launcher.name == "inline"
-    assert cfg.launcher.max_parallel == 1
+    assert (cfg.launcher.max_parallel, cfg.launcher.runs_per_job, cfg.launcher.threads_per_job) == (2, 8, 1)
     assert cfg.launcher.timeout_min == 240
     # keys not overridden still come from the sweep file
     assert cfg.methods == ["zero_shot", "decoder_only", "adapter", "adapter+infosam"]
