@@ -139,6 +139,22 @@ class DecoderExtension(nn.Module):
             self._recorded = {}
         return feats
 
+    def begin(
+        self, embedding: torch.Tensor, output_tokens: torch.Tensor, given: Optional[dict[int, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor], int]:
+        """Before the two-way transformer (called by every backbone's ``decode``).
+
+        Returns:
+            The adapted embedding, the output tokens with the extension's appended, the block outputs
+            it reads, and the number of appended tokens.
+        """
+        blocks = self.take_blocks(given, embedding.shape[0])
+        embedding = self.adapt_embedding(embedding, blocks)
+        extra = self.extra_tokens()
+        if extra is None:
+            return embedding, output_tokens, blocks, 0
+        return embedding, torch.cat([output_tokens, extra], dim=0), blocks, extra.shape[0]
+
     def extra_tokens(self) -> Optional[torch.Tensor]:
         """(T, C) output tokens appended after SAM's, or None."""
         return None
@@ -315,13 +331,8 @@ class Backbone(nn.Module):
         sparse, dense = self.prompt_encoder(points=points, boxes=prompts.boxes, masks=None)
         b = embedding.shape[0]
         output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
-        extra = None
         if ext is not None:
-            blocks = ext.take_blocks(blocks, b)
-            embedding = ext.adapt_embedding(embedding, blocks)
-            extra = ext.extra_tokens()
-            if extra is not None:
-                output_tokens = torch.cat([output_tokens, extra], dim=0)
+            embedding, output_tokens, blocks, n_extra = ext.begin(embedding, output_tokens, blocks)
         tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1), sparse), dim=1)
         src = embedding + dense
         pos_src = self.prompt_encoder.get_dense_pe().expand(b, -1, -1, -1)
@@ -335,8 +346,7 @@ class Backbone(nn.Module):
         iou = dec.iou_prediction_head(hs[:, 0, :])[:, :1]
         if ext is not None:
             first = 1 + dec.mask_tokens.weight.shape[0]
-            n_extra = 0 if extra is None else extra.shape[0]
-            state = DecoderState(embedding, upscaled, hs[:, first : first + n_extra, :], logits, blocks or {})
+            state = DecoderState(embedding, upscaled, hs[:, first : first + n_extra, :], logits, blocks)
             logits = ext.adapt_logits(state)
         return DecoderOutput(logits, iou, mask_token, embedding)
 

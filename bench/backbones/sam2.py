@@ -323,13 +323,8 @@ class Sam2Hiera(Backbone):
         s = len(first)  # index of the IoU token
         output_tokens = torch.cat([*first, dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
         ext = getattr(self, "decoder_extension", None)
-        extra, ext_blocks = None, {}
         if ext is not None:
-            ext_blocks = ext.take_blocks(blocks, b)
-            embedding = ext.adapt_embedding(embedding, ext_blocks)
-            extra = ext.extra_tokens()
-            if extra is not None:
-                output_tokens = torch.cat([output_tokens, extra], dim=0)
+            embedding, output_tokens, ext_blocks, n_extra = ext.begin(embedding, output_tokens, blocks)
         tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1), sparse), dim=1)
         src = embedding + dense
         pos_src = self.prompt_encoder.get_dense_pe().expand(b, -1, -1, -1)
@@ -347,7 +342,6 @@ class Sam2Hiera(Backbone):
             from ._base import DecoderState
 
             n_tokens = s + 1 + dec.mask_tokens.weight.shape[0]
-            n_extra = 0 if extra is None else extra.shape[0]
             state = DecoderState(embedding, upscaled, hs[:, n_tokens : n_tokens + n_extra, :], logits, ext_blocks)
             logits = ext.adapt_logits(state)
         return DecoderOutput(logits, iou, mask_token, embedding)
