@@ -22,26 +22,32 @@ from ._base import Backbone, load_checkpoint, register_backbone, sha256_file
 from .sam import SamViT
 
 
+def tiny_vit_encoder(embed_dim: int, depth: int, global_attn_indexes: tuple[int, ...]) -> ImageEncoderViT:
+    """tiny_sam's kind of official ViT encoder (64-px input, 8-px patches, 32-wide output) at a given width
+    and depth; tests build wider/deeper teachers with it."""
+    return ImageEncoderViT(
+        img_size=64,
+        patch_size=8,
+        embed_dim=embed_dim,
+        depth=depth,
+        num_heads=2,
+        mlp_ratio=2.0,
+        out_chans=32,
+        qkv_bias=True,
+        norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
+        use_rel_pos=True,
+        window_size=4,
+        global_attn_indexes=global_attn_indexes,
+    )
+
+
 @register_backbone("tiny_sam", SamViT.family)
 def build_tiny_sam(cfg: BackboneConfig) -> Backbone:
     if cfg.img_size not in (None, 64):
         raise ConfigError("backbone.img_size must be 64 for tiny_sam")
     with torch.random.fork_rng():
         torch.manual_seed(0)  # the same "pretrained" random weights in every process
-        encoder = ImageEncoderViT(
-            img_size=64,
-            patch_size=8,
-            embed_dim=32,
-            depth=4,
-            num_heads=2,
-            mlp_ratio=2.0,
-            out_chans=32,
-            qkv_bias=True,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True,
-            window_size=4,
-            global_attn_indexes=(1, 3),
-        )
+        encoder = tiny_vit_encoder(embed_dim=32, depth=4, global_attn_indexes=(1, 3))
         prompt_encoder = PromptEncoder(
             embed_dim=32, image_embedding_size=(8, 8), input_image_size=(64, 64), mask_in_chans=4
         )

@@ -3,23 +3,22 @@ a frozen teacher, and a wider, deeper teacher than the student (Fig. 4's ViT-L t
 
 from __future__ import annotations
 
-import hashlib
-from functools import partial
-
 import numpy as np
 import pytest
 import torch
-from segment_anything.modeling import ImageEncoderViT
 
 import datasets  # noqa: F401  (registration)
 from bench.backbones import BACKBONES, build_backbone
 from bench.backbones.sam import SamViT
+from bench.backbones.tiny import tiny_vit_encoder
 from bench.config import BackboneConfig, load_config, run_configs
-from bench.data import PromptedDataset, batch_prompts, collate
+from bench.data import batch_prompts
 from bench.results import RunDir
 from bench.runner import build_parts, execute_run
 from bench.trainer import compute_loss, model_features
-from datasets._base import DATASETS
+
+from ..bench.test_runs import sweep_args
+from .test_infosam_training import checksum, one_batch
 
 TABLE2 = ["logit", "pkd", "pkt", "vid", "ibd", "semckd", "reviewkd", "tinysam", "mobilesam"]
 CHAINS = ["tinysam+rm", "lora+mobilesam+rm"]
@@ -31,20 +30,7 @@ def build_tiny_sam_wide(cfg: BackboneConfig) -> SamViT:
     tiny = build_backbone(BackboneConfig(name="tiny_sam"))
     with torch.random.fork_rng():
         torch.manual_seed(1)
-        encoder = ImageEncoderViT(
-            img_size=64,
-            patch_size=8,
-            embed_dim=48,
-            depth=6,
-            num_heads=2,
-            mlp_ratio=2.0,
-            out_chans=32,
-            qkv_bias=True,
-            norm_layer=partial(torch.nn.LayerNorm, eps=1e-6),
-            use_rel_pos=True,
-            window_size=4,
-            global_attn_indexes=(1, 3, 5),
-        )
+        encoder = tiny_vit_encoder(embed_dim=48, depth=6, global_attn_indexes=(1, 3, 5))
     model = SamViT(encoder, tiny.prompt_encoder, tiny.mask_decoder, img_size=64)
     model.name = cfg.name
     model.weights_id = "tiny_sam_wide_test_seed1"
@@ -56,37 +42,7 @@ if "tiny_sam_wide" not in BACKBONES:
 
 
 def config(tmp_path, method, *extra):
-    return load_config(
-        [
-            "sweep=smoke",
-            "backbone.name=tiny_sam",
-            "launcher=inline",
-            "train.epochs=1",
-            f"methods=[{method}]",
-            "datasets=[synth_polyp]",
-            f"runs_dir={tmp_path / 'runs'}",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            "data.synth.train_size=8",
-            "data.synth.test_size=4",
-            "data.synth.min_side=64",
-            "data.synth.max_side=96",
-            *extra,
-        ]
-    )
-
-
-def checksum(module: torch.nn.Module) -> str:
-    digest = hashlib.sha256()
-    for name, tensor in sorted(module.state_dict().items()):
-        digest.update(name.encode())
-        digest.update(tensor.detach().cpu().numpy().tobytes())
-    return digest.hexdigest()
-
-
-def one_batch(run, parts):
-    data = DATASETS.get(run.dataset)("train", run.data)
-    prompted = PromptedDataset(data, parts.student, run.seed, train=True, box_jitter=5.0)
-    return collate([prompted[i] for i in range(4)])
+    return load_config(sweep_args(tmp_path, "train.epochs=1", f"methods=[{method}]", *extra))
 
 
 def distill_gradients(tmp_path, method, *extra):

@@ -16,25 +16,11 @@ from bench.runner import build_parts, execute_run
 from bench.trainer import compute_loss
 from datasets._base import DATASETS
 
+from ..bench.test_runs import sweep_args
+
 
 def config(tmp_path, *extra):
-    return load_config(
-        [
-            "sweep=smoke",
-            "backbone.name=tiny_sam",
-            "launcher=inline",
-            "train.epochs=2",
-            "methods=[adapter+infosam]",
-            "datasets=[synth_polyp]",
-            f"runs_dir={tmp_path / 'runs'}",
-            f"data.cache_dir={tmp_path / 'cache'}",
-            "data.synth.train_size=8",
-            "data.synth.test_size=4",
-            "data.synth.min_side=64",
-            "data.synth.max_side=96",
-            *extra,
-        ]
-    )
+    return load_config(sweep_args(tmp_path, "methods=[adapter+infosam]", *extra))
 
 
 def checksum(module: torch.nn.Module) -> str:
