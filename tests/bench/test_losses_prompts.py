@@ -10,7 +10,7 @@ import datasets  # noqa: F401  (registration)
 from bench.backbones import build_backbone
 from bench.config import BackboneConfig, DataConfig, SynthConfig
 from bench.data import PromptedDataset
-from bench.losses import boundary_weight, structure_loss
+from bench.losses import boundary_weight, box_mean, structure_loss
 from bench.prompts import EmptyMaskError, jitter_box, mask_box, sample_points, stable_seed, to_input_frame
 from datasets._base import DATASETS
 
@@ -58,6 +58,13 @@ def test_boundary_weight_4x4_by_hand():
     avg = 5 / 961
     expected = np.where(target[0] == 1, 1 + 5 * (1 - avg), 1 + 5 * avg)
     np.testing.assert_allclose(w, expected, rtol=1e-6)
+
+
+@pytest.mark.parametrize("k", [3, 31])
+def test_box_mean_equals_square_avg_pool(k):
+    x = (torch.rand(2, 1, 45, 70, generator=torch.Generator().manual_seed(k)) > 0.6).float()
+    expected = torch.nn.functional.avg_pool2d(x, kernel_size=k, stride=1, padding=k // 2)
+    torch.testing.assert_close(box_mean(x, k), expected, rtol=0, atol=1e-6)
 
 
 @pytest.mark.parametrize("variant", ["weighted", "unweighted_bce"])
