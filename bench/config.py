@@ -56,6 +56,13 @@ class TrainConfig:
     # "auto" = bf16 autocast on CUDA, fp32 on CPU; "bf16" = bf16 autocast on any device (fast on CPUs
     # with AMX / AVX512-BF16); "fp32" = no autocast. Losses are always computed in float32.
     precision: str = "auto"
+    # channels-last (NHWC) convolution weights and input images: faster convolutions with oneDNN on CPUs
+    # and with tensor cores on GPUs; numerically the same model (differences at float rounding level)
+    channels_last: bool = True
+    # torch.compile the encoder blocks and the decoder's transformer (in place: state dicts unchanged);
+    # pays a compile time per process, worth it for long GPU runs. compile_backend: a torch.compile backend
+    compile: bool = False
+    compile_backend: str = "inductor"
     max_steps_per_epoch: Optional[int] = None  # debug: cut every epoch short
 
 
@@ -147,6 +154,9 @@ UNHASHED_KEYS = (
     "train.num_workers",
     "train.log_every",
     "train.device",
+    "train.channels_last",
+    "train.compile",
+    "train.compile_backend",
     "data.cache_dir",
     "data.root",
     "data.encoder_cache",
@@ -209,6 +219,8 @@ def load_config(overrides: list[str] | None = None) -> BenchConfig:
         dotted = OmegaConf.from_dotlist([f"{key}={value}"]) if value != "" else OmegaConf.create({})
         if key == "launcher" and value and value[0] not in "{[":  # shorthand: launcher=inline
             dotted = OmegaConf.create({"launcher": {"name": value}})
+        if key == "device":  # shorthand: device=cuda runs every run of the sweep on that device
+            dotted = OmegaConf.create({"train": {"device": value}})
         if key == "backbone" and value and value[0] not in "{[":  # a new backbone: its own size and weights
             dotted = OmegaConf.create({"backbone": {"name": value, "checkpoint": None, "img_size": None}})
         cfg = _merge(cfg, dotted, f"override {key}={value}")

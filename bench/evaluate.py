@@ -10,11 +10,11 @@ import torch
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
+from bench.accel import autocast_for, images_to
 from bench.backbones import Backbone
 from bench.data import PromptedDataset, batch_prompts, collate
 from bench.encoders import CachedEncoder
 from bench.metrics import MetricAccumulator
-from bench.trainer import autocast_for
 
 log = logging.getLogger(__name__)
 
@@ -29,6 +29,7 @@ def evaluate(
     batch_size: int = 4,
     desc: str = "eval",
     precision: str = "auto",
+    channels_last: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Score every test image; the logits are resized back to each image's own size.
 
@@ -41,11 +42,13 @@ def evaluate(
     """
     backbone.eval()
     acc = MetricAccumulator()
-    loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=collate)
+    loader = DataLoader(
+        data, batch_size=batch_size, shuffle=False, collate_fn=collate, pin_memory=device.type == "cuda"
+    )
     pending: list[Future] = []
     with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as scorer:
         for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-            images = batch["image"].to(device)
+            images = images_to(batch["image"], device, channels_last)
             with autocast_for(device, precision):
                 z, blocks = encoder(images)
                 out = backbone.decode(z, batch_prompts(batch, use_box).to(device), blocks)

@@ -21,6 +21,7 @@ from typing import Any, Optional
 import submitit
 from tqdm import tqdm
 
+from bench.accel import check_execution
 from bench.config import BenchConfig, ConfigError, RunConfig, run_configs, run_from_dict, to_dict
 from bench.results import RunBusyError, RunDir
 
@@ -156,6 +157,8 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
         raise ConfigError("launcher.threads_per_job must be >= 1 (or null for torch's default)")
     runs, pending = pending_runs(cfg)
     check_input_files(pending)
+    for run in pending:  # a Slurm job checks its own node's devices: a login node often has no GPU
+        check_execution(run.train, present=cfg.launcher.name != "slurm")
     log.info("sweep %s: %d runs, %d complete, %d to run", cfg.sweep, len(runs), len(runs) - len(pending), len(pending))
     if not pending:
         return []

@@ -12,7 +12,8 @@ from typing import Any
 
 import torch
 
-from bench.backbones import build_backbone
+from bench.accel import channels_last_convs, compile_backbone, pick_device
+from bench.backbones import Backbone, build_backbone
 from bench.config import BackboneConfig, ConfigError, RunConfig, row_label
 from bench.data import PromptedDataset, collate, eval_points_split
 from bench.encoders import CachedEncoder
@@ -28,14 +29,6 @@ from methods.peft._base import trainable_parameters
 log = logging.getLogger(__name__)
 
 
-def pick_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("train.device=cuda but no CUDA device is available")
-    return torch.device(name)
-
-
 def teacher_config(run: RunConfig) -> BackboneConfig:
     t = run.teacher
     if t.backbone is None:
@@ -45,6 +38,16 @@ def teacher_config(run: RunConfig) -> BackboneConfig:
             img_size=t.img_size or run.backbone.img_size,
         )
     return BackboneConfig(name=t.backbone, checkpoint=t.checkpoint, img_size=t.img_size)
+
+
+def _place(model: Backbone, run: RunConfig, device: torch.device) -> Backbone:
+    """``model`` on ``device``, with the speed switches of ``train`` applied (``channels_last``, ``compile``)."""
+    model = model.to(device)
+    if run.train.channels_last:
+        channels_last_convs(model)
+    if run.train.compile:
+        compile_backbone(model, run.train.compile_backend)
+    return model
 
 
 def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
@@ -61,13 +64,14 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
         len(targeted),
         trainable_parameters(student) / 1e6,
     )
-    parts = TrainParts(student=student.to(device), student_encoder=None, peft=peft)  # type: ignore[arg-type]
+    parts = TrainParts(student=_place(student, run, device), student_encoder=None, peft=peft)  # type: ignore[arg-type]
     cls = spec.distiller_cls
     cache_root = run.data.cache_dir if run.data.encoder_cache else None
     student_blocks = set(peft.feature_blocks(student))
     if cls is not None:
-        teacher = build_backbone(teacher_config(run)).to(device)
+        teacher = build_backbone(teacher_config(run))
         teacher.requires_grad_(False)
+        teacher = _place(teacher, run, device)
         if teacher.img_size != student.img_size:
             raise ConfigError(f"teacher input size {teacher.img_size} differs from the student's {student.img_size}")
         context = DistillContext(
@@ -172,6 +176,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         run.eval.batch_size,
         desc=f"{rd.name} eval",
         precision=run.train.precision,
+        channels_last=run.train.channels_last,
     )
     rd.write_per_image(rows)
     record = {

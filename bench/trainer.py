@@ -10,7 +10,6 @@ from __future__ import annotations
 import logging
 import math
 import time
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -20,6 +19,7 @@ from torch import nn
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from bench.accel import autocast_for, images_to
 from bench.backbones import Backbone, Prompts
 from bench.config import TrainConfig
 from bench.data import (
@@ -87,18 +87,6 @@ class TrainResult:
         return self.data_seconds / self.seconds if self.seconds > 0 else 0.0
 
 
-PRECISIONS = ("auto", "bf16", "fp32")
-
-
-def autocast_for(device: torch.device, precision: str):
-    """The autocast context of ``train.precision`` on ``device``."""
-    if precision not in PRECISIONS:
-        raise ValueError(f"unknown train.precision {precision!r}; valid: {', '.join(PRECISIONS)}")
-    if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
-        return torch.autocast(device.type, dtype=torch.bfloat16)
-    return nullcontext()
-
-
 def model_features(parts: TrainParts, images: torch.Tensor, prompts: Prompts) -> tuple[Features, Optional[Features]]:
     """Student features, and the frozen teacher's (no grad) when there is a distiller."""
     z, blocks = parts.student_encoder(images)
@@ -118,7 +106,7 @@ def compute_loss(
     parts: TrainParts, batch: dict[str, Any], use_box: bool, device: torch.device, cfg: TrainConfig
 ) -> dict[str, torch.Tensor]:
     """Named loss terms for one batch (``seg`` + the distiller's terms)."""
-    images = batch["image"].to(device, non_blocking=True)
+    images = images_to(batch["image"], device, cfg.channels_last)
     target = batch["target"].to(device, non_blocking=True)[:, None]
     student, teacher = model_features(parts, images, batch_prompts(batch, use_box).to(device))
     terms = {"seg": structure_loss(parts.student.upscale(student.logits), target, cfg.structure_loss)}
@@ -130,11 +118,12 @@ def compute_loss(
 
 
 def probe_features(
-    parts: TrainParts, probe: dict[str, Any], use_box: bool, device: torch.device, precision: str
+    parts: TrainParts, probe: dict[str, Any], use_box: bool, device: torch.device, cfg: TrainConfig
 ) -> tuple[Features, Optional[Features]]:
     """Features of a fixed batch without gradients (for per-epoch exports such as relation maps)."""
-    with torch.no_grad(), autocast_for(device, precision):
-        return model_features(parts, probe["image"].to(device), batch_prompts(probe, use_box).to(device))
+    images = images_to(probe["image"], device, cfg.channels_last)
+    with torch.no_grad(), autocast_for(device, cfg.precision):
+        return model_features(parts, images, batch_prompts(probe, use_box).to(device))
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
@@ -249,7 +238,7 @@ def train(
         if parts.distiller is not None and probe is not None:
             batch, use_box = probe
             parts.distiller.on_epoch_end(
-                epoch + 1, lambda: probe_features(parts, batch, use_box, device, cfg.precision), checkpoint.parent
+                epoch + 1, lambda: probe_features(parts, batch, use_box, device, cfg), checkpoint.parent
             )
     if result.skipped_empty:
         log.warning("%s: skipped %d training samples with empty masks", desc, result.skipped_empty)
