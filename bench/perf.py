@@ -24,7 +24,7 @@ from bench.cli import setup_logging
 from bench.config import RunConfig, load_config, run_configs
 from bench.data import PromptedDataset, collate
 from bench.runner import build_parts
-from bench.trainer import compute_loss
+from bench.trainer import train_step
 from datasets._base import DATASETS
 from methods.infosam.losses import relation_compression_loss, relation_distillation_loss
 from methods.infosam.renyi import gram, joint_entropy, mutual_information, normalize_trace, renyi_entropy
@@ -49,26 +49,20 @@ def step_time(run: RunConfig, batch: dict, repeat: int) -> float:
     parts = build_parts(run, device)
     params = parts.trainable()
     opt = torch.optim.Adam(params, lr=run.train.lr)
-
-    def step() -> None:
-        terms = compute_loss(parts, batch, True, device, run.train)
-        loss = torch.stack(list(terms.values())).sum()
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-
-    return timeit(step, repeat)
+    return timeit(lambda: train_step(parts, batch, True, device, run.train, opt, params), repeat)
 
 
-def entropy_time(alpha: float, batch_size: int, repeat: int) -> float:
-    """The part of L_info that α changes: entropies of given B×B Gram matrices (L_r and L_d)."""
+def entropy_time(alpha: float, batch_size: int, repeat: int, backward: bool = False) -> float:
+    """The part of L_info that α changes: entropies of B×B Gram matrices (L_r and L_d), forward or
+    forward + backward (training differentiates them: eigvalsh's backward is the costly part)."""
     g = torch.Generator().manual_seed(0)
-    grams = [gram(torch.randn(batch_size, 64, generator=g)) for _ in range(4)]
-    g_i, g_m, g_t, g_s = grams
+    g_i, g_m, g_t, g_s = (gram(torch.randn(batch_size, 64, generator=g)).requires_grad_(backward) for _ in range(4))
 
     def fn() -> None:
-        renyi_entropy(normalize_trace(g_t), alpha) - joint_entropy(g_i, g_m, g_t, alpha=alpha)
-        mutual_information(g_t, g_s, alpha=alpha)
+        loss = renyi_entropy(normalize_trace(g_t), alpha) - joint_entropy(g_i, g_m, g_t, alpha=alpha)
+        loss = loss + mutual_information(g_t, g_s, alpha=alpha)
+        if backward:
+            loss.backward()
 
     return timeit(fn, repeat, warmup=5)
 
@@ -108,7 +102,6 @@ def main(argv: list[str] | None = None) -> int:
                 run.method, run.data.encoder_cache = method, cached
                 rows[(method, cached)] = step_time(run, batch, repeat)
     a2, a101 = loss_time(2.0, 4, 50), loss_time(1.01, 4, 50)
-    e2, e101 = entropy_time(2.0, 4, 200), entropy_time(1.01, 4, 200)
     print(
         f"backbone {base.backbone.name} @ {parts.student.img_size}px, precision {base.train.precision}, "
         f"batch {base.train.batch_size}, median of {repeat} steps, {torch.get_num_threads()} threads"
@@ -126,10 +119,12 @@ def main(argv: list[str] | None = None) -> int:
         f"L_info incl. Gram matrices of (4,256,64,64) features: alpha=2 {a2 * 1000:.2f} ms, "
         f"alpha=1.01 {a101 * 1000:.2f} ms: {a101 / a2:.1f}x faster   (target >= 20)"
     )
-    print(
-        f"entropy terms only (given 4x4 Grams): alpha=2 {e2 * 1e6:.0f} us, alpha=1.01 (eigvalsh) "
-        f"{e101 * 1e6:.0f} us: {e101 / e2:.1f}x faster"
-    )
+    print("entropy terms only (given B x B Gram matrices), alpha=2 (Frobenius) vs alpha=1.01 (eigvalsh):")
+    for b in (4, 16, 64, 256):
+        for backward in (False, True):
+            e2, e101 = entropy_time(2.0, b, 50, backward), entropy_time(1.01, b, 50, backward)
+            kind = "forward + backward" if backward else "forward           "
+            print(f"  B={b:<4} {kind} {e2 * 1e6:9.0f} us vs {e101 * 1e6:9.0f} us: {e101 / e2:6.1f}x")
     return 0
 
 

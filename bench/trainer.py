@@ -16,6 +16,7 @@ from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
+from torch.profiler import record_function
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
@@ -89,14 +90,16 @@ class TrainResult:
 
 def model_features(parts: TrainParts, images: torch.Tensor, prompts: Prompts) -> tuple[Features, Optional[Features]]:
     """Student features, and the frozen teacher's (no grad) when there is a distiller."""
-    z, blocks = parts.student_encoder(images)
-    out = parts.student.decode(z, prompts, blocks)
+    with record_function("student.encoder"):
+        z, blocks = parts.student_encoder(images)
+    with record_function("student.decoder"):
+        out = parts.student.decode(z, prompts, blocks)
     embedding = out.embedding if out.embedding is not None else z  # as the decoder saw it (LST adapts it)
     student = Features(embedding, out.mask_token, out.logits, out.iou, blocks)
     if parts.distiller is None:
         return student, None
     assert parts.teacher is not None and parts.teacher_encoder is not None
-    with torch.no_grad():
+    with torch.no_grad(), record_function("teacher"):
         zt, tblocks = parts.teacher_encoder(images)
         tout = parts.teacher.decode(zt, prompts, tblocks)
     return student, Features(zt, tout.mask_token, tout.logits, tout.iou, tblocks)
@@ -109,12 +112,38 @@ def compute_loss(
     images = images_to(batch["image"], device, cfg.channels_last)
     target = batch["target"].to(device, non_blocking=True)[:, None]
     student, teacher = model_features(parts, images, batch_prompts(batch, use_box).to(device))
-    terms = {"seg": structure_loss(parts.student.upscale(student.logits), target, cfg.structure_loss)}
+    with record_function("loss.structure"):
+        terms = {"seg": structure_loss(parts.student.upscale(student.logits), target, cfg.structure_loss)}
     if parts.peft is not None:
         terms.update(parts.peft.loss_terms())
     if teacher is not None:
-        terms.update(parts.distiller(student, teacher, batch))
+        with record_function("loss.distiller"):
+            terms.update(parts.distiller(student, teacher, batch))
     return terms
+
+
+def train_step(
+    parts: TrainParts,
+    batch: dict[str, Any],
+    use_box: bool,
+    device: torch.device,
+    cfg: TrainConfig,
+    optimizer: torch.optim.Optimizer,
+    params: list[nn.Parameter],
+) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
+    """Forward, backward and optimizer update of one batch; returns the total loss and its terms (on the
+    device: no host synchronisation). Each phase is a named profiler range (``python -m bench.profile``)."""
+    with autocast_for(device, cfg.precision):
+        terms = compute_loss(parts, batch, use_box, device, cfg)
+    loss = torch.stack([t.float() for t in terms.values()]).sum()
+    optimizer.zero_grad(set_to_none=True)
+    with record_function("step.backward"):
+        loss.backward()
+    with record_function("step.optimizer"):
+        if cfg.grad_clip:
+            torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
+        optimizer.step()
+    return loss, terms
 
 
 def probe_features(
@@ -199,14 +228,7 @@ def train(
                     k: (v[keep] if isinstance(v, torch.Tensor) else [v[i] for i in keep]) for k, v in batch.items()
                 }
             use_box = use_box_for_batch(seed, epoch, step, cfg.box_prob)
-            with autocast_for(device, cfg.precision):
-                terms = compute_loss(parts, batch, use_box, device, cfg)
-            loss = torch.stack([t.float() for t in terms.values()]).sum()
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            if cfg.grad_clip:
-                torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
-            optimizer.step()
+            loss, terms = train_step(parts, batch, use_box, device, cfg, optimizer, params)
             scheduler.step()
             last = step == n_steps - 1
             if step % cfg.log_every == 0 or last:

@@ -93,15 +93,16 @@ def renyi_entropy(g: torch.Tensor, alpha: float = 2.0, method: str = "auto") -> 
         raise ValueError(f"unknown entropy method {method!r}; valid: {_METHODS}")
     if method == "frobenius" and alpha != 2:
         raise ValueError(f"the Frobenius form is exact only for alpha=2, got alpha={alpha}")
+    a = normalize_trace(g.to(compute_dtype(g)))
+    if method == "frobenius" or (method == "auto" and alpha == 2):
+        # element-wise ops and sums on a float32/64 tensor: autocast leaves them in that dtype
+        return -torch.log2(a.square().sum())
     with no_autocast(g):
-        a = normalize_trace(g.to(compute_dtype(g)))
-        if method == "frobenius" or (method == "auto" and alpha == 2):
-            return -torch.log2(a.square().sum())
         lam = torch.linalg.eigvalsh((a + a.transpose(-2, -1)) / 2)
-        # λ^α with a safe branch for λ ≤ 0, so no 0·inf gradient appears when α < 1.
-        positive = lam > 0
-        lam_pow = torch.where(positive, torch.where(positive, lam, torch.ones_like(lam)) ** alpha, 0.0)
-        return torch.log2(lam_pow.sum()) / (1 - alpha)
+    # λ^α with a safe branch for λ ≤ 0, so no 0·inf gradient appears when α < 1.
+    positive = lam > 0
+    lam_pow = torch.where(positive, torch.where(positive, lam, torch.ones_like(lam)) ** alpha, 0.0)
+    return torch.log2(lam_pow.sum()) / (1 - alpha)
 
 
 def _product(group: GramGroup) -> torch.Tensor:
