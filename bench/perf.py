@@ -1,6 +1,7 @@
 """Benchmark command: ``python -m bench.perf [key=value ...]`` prints timings and ratios from one run.
 
-Measures, on the same batch and backbone (LiteMedSAM at 128 px by default):
+Measures, on the same batch and backbone (LiteMedSAM at 128 px by default), on ``train.device``
+(``device=cuda`` on a GPU machine):
 
 1. a training step of ``adapter+infosam`` against the plain ``adapter`` step, with and without the
    encoder cache (the frozen teacher's embedding and the student's frozen prefix);
@@ -20,6 +21,7 @@ from typing import Callable
 
 import torch
 
+from bench.accel import pick_device
 from bench.cli import setup_logging
 from bench.config import RunConfig, load_config, run_configs
 from bench.data import PromptedDataset, collate
@@ -32,20 +34,30 @@ from methods.infosam.renyi import gram, joint_entropy, mutual_information, norma
 log = logging.getLogger("samfit.perf")
 
 
+DEVICE = torch.device("cpu")  # set by main from train.device
+
+
+def sync() -> None:
+    if DEVICE.type == "cuda":
+        torch.cuda.synchronize(DEVICE)
+
+
 def timeit(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
-    """Median seconds of ``repeat`` calls after ``warmup`` calls."""
+    """Median seconds of ``repeat`` calls after ``warmup`` calls (device work included)."""
     for _ in range(warmup):
         fn()
+    sync()
     times = []
     for _ in range(repeat):
         t = time.perf_counter()
         fn()
+        sync()
         times.append(time.perf_counter() - t)
     return statistics.median(times)
 
 
 def step_time(run: RunConfig, batch: dict, repeat: int) -> float:
-    device = torch.device("cpu")
+    device = DEVICE
     parts = build_parts(run, device)
     params = parts.trainable()
     opt = torch.optim.Adam(params, lr=run.train.lr)
@@ -56,7 +68,9 @@ def entropy_time(alpha: float, batch_size: int, repeat: int, backward: bool = Fa
     """The part of L_info that α changes: entropies of B×B Gram matrices (L_r and L_d), forward or
     forward + backward (training differentiates them: eigvalsh's backward is the costly part)."""
     g = torch.Generator().manual_seed(0)
-    g_i, g_m, g_t, g_s = (gram(torch.randn(batch_size, 64, generator=g)).requires_grad_(backward) for _ in range(4))
+    g_i, g_m, g_t, g_s = (
+        gram(torch.randn(batch_size, 64, generator=g).to(DEVICE)).requires_grad_(backward) for _ in range(4)
+    )
 
     def fn() -> None:
         loss = renyi_entropy(normalize_trace(g_t), alpha) - joint_entropy(g_i, g_m, g_t, alpha=alpha)
@@ -69,10 +83,10 @@ def entropy_time(alpha: float, batch_size: int, repeat: int, backward: bool = Fa
 
 def loss_time(alpha: float, batch_size: int, repeat: int) -> float:
     g = torch.Generator().manual_seed(0)
-    z_i = torch.randn(batch_size, 256, 64, 64, generator=g)
-    z_m = torch.randn(batch_size, 256, generator=g)
-    r_t = torch.nn.functional.normalize(torch.randn(batch_size, 4096, generator=g), dim=1)
-    r_s = torch.nn.functional.normalize(torch.randn(batch_size, 4096, generator=g), dim=1)
+    z_i = torch.randn(batch_size, 256, 64, 64, generator=g).to(DEVICE)
+    z_m = torch.randn(batch_size, 256, generator=g).to(DEVICE)
+    r_t = torch.nn.functional.normalize(torch.randn(batch_size, 4096, generator=g), dim=1).to(DEVICE)
+    r_s = torch.nn.functional.normalize(torch.randn(batch_size, 4096, generator=g), dim=1).to(DEVICE)
 
     def fn() -> None:
         relation_compression_loss(z_i, z_m, r_t, alpha=alpha)
@@ -88,12 +102,14 @@ def main(argv: list[str] | None = None) -> int:
     cfg = load_config(defaults + args)
     methods = [run.method for run in run_configs(cfg)]
     base = run_configs(cfg)[0]
+    global DEVICE
+    DEVICE = pick_device(base.train.device)
     repeat = 7
     rows: dict[tuple[str, bool], float] = {}
     with tempfile.TemporaryDirectory() as cache:
         base.data.cache_dir = cache
         data = DATASETS.get(base.dataset)("train", base.data)
-        parts = build_parts(base, torch.device("cpu"))
+        parts = build_parts(base, DEVICE)
         prompted = PromptedDataset(data, parts.student, 0, train=True, box_jitter=5.0)
         batch = collate([prompted[i] for i in range(base.train.batch_size)])
         for method in methods:
@@ -104,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     a2, a101 = loss_time(2.0, 4, 50), loss_time(1.01, 4, 50)
     print(
         f"backbone {base.backbone.name} @ {parts.student.img_size}px, precision {base.train.precision}, "
-        f"batch {base.train.batch_size}, median of {repeat} steps, {torch.get_num_threads()} threads"
+        f"batch {base.train.batch_size}, median of {repeat} steps, device {DEVICE}, {torch.get_num_threads()} threads"
     )
     for (method, cached), sec in rows.items():
         print(f"  step {method:<16} cache={'on ' if cached else 'off'} {sec * 1000:9.1f} ms")
