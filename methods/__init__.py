@@ -13,7 +13,6 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from bench.config import ConfigError
-from bench.registry import UnknownNameError
 
 from . import distill, infosam, peft  # noqa: F401  (registration)
 from .distill._base import DISTILLERS, Distiller, build_options
@@ -63,15 +62,17 @@ def resolve_method(name: str) -> MethodSpec:
         peft_name, distill_names = DEFAULT_STUDENT, parts
     else:
         peft_name, distill_names = parts[0], parts[1:]  # raises below, naming the PEFT choices
-    try:
-        PEFT_METHODS.get(peft_name)
-        for part in distill_names:
-            DISTILLERS.get(part)
-    except UnknownNameError as err:
-        raise ConfigError(
-            f"unknown method {name!r}: {err}. Valid: {', '.join(method_names())} or any "
-            "<peft>+<distiller>[+<distiller>...]"
-        ) from None
+    peft_choices, distill_choices = ", ".join(PEFT_METHODS.names()), ", ".join(DISTILLERS.names())
+    if peft_name not in PEFT_METHODS:
+        if len(parts) == 1:
+            raise ConfigError(
+                f"unknown method {name!r}; valid: a PEFT method ({peft_choices}), a distiller "
+                f"({distill_choices}), or <peft>+<distiller>[+<distiller>...]"
+            )
+        raise ConfigError(f"unknown method {name!r}: no PEFT method {peft_name!r}; valid: {peft_choices}")
+    unknown = [part for part in distill_names if part not in DISTILLERS]
+    if unknown:
+        raise ConfigError(f"unknown method {name!r}: no distiller {unknown[0]!r}; valid: {distill_choices}")
     repeated = sorted({d for d in distill_names if distill_names.count(d) > 1})
     if repeated:
         raise ConfigError(f"method {name!r} chains distiller(s) {repeated} more than once")

@@ -317,3 +317,18 @@ def test_cli_missing_real_dataset_exits_2_before_launching(capsys, tmp_path):
     assert code == 2 and len(err.splitlines()) == 1
     assert "dataset 'kvasir' is missing" in err and str(tmp_path / "data") in err and "prepare dataset=kvasir" in err
     assert not runs.exists()
+
+
+@pytest.mark.parametrize(
+    "name, message",
+    [
+        ("nope", r"unknown method 'nope'; valid: a PEFT method \(adapter, .*\), a distiller \(.*infosam.*\)"),
+        ("lora+nope", r"unknown method 'lora\+nope': no distiller 'nope'; valid: .*infosam"),
+        ("nope+infosam", r"unknown method 'nope\+infosam': no PEFT method 'nope'; valid: adapter, .*lora"),
+    ],
+)
+def test_unknown_method_names_the_bad_part_and_its_choices(name, message):
+    from methods import resolve_method
+
+    with pytest.raises(ConfigError, match=message):
+        resolve_method(name)
