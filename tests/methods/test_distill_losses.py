@@ -441,7 +441,7 @@ def test_method_names_chain_several_distillers():
     assert methods.resolve_method("adapter+infosam").distillers == ("infosam",)
     with pytest.raises(ConfigError, match="more than once"):
         methods.resolve_method("vid+vid")
-    with pytest.raises(ConfigError, match="unknown distiller 'nope'"):
+    with pytest.raises(ConfigError, match="unknown method 'tinysam\\+nope': no distiller 'nope'"):
         methods.resolve_method("tinysam+nope")
 
 
