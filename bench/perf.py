@@ -12,6 +12,7 @@ Measures, on the same batch and backbone (LiteMedSAM at 128 px by default), on `
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import statistics
 import sys
@@ -56,12 +57,27 @@ def timeit(fn: Callable[[], object], repeat: int, warmup: int = 2) -> float:
     return statistics.median(times)
 
 
-def step_time(run: RunConfig, batch: dict, repeat: int) -> float:
-    device = DEVICE
-    parts = build_parts(run, device)
-    params = parts.trainable()
-    opt = torch.optim.Adam(params, lr=run.train.lr)
-    return timeit(lambda: train_step(parts, batch, True, device, run.train, opt, params), repeat)
+def step_times(runs: dict[str, RunConfig], batch: dict, repeat: int) -> dict[str, float]:
+    """Median training-step seconds of each run, measured in interleaved rounds (one step of every run per
+    round), so slow drifts of the machine (clock, other load) hit every run alike and cancel in ratios."""
+    steps: dict[str, Callable[[], object]] = {}
+    for key, run in runs.items():
+        parts = build_parts(run, DEVICE)
+        params = parts.trainable()
+        opt = torch.optim.Adam(params, lr=run.train.lr)
+        steps[key] = functools.partial(train_step, parts, batch, True, DEVICE, run.train, opt, params)
+    for _ in range(2):  # warm-up: cache fill, optimizer state, allocator
+        for step in steps.values():
+            step()
+    times: dict[str, list[float]] = {key: [] for key in steps}
+    for _ in range(repeat):
+        for key, step in steps.items():
+            sync()
+            t = time.perf_counter()
+            step()
+            sync()
+            times[key].append(time.perf_counter() - t)
+    return {key: statistics.median(values) for key, values in times.items()}
 
 
 def entropy_time(alpha: float, batch_size: int, repeat: int, backward: bool = False) -> float:
@@ -104,7 +120,7 @@ def main(argv: list[str] | None = None) -> int:
     base = run_configs(cfg)[0]
     global DEVICE
     DEVICE = pick_device(base.train.device)
-    repeat = 7
+    repeat = 9
     rows: dict[tuple[str, bool], float] = {}
     with tempfile.TemporaryDirectory() as cache:
         base.data.cache_dir = cache
@@ -112,15 +128,19 @@ def main(argv: list[str] | None = None) -> int:
         parts = build_parts(base, DEVICE)
         prompted = PromptedDataset(data, parts.student, 0, train=True, box_jitter=5.0)
         batch = collate([prompted[i] for i in range(base.train.batch_size)])
-        for method in methods:
-            for cached in (True, False):
+        for cached in (True, False):  # one interleaved measurement per cache setting
+            runs = {}
+            for method in methods:
                 run = copy.deepcopy(base)
                 run.method, run.data.encoder_cache = method, cached
-                rows[(method, cached)] = step_time(run, batch, repeat)
+                runs[method] = run
+            for method, sec in step_times(runs, batch, repeat).items():
+                rows[(method, cached)] = sec
     a2, a101 = loss_time(2.0, 4, 50), loss_time(1.01, 4, 50)
     print(
         f"backbone {base.backbone.name} @ {parts.student.img_size}px, precision {base.train.precision}, "
-        f"batch {base.train.batch_size}, median of {repeat} steps, device {DEVICE}, {torch.get_num_threads()} threads"
+        f"batch {base.train.batch_size}, median of {repeat} interleaved steps, device {DEVICE}, "
+        f"{torch.get_num_threads()} threads"
     )
     for (method, cached), sec in rows.items():
         print(f"  step {method:<16} cache={'on ' if cached else 'off'} {sec * 1000:9.1f} ms")
