@@ -324,13 +324,18 @@ class Backbone(nn.Module):
         prompt), so this thin call runs the official decoder's own submodules in the order of
         ``MaskDecoder.predict_masks`` with one prompt per image, and keeps only the single-mask output
         (mask token 0), as ``multimask_output=False`` does.
+
+        The family-specific parts are hooks: :meth:`encode_prompts`, :meth:`leading_tokens` and
+        :meth:`upscale_features` (SAM2 overrides all three).
         """
         dec = self.mask_decoder
         ext = self.decoder_extension
-        points = None if prompts.points is None else (prompts.points, prompts.labels)
-        sparse, dense = self.prompt_encoder(points=points, boxes=prompts.boxes, masks=None)
+        sparse, dense = self.encode_prompts(prompts)
         b = embedding.shape[0]
-        output_tokens = torch.cat([dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        lead = self.leading_tokens()
+        s = len(lead)  # index of the IoU token; the mask tokens follow it
+        output_tokens = torch.cat([*lead, dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        given_embedding, given_blocks = embedding, blocks
         if ext is not None:
             embedding, output_tokens, blocks, n_extra = ext.begin(embedding, output_tokens, blocks)
         tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1), sparse), dim=1)
@@ -338,17 +343,33 @@ class Backbone(nn.Module):
         pos_src = self.prompt_encoder.get_dense_pe().expand(b, -1, -1, -1)
         _, c, h, w = src.shape
         hs, src = dec.transformer(src, pos_src, tokens)
-        mask_token = hs[:, 1, :]
-        upscaled = dec.output_upscaling(src.transpose(1, 2).reshape(b, c, h, w))
+        mask_token = hs[:, s + 1, :]
+        upscaled = self.upscale_features(src.transpose(1, 2).reshape(b, c, h, w), given_embedding, given_blocks)
         hyper = dec.output_hypernetworks_mlps[0](mask_token)  # (B, C')
         _, c2, h2, w2 = upscaled.shape
         logits = (hyper.unsqueeze(1) @ upscaled.reshape(b, c2, h2 * w2)).reshape(b, 1, h2, w2)
-        iou = dec.iou_prediction_head(hs[:, 0, :])[:, :1]
+        iou = dec.iou_prediction_head(hs[:, s, :])[:, :1]
         if ext is not None:
-            first = 1 + dec.mask_tokens.weight.shape[0]
+            first = s + 1 + dec.mask_tokens.weight.shape[0]
             state = DecoderState(embedding, upscaled, hs[:, first : first + n_extra, :], logits, blocks)
             logits = ext.adapt_logits(state)
         return DecoderOutput(logits, iou, mask_token, embedding)
+
+    def encode_prompts(self, prompts: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sparse and dense prompt embeddings from the official prompt encoder."""
+        points = None if prompts.points is None else (prompts.points, prompts.labels)
+        return self.prompt_encoder(points=points, boxes=prompts.boxes, masks=None)
+
+    def leading_tokens(self) -> list[torch.Tensor]:
+        """Decoder output tokens placed before the IoU token (none in SAM)."""
+        return []
+
+    def upscale_features(
+        self, src: torch.Tensor, embedding: torch.Tensor, blocks: Optional[dict[int, torch.Tensor]]
+    ) -> torch.Tensor:
+        """The decoder's upscaled image features (B, C', 4h, 4w) from the transformer output ``src``
+        (B, C, h, w); ``embedding`` and ``blocks`` are what :meth:`decode` was given."""
+        return self.mask_decoder.output_upscaling(src)
 
     def upscale(self, logits: torch.Tensor) -> torch.Tensor:
         """Low-resolution logits → (B, 1, S, S) in the model-input frame."""

@@ -62,7 +62,6 @@ from bench.config import BackboneConfig, ConfigError
 
 from ._base import (
     Backbone,
-    DecoderOutput,
     EncoderStep,
     Prompts,
     check_img_size,
@@ -296,55 +295,35 @@ class Sam2Hiera(Backbone):
             )
         return list(last)
 
-    def decode(
-        self, embedding: torch.Tensor, prompts: Prompts, blocks: Optional[dict[int, torch.Tensor]] = None
-    ) -> DecoderOutput:
-        """One single-mask prediction per (embedding, prompt) pair; see the module docstring.
-
-        Args:
-            embedding: z_i (B, C, h, w) from :meth:`encode`.
-            prompts: Boxes and/or points in the model-input frame.
-            blocks: The feature dict from :meth:`encode` (must hold the high-resolution maps, unless
-                ``encode`` ran on this batch right before).
-        """
-        dec = self.mask_decoder
-        feat_s0, feat_s1 = self._high_res(embedding, blocks)
+    # ------------------------------------------------------------------ decoder hooks (Backbone.decode)
+    # decode(embedding, prompts, blocks): ``blocks`` is the feature dict from :meth:`encode` and must hold
+    # the high-resolution maps, unless ``encode`` ran on this batch right before.
+    def encode_prompts(self, prompts: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
+        """SAM2ImagePredictor's prompt encoding: a box is two corner points labelled 2 and 3, before the
+        clicks."""
         coords, labels = prompts.points, prompts.labels
-        if prompts.boxes is not None:  # SAM2ImagePredictor: a box is two corner points labelled 2 and 3
+        if prompts.boxes is not None:
             box = prompts.boxes.reshape(-1, 2, 2)
             box_labels = torch.tensor([2, 3], dtype=torch.int, device=box.device).expand(box.shape[0], 2)
             coords = box if coords is None else torch.cat([box, coords], dim=1)
             labels = box_labels if labels is None else torch.cat([box_labels, labels.to(torch.int)], dim=1)
         if coords is None:
             raise ValueError("Prompts needs boxes or points")
-        sparse, dense = self.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
-        b = embedding.shape[0]
-        first = [dec.obj_score_token.weight] if dec.pred_obj_scores else []
-        s = len(first)  # index of the IoU token
-        output_tokens = torch.cat([*first, dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
-        ext = getattr(self, "decoder_extension", None)
-        if ext is not None:
-            embedding, output_tokens, ext_blocks, n_extra = ext.begin(embedding, output_tokens, blocks)
-        tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1), sparse), dim=1)
-        src = embedding + dense
-        pos_src = self.prompt_encoder.get_dense_pe().expand(b, -1, -1, -1)
-        _, c, h, w = src.shape
-        hs, src = dec.transformer(src, pos_src, tokens)
-        mask_token = hs[:, s + 1, :]
-        dc1, ln1, act1, dc2, act2 = dec.output_upscaling
-        upscaled = act1(ln1(dc1(src.transpose(1, 2).reshape(b, c, h, w)) + feat_s1))
-        upscaled = act2(dc2(upscaled) + feat_s0)
-        hyper = dec.output_hypernetworks_mlps[0](mask_token)
-        _, c2, h2, w2 = upscaled.shape
-        logits = (hyper.unsqueeze(1) @ upscaled.reshape(b, c2, h2 * w2)).reshape(b, 1, h2, w2)
-        iou = dec.iou_prediction_head(hs[:, s, :])[:, :1]
-        if ext is not None:
-            from ._base import DecoderState
+        return self.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
 
-            n_tokens = s + 1 + dec.mask_tokens.weight.shape[0]
-            state = DecoderState(embedding, upscaled, hs[:, n_tokens : n_tokens + n_extra, :], logits, ext_blocks)
-            logits = ext.adapt_logits(state)
-        return DecoderOutput(logits, iou, mask_token, embedding)
+    def leading_tokens(self) -> list[torch.Tensor]:
+        """The object-score token comes first when the decoder predicts object scores (z_m = hs[:, 2])."""
+        dec = self.mask_decoder
+        return [dec.obj_score_token.weight] if dec.pred_obj_scores else []
+
+    def upscale_features(
+        self, src: torch.Tensor, embedding: torch.Tensor, blocks: Optional[dict[int, torch.Tensor]]
+    ) -> torch.Tensor:
+        """SAM2's upscaling adds the encoder's high-resolution maps after each transposed convolution."""
+        feat_s0, feat_s1 = self._high_res(embedding, blocks)
+        dc1, ln1, act1, dc2, act2 = self.mask_decoder.output_upscaling
+        upscaled = act1(ln1(dc1(src) + feat_s1))
+        return act2(dc2(upscaled) + feat_s0)
 
 
 # ---------------------------------------------------------------------------------------------- builders
