@@ -25,7 +25,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator
 
-from bench.config import RunConfig, dump_yaml, run_name
+from bench.config import RunConfig, dump_yaml, row_label, run_name
 from bench.fileio import atomic_write
 
 METRICS_FILE = "metrics.json"
@@ -105,6 +105,19 @@ class RunDir:
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / FAILED_FILE).unlink(missing_ok=True)
         atomic_write(self.path / "config.yaml", dump_yaml(self.run).encode())
+
+    def identity(self) -> dict[str, Any]:
+        """The fields of ``metrics.json`` that say which run it is (the reports group by them)."""
+        run = self.run
+        return {
+            "run": self.name,
+            "method": row_label(run),
+            "base_method": run.method,
+            "variant": run.variant,
+            "dataset": run.dataset,
+            "seed": run.seed,
+            "backbone": run.backbone.name,
+        }
 
     def write_train_log(self, rows: list[dict[str, Any]]) -> None:
         write_csv(self.path / "train_log.csv", rows)

@@ -14,7 +14,7 @@ import torch
 
 from bench.accel import channels_last_convs, compile_backbone, pick_device
 from bench.backbones import Backbone, build_backbone
-from bench.config import BackboneConfig, ConfigError, RunConfig, row_label
+from bench.config import BackboneConfig, ConfigError, RunConfig
 from bench.data import PromptedDataset, collate, eval_points_split
 from bench.encoders import CachedEncoder
 from bench.evaluate import evaluate
@@ -180,13 +180,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     )
     rd.write_per_image(rows)
     record = {
-        "run": rd.name,
-        "method": row_label(run),
-        "base_method": run.method,
-        "variant": run.variant,
-        "dataset": run.dataset,
-        "seed": run.seed,
-        "backbone": run.backbone.name,
+        **rd.identity(),
         "metrics": means,
         "report_metrics": list(info.metrics),
         "num_test_images": len(rows),

@@ -22,13 +22,7 @@ def write_run(
         rd.write_per_image(per_image)
     rd.write_metrics(
         {
-            "run": rd.name,
-            "method": row_label(run),
-            "base_method": run.method,
-            "variant": run.variant,
-            "dataset": run.dataset,
-            "seed": run.seed,
-            "backbone": run.backbone.name,
+            **rd.identity(),
             "metrics": metrics,
             "report_metrics": list(dataset_info(run.dataset).metrics),
             "status": "complete",
