@@ -38,10 +38,14 @@ def check_device(name: str, present: bool = True) -> None:
 def check_execution(train: TrainConfig, present: bool = True) -> None:
     """Validate a run's execution switches before it is launched (see :func:`check_device`)."""
     check_device(train.device, present)
-    if train.precision not in PRECISIONS:
-        raise ConfigError(f"unknown train.precision {train.precision!r}; valid: {', '.join(PRECISIONS)}")
+    check_precision(train.precision)
     if train.compile:
         check_compile_backend(train.compile_backend)
+
+
+def check_precision(precision: str) -> None:
+    if precision not in PRECISIONS:
+        raise ConfigError(f"unknown train.precision {precision!r}; valid: {', '.join(PRECISIONS)}")
 
 
 def check_compile_backend(backend: str) -> None:
@@ -60,8 +64,7 @@ def pick_device(name: str) -> torch.device:
 
 def autocast_for(device: torch.device, precision: str) -> AbstractContextManager:
     """The autocast context of ``train.precision`` on ``device``."""
-    if precision not in PRECISIONS:
-        raise ConfigError(f"unknown train.precision {precision!r}; valid: {', '.join(PRECISIONS)}")
+    check_precision(precision)
     if precision == "bf16" or (precision == "auto" and device.type == "cuda"):
         return torch.autocast(device.type, dtype=torch.bfloat16)
     return nullcontext()
