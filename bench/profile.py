@@ -28,10 +28,8 @@ from torch.profiler import ProfilerActivity, profile
 from bench.accel import pick_device
 from bench.cli import setup_logging
 from bench.config import RunConfig, load_config, parse_overrides, run_configs
-from bench.data import PromptedDataset, collate
+from bench.perf import first_batch, prompted_train_set, sync, training_step
 from bench.runner import build_parts
-from bench.trainer import train_step
-from datasets._base import DATASETS
 
 log = logging.getLogger("samfit.profile")
 
@@ -58,18 +56,15 @@ class StepProfile:
 def profile_method(run: RunConfig, repeat: int, top: int) -> StepProfile:
     device = pick_device(run.train.device)
     parts = build_parts(run, device)
-    data = DATASETS.get(run.dataset)("train", run.data)
-    prompted = PromptedDataset(data, parts.student, run.seed, train=True, box_jitter=run.train.box_jitter)
+    prompted = prompted_train_set(run, parts)
     t = time.perf_counter()
-    batch = collate([prompted[i % len(prompted)] for i in range(run.train.batch_size)])
+    batch = first_batch(prompted, run.train.batch_size)
     data_ms = (time.perf_counter() - t) * 1000
-    params = parts.trainable()
-    optimizer = torch.optim.Adam(params, lr=run.train.lr)
+    train_once = training_step(parts, run, batch, device)
 
     def step() -> None:
-        loss, _ = train_step(parts, batch, True, device, run.train, optimizer, params)
-        if device.type == "cuda":
-            torch.cuda.synchronize()
+        train_once()
+        sync(device)
 
     for _ in range(2):  # warm-up: fills the encoder cache, allocates optimizer state and buffers
         step()
