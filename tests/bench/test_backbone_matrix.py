@@ -214,7 +214,7 @@ def test_sam2_decode_without_the_high_res_features_of_the_batch_raises():
             backbone.decode(z, Prompts(boxes=boxes))  # nothing recorded any more
 
 
-def test_sam2_cached_prefix_is_exact_at_every_cut(tmp_path):
+def test_sam2_cached_prefix_matches_at_every_cut(tmp_path):
     backbone = build_backbone(BackboneConfig(name="tiny_sam2"))
     images = _batch(128)["image"]
     n = len(backbone.encoder_steps())
@@ -226,7 +226,14 @@ def test_sam2_cached_prefix_is_exact_at_every_cut(tmp_path):
             assert state.dim() == (4 if k == 0 else 2)
             z2, late = backbone.encode(state, start=k, blocks=(1, 4))
             both = {**early, **late}
-            assert torch.equal(z2, z) and all(torch.equal(both[key], feats[key]) for key in feats), k
+            # Not bitwise: a cut packs the multi-scale state into one (B, N) tensor and unpacks it as strided
+            # views, so the neck's convolutions may take another kernel (another summation order) than on the
+            # uncut run. Float32 rounding only: torch's float32 tolerance (rtol 1.3e-6, atol 1e-5), through
+            # ~10 shallow steps of unit-scale values (one ulp is 1.2e-7 there).
+            assert set(both) == set(feats), k
+            for key, value in (("z", z2), *both.items()):
+                ref = z if key == "z" else feats[key]
+                torch.testing.assert_close(value, ref, rtol=1.3e-6, atol=1e-5, msg=lambda m: f"cut {k}, {key}: {m}")
         with pytest.raises(ValueError, match="cached state"):
             backbone.encode(torch.zeros(2, 5), start=3)
     # the adapter student: the frozen prefix ends before block 2; the decoder trains conv_s0/s1, so the

@@ -144,10 +144,16 @@ def test_only_the_methods_parameters_change(name, backbone):
     changed = {k for k in before if not torch.equal(before[k], after[k])}
     # every buffer and every frozen parameter is bit-identical
     assert changed <= trainable, sorted(changed - trainable)[:5]
-    # every trainable parameter that got a gradient moved, and nothing moved without one
-    with_grad = {n for n, g in grads.items() if g.abs().max() > 1e-12}
-    assert with_grad, "no trainable parameter received a gradient"
-    assert changed == with_grad, (sorted(with_grad - changed)[:5], sorted(changed - with_grad)[:5])
+    # Decided as Adam decides: its first step is exactly 0 where the gradient is exactly 0 (m = v = 0), and
+    # about lr·sign(g) wherever |g| >> eps = 1e-8, whatever the size of g. A gradient that is 0 in exact
+    # arithmetic may come out of the float computation as rounding noise (e.g. a key bias under softmax's
+    # shift invariance) and then moves its parameter by ~lr: so nothing may move without a non-zero gradient,
+    # and everything with a gradient well above eps (here > 1e-6, a step of ≥ 0.99·lr = 1e-3) must move.
+    some_grad = {n for n, g in grads.items() if g.abs().max() > 0}
+    clear_grad = {n for n, g in grads.items() if g.abs().max() > 1e-6}
+    assert clear_grad, "no trainable parameter received a gradient"
+    assert changed <= some_grad, sorted(changed - some_grad)[:5]
+    assert clear_grad <= changed, sorted(clear_grad - changed)[:5]
 
 
 # ----------------------------------------------------------------------------- per-method trainable sets
