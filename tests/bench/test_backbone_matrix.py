@@ -33,6 +33,8 @@ from bench.trainer import compute_loss
 from methods.distill._base import DISTILLERS
 from methods.peft._base import PEFT_METHODS, build_peft
 
+pytestmark = pytest.mark.numerics  # the whole file runs again under other kernels in CI
+
 SMALL = {"sam": "tiny_sam", "sam2": "tiny_sam2", "tinyvit": "tiny_tinyvit"}
 CPU = torch.device("cpu")
 

@@ -94,6 +94,7 @@ def test_frozen_transferred_relation_module_stays_fixed(tmp_path):
         torch.testing.assert_close(saved[key], after[key], rtol=0, atol=0)
 
 
+@pytest.mark.numerics
 def test_cached_and_uncached_runs_follow_the_same_loss_curve(tmp_path):
     curves = {}
     for cached in (True, False):

@@ -22,6 +22,8 @@ from bench.registry import UnknownNameError
 from methods.peft._base import PEFT_METHODS, build_peft, trainable_parameters
 from methods.peft.adapter import AdapterOptions
 
+pytestmark = pytest.mark.numerics  # the whole file runs again under other kernels in CI
+
 BACKBONE_CONFIGS = {
     "tiny_sam": BackboneConfig(name="tiny_sam"),
     "litemedsam128": BackboneConfig(name="litemedsam", img_size=128),

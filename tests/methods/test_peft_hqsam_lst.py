@@ -351,6 +351,7 @@ def test_lst_bad_options():
 
 
 # ----------------------------------------------------------------------------- cached encoder path
+@pytest.mark.numerics
 @pytest.mark.parametrize("name", ["hqsam", "lst"])
 def test_cached_encoder_path_equals_the_uncached_path(name, tmp_path):
     model = backbone()
