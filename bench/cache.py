@@ -6,8 +6,9 @@ that uses the same backbone weights. Entries are keyed by the backbone (name, in
 digest), the number of encoder steps run, and a digest of the preprocessed image itself, so any
 change of image, preprocessing or weights misses the cache instead of reading stale features.
 
-Values are rounded to fp16 *before* they are used, whether they were just computed or read back,
-so a run gives the same numbers with a cold or a warm cache. Writers save to a temporary file and
+Values are rounded to the cache dtype (``data.cache_dtype``: fp16 by default, fp32 stores the exact
+float32 states) *before* they are used, whether they were just computed or read back, so a run gives
+the same numbers with a cold or a warm cache. Writers save to a temporary file and
 rename it, so concurrent processes (Slurm array tasks) never see a partial entry.
 """
 
@@ -26,6 +27,7 @@ from bench.fileio import atomic_save_npy
 log = logging.getLogger(__name__)
 
 CACHE_VERSION = 1
+DTYPES = {"fp16": torch.float16, "fp32": torch.float32}  # data.cache_dtype
 
 
 def image_key(image: torch.Tensor) -> str:
@@ -47,11 +49,17 @@ class EncoderCache:
         blocks: Block indices inside the cached prefix whose outputs are cached as well.
     """
 
-    def __init__(self, root: str | Path, backbone: Backbone, stop: int, blocks: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, root: str | Path, backbone: Backbone, stop: int, blocks: tuple[int, ...] = (), dtype: str = "fp16"
+    ) -> None:
+        if dtype not in DTYPES:
+            raise ValueError(f"unknown cache dtype {dtype!r}; valid: {', '.join(DTYPES)}")
         self.backbone = backbone
         self.stop = stop
         self.blocks = tuple(sorted(blocks))
-        tag = f"{backbone.name}-{backbone.img_size}px-{backbone.weights_id}-v{CACHE_VERSION}"
+        self.dtype = DTYPES[dtype]
+        suffix = "" if dtype == "fp16" else f"-{dtype}"
+        tag = f"{backbone.name}-{backbone.img_size}px-{backbone.weights_id}-v{CACHE_VERSION}{suffix}"
         self.dir = Path(root) / "encoder" / tag / f"step{stop}"
         self.hits = 0
         self.misses = 0
@@ -73,7 +81,7 @@ class EncoderCache:
     @torch.no_grad()
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """States (B, ...) and block maps for a batch of preprocessed images (B, 3, S, S), on the
-        images' device, in float32 (rounded to fp16 first)."""
+        images' device, in float32 (rounded to the cache dtype first)."""
         keys = [image_key(img) for img in images]
         found: dict[int, list[np.ndarray]] = {}
         for i, key in enumerate(keys):
@@ -86,7 +94,7 @@ class EncoderCache:
         if missing:
             state, feats = self.backbone.encode_prefix(images[missing], self.stop, self.blocks)
             computed = [state] + [feats[b] for b in self.blocks]
-            computed = [t.to(torch.float16).cpu().numpy() for t in computed]
+            computed = [t.to(self.dtype).cpu().numpy() for t in computed]
             for j, i in enumerate(missing):
                 arrays = [c[j] for c in computed]
                 for path, array in zip(self._paths(keys[i]), arrays):

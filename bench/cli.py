@@ -1,4 +1,4 @@
-"""Command line: ``python run_benchmark.py [run|list|report|status|params|prepare] [sweep=NAME] [key=value ...]``."""
+"""Command line: ``python run_benchmark.py [COMMAND] [sweep=NAME] [key=value ...]`` (commands: :data:`COMMANDS`)."""
 
 from __future__ import annotations
 
@@ -12,7 +12,7 @@ from bench.registry import UnknownNameError
 
 log = logging.getLogger("samfit")
 
-COMMANDS = ("run", "list", "report", "status", "params", "prepare")
+COMMANDS = ("run", "list", "report", "status", "params", "prepare", "score")
 
 
 class RunsFailed(Exception):
@@ -46,7 +46,7 @@ def validate_names(cfg) -> None:
     if cfg.teacher.backbone:
         backbones.get(cfg.teacher.backbone)
     for run in run_configs(cfg):
-        spec, _, _ = methods.method_options(run.method, run.peft, run.distill)
+        spec, _, _ = methods.method_options(run.method, run.peft, run.distill, run.protocol)
         checks = [("peft method", spec.peft, spec.peft_cls.unsupported, "student", run.backbone.name)]
         if spec.distiller_cls is not None:
             teacher = run.teacher.backbone or run.backbone.name
@@ -64,6 +64,7 @@ def validate_names(cfg) -> None:
 def cmd_list(args: list[str]) -> str:
     methods, backbones, datasets = _registries()
     from bench.prepare import dataset_status
+    from bench.protocols import PROTOCOLS
     from methods.distill._base import DISTILLERS
     from methods.peft._base import PEFT_METHODS
 
@@ -76,6 +77,7 @@ def cmd_list(args: list[str]) -> str:
         f"datasets (data.root={cfg.data.root}):",
         *(f"  {name:<20} {state}" for name, state in dataset_status(cfg.data.root).items()),
         "backbones:          " + ", ".join(backbones.names()),
+        "protocols:          " + "; ".join(f"{p.name} = {p.summary}" for p in PROTOCOLS.values()),
         "sweeps:",
     ]
     for name in available_sweeps():
@@ -109,6 +111,12 @@ def cmd_run(args: list[str]) -> str:
         )
         raise RunsFailed(summary)
     return summary
+
+
+def cmd_score(args: list[str]) -> str:
+    from bench.score import cmd_score as score
+
+    return score(args)
 
 
 def cmd_report(args: list[str]) -> str:
@@ -187,6 +195,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         "status": cmd_status,
         "params": cmd_params,
         "prepare": cmd_prepare,
+        "score": cmd_score,
     }[command]
     try:
         text = handler(argv)

@@ -46,9 +46,15 @@ class TrainConfig:
     lr: float = 2e-4
     min_lr: float = 2e-5
     box_prob: float = 0.5  # share of batches prompted by a noisy GT box; the rest by GT points
-    box_jitter: float = 5.0  # max box-corner noise in pixels at a 1024-px input, scaled to img_size
+    box_jitter: float = 5.0  # max box noise in pixels at a 1024-px input, scaled to img_size
+    # "corners": independent uniform noise on each coordinate; "translate": the public InfoSAM code's
+    # get_single_box_from_mask (one integer shift of the whole box per axis, |shift| < min(jitter, w/2, h/2))
+    box_jitter_form: str = "corners"
     num_points: int = 1  # positive points per training prompt
     structure_loss: str = "weighted"  # "weighted" (pixel-weighted BCE) | "unweighted_bce" (public-code quirk)
+    # cosine schedule horizon: "steps" = epochs x steps per epoch (reaches min_lr on the last step);
+    # "infosam" = epochs x (N // B + 1), the public code's T_max (one step more per epoch than it takes)
+    cosine_horizon: str = "steps"
     grad_clip: Optional[float] = None
     num_workers: int = 0
     log_every: int = 10
@@ -71,12 +77,19 @@ class EvalConfig:
     prompt: Optional[str] = None  # None = the dataset's protocol ("box" or "points")
     num_points: Optional[int] = None  # None = the dataset's protocol
     box_jitter: float = 0.0
+    box_jitter_form: str = "corners"  # see train.box_jitter_form; test boxes are jittered only if box_jitter > 0
     batch_size: int = 4
+    # which checkpoint is reported: "last" epoch; "val_best" = best on the validation split among the last
+    # select_epochs epochs (clean); "test_last" = the last epoch, with each of the last select_epochs epochs
+    # also evaluated on the test set and kept in the run, as the public InfoSAM scripts do
+    select: str = "val_best"
+    select_epochs: int = 5
 
 
 @dataclass
 class SynthConfig:
     train_size: int = 16
+    val_size: int = 8
     test_size: int = 12
     min_side: int = 192
     max_side: int = 288
@@ -87,6 +100,10 @@ class DataConfig:
     root: str = "data"
     cache_dir: str = ".cache/samfit"  # generated data and cached encoder states
     encoder_cache: bool = True  # reuse frozen encoder states across epochs, seeds and methods
+    cache_dtype: str = "fp16"  # dtype of cached encoder states: fp16 (half the disk) or fp32 (exact)
+    # "sam": RGB, SAM's resize -> normalise -> zero-pad, nearest mask resize; "infosam": the public InfoSAM
+    # CSVDataset: BGR channels (cv2), resize -> zero-pad the uint8 image -> normalise, bilinear mask resize
+    preprocess: str = "sam"
     synth: SynthConfig = field(default_factory=SynthConfig)
 
 
@@ -96,6 +113,7 @@ class RunConfig:
 
     method: str = "adapter"
     dataset: str = "synth_polyp"
+    protocol: str = "clean"  # named recipe + evaluation (bench/protocols.py): clean | infosam
     seed: int = 0
     variant: str = ""  # label of the sweep grid point (e.g. "distill.alpha=3"); not hashed
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -132,6 +150,16 @@ class SlurmConfig:
 
 
 @dataclass
+class ReportConfig:
+    # metric definition the table shows: None = the runs' protocol's; "clean" | "infosam" (every run stores
+    # both, computed from the same logits); shorthand: metrics=clean
+    metrics: Optional[str] = None
+    # "reported" = each run's reported checkpoint (eval.select); "best_of_last" = the best of the last epochs
+    # on the test set, kept by runs with eval.select=test_last (the public InfoSAM scripts allow that choice)
+    checkpoint: str = "reported"
+
+
+@dataclass
 class BenchConfig(RunConfig):
     """A sweep: the grid of runs plus how to execute them. Run keys act as defaults for every run."""
 
@@ -145,6 +173,7 @@ class BenchConfig(RunConfig):
     runs_dir: str = "runs"
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
+    report: ReportConfig = field(default_factory=ReportConfig)
 
 
 RUN_KEYS = tuple(f.name for f in fields(RunConfig))
@@ -213,12 +242,16 @@ def load_config(overrides: list[str] | None = None) -> BenchConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a sweep file must be a mapping of keys to values")
     data.pop("description", None)
-    cfg = _merge(base, data, str(path))
+    protocol = pairs.get("protocol") or data.get("protocol") or base.protocol
+    cfg = _merge(base, protocol_preset(str(protocol)), f"protocol {protocol}")
+    cfg = _merge(cfg, data, str(path))
     cfg.sweep = sweep
     for key, value in pairs.items():
         dotted = OmegaConf.from_dotlist([f"{key}={value}"]) if value != "" else OmegaConf.create({})
         if key == "launcher" and value and value[0] not in "{[":  # shorthand: launcher=inline
             dotted = OmegaConf.create({"launcher": {"name": value}})
+        if key == "metrics":  # shorthand: metrics=clean shows the clean definitions in the report
+            dotted = OmegaConf.create({"report": {"metrics": value}})
         if key == "device":  # shorthand: device=cuda runs every run of the sweep on that device
             dotted = OmegaConf.create({"train": {"device": value}})
         if key == "backbone" and value and value[0] not in "{[":  # a new backbone: its own size and weights
@@ -226,7 +259,50 @@ def load_config(overrides: list[str] | None = None) -> BenchConfig:
         cfg = _merge(cfg, dotted, f"override {key}={value}")
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, BenchConfig)
+    check_choices(obj)
     return obj
+
+
+CHOICES: dict[str, tuple[str, ...]] = {
+    "train.box_jitter_form": ("corners", "translate"),
+    "eval.box_jitter_form": ("corners", "translate"),
+    "train.cosine_horizon": ("steps", "infosam"),
+    "eval.select": ("last", "val_best", "test_last"),
+    "data.cache_dtype": ("fp16", "fp32"),
+    "data.preprocess": ("sam", "infosam"),
+}
+METRIC_DEFINITIONS = ("clean", "infosam")  # bench.evaluate.DEFINITIONS
+
+
+def check_choices(cfg: RunConfig) -> None:
+    """Keys with a fixed set of values: an unknown value stops with the key and the valid choices."""
+    for dotted, choices in CHOICES.items():
+        section, leaf = dotted.split(".")
+        value = getattr(getattr(cfg, section), leaf)
+        if value not in choices:
+            raise ConfigError(f"unknown {dotted} {value!r}; valid: {', '.join(choices)}")
+    report = getattr(cfg, "report", None)
+    if report is not None:
+        if report.metrics is not None and report.metrics not in METRIC_DEFINITIONS:
+            raise ConfigError(f"unknown report.metrics {report.metrics!r}; valid: {', '.join(METRIC_DEFINITIONS)}")
+        if report.checkpoint not in ("reported", "best_of_last"):
+            raise ConfigError(f"unknown report.checkpoint {report.checkpoint!r}; valid: reported, best_of_last")
+    if cfg.eval.select_epochs < 1:
+        raise ConfigError(f"eval.select_epochs must be >= 1, got {cfg.eval.select_epochs}")
+
+
+def protocol_preset(name: str) -> dict[str, Any]:
+    """The nested config defaults of protocol ``name`` (``protocol`` itself included)."""
+    from bench.protocols import get_protocol
+
+    nested: dict[str, Any] = {"protocol": name}
+    for dotted, value in get_protocol(name).preset.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
 
 
 def run_configs(cfg: BenchConfig) -> list[RunConfig]:
@@ -237,6 +313,8 @@ def run_configs(cfg: BenchConfig) -> list[RunConfig]:
     runs = []
     for entry in cfg.methods:
         method, label, extra = method_entry(entry)
+        if "protocol" in extra:
+            raise ConfigError(f"methods entry {entry!r}: a row cannot change the protocol (set it for the whole sweep)")
         for dataset in cfg.datasets:
             for seed in cfg.seeds:
                 for point in points:

@@ -15,7 +15,15 @@ import torch
 from torch.utils.data import Dataset
 
 from bench.backbones import Backbone, Prompts
-from bench.prompts import EmptyMaskError, jitter_box, mask_box, sample_points, stable_seed, to_input_frame
+from bench.prompts import (
+    EmptyMaskError,
+    jitter_box,
+    mask_box,
+    sample_points,
+    stable_seed,
+    to_input_frame,
+    translate_box,
+)
 from datasets._base import SegmentationDataset
 
 log = logging.getLogger(__name__)
@@ -39,6 +47,8 @@ class PromptedDataset(Dataset):
         box_jitter: float = 0.0,
         num_pos: int = 1,
         num_neg: int = 0,
+        jitter_form: str = "corners",
+        preprocess: str = "sam",
     ) -> None:
         self.dataset = dataset
         self.backbone = backbone
@@ -46,6 +56,8 @@ class PromptedDataset(Dataset):
         self.train = train
         self.box_jitter = box_jitter * backbone.img_size / 1024  # configured at a 1024-px input
         self.num_pos, self.num_neg = num_pos, num_neg
+        self.jitter_form = jitter_form
+        self.preprocess = preprocess  # data.preprocess: "sam" | "infosam" (Backbone.preprocess_image)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -63,9 +75,10 @@ class PromptedDataset(Dataset):
         n_points = self.num_pos + self.num_neg
         try:
             box = mask_box(mask)
-            # jitter is defined in input pixels; convert to original pixels
-            jitter = self.box_jitter * max(size) / self.backbone.img_size
-            box = jitter_box(box, jitter, size, rng)
+            if self.jitter_form == "translate":  # the public InfoSAM code's noise, in its 1024-px frame
+                box = translate_box(box, self.box_jitter * 1024 / self.backbone.img_size, size, rng)
+            else:  # jitter is defined in input pixels; convert to original pixels
+                box = jitter_box(box, self.box_jitter * max(size) / self.backbone.img_size, size, rng)
             points, labels = sample_points(mask, self.num_pos, self.num_neg, rng)
             valid = True
         except EmptyMaskError:
@@ -74,8 +87,8 @@ class PromptedDataset(Dataset):
             labels = np.zeros(n_points, dtype=np.int64)
             valid = False
         item = {
-            "image": torch.from_numpy(self.backbone.preprocess_image(image)),
-            "target": torch.from_numpy(self.backbone.preprocess_mask(mask)),
+            "image": torch.from_numpy(self.backbone.preprocess_image(image, self.preprocess)),
+            "target": torch.from_numpy(self.backbone.preprocess_mask(mask, self.preprocess)),
             "box": torch.from_numpy(to_input_frame(box, size, resized)),
             "points": torch.from_numpy(to_input_frame(points, size, resized)),
             "labels": torch.from_numpy(labels),

@@ -23,9 +23,12 @@ class CachedEncoder:
         backbone: The model (its PEFT modules already injected).
         cache_root: ``data.cache_dir``; None disables caching.
         blocks: Block indices whose outputs are requested.
+        dtype: Cache dtype, ``"fp16"`` or ``"fp32"`` (``data.cache_dtype``).
     """
 
-    def __init__(self, backbone: Backbone, cache_root: Optional[str], blocks: tuple[int, ...] = ()) -> None:
+    def __init__(
+        self, backbone: Backbone, cache_root: Optional[str], blocks: tuple[int, ...] = (), dtype: str = "fp16"
+    ) -> None:
         self.backbone = backbone
         self.blocks = tuple(sorted(set(blocks)))
         steps = backbone.encoder_steps()
@@ -35,7 +38,7 @@ class CachedEncoder:
             raise ValueError(f"{backbone.name} has {n_blocks} encoder blocks; requested block(s) {bad}")
         self.stop = backbone.frozen_prefix() if cache_root else 0
         cached = tuple(s.block for s in steps[: self.stop] if s.block is not None and s.block in self.blocks)
-        self.cache = EncoderCache(cache_root, backbone, self.stop, cached) if self.stop > 0 else None
+        self.cache = EncoderCache(cache_root, backbone, self.stop, cached, dtype) if self.stop > 0 else None
         log.info("%s: %d of %d encoder steps served from the cache", backbone.name, self.stop, len(steps))
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:

@@ -1,12 +1,23 @@
-"""Evaluation on the test split at the original image resolution."""
+"""Evaluation at the original image resolution, scored under every metric definition at once.
+
+The model's logits are computed once per image; each *definition* scores them its own way:
+
+* ``clean`` (:mod:`bench.metrics`): on ``sigmoid(logits)``, the suite's conventions;
+* ``infosam`` (:mod:`bench.metrics_infosam`): on the raw logits, as the public InfoSAM ``val.py``.
+
+So every run carries both, and a report can show the paper-protocol number beside the clean one from
+the same runs. ``per_image.csv`` holds the clean keys unprefixed and the others as ``<definition>.<key>``.
+"""
 
 from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any
+from typing import Any, Callable
 
+import numpy as np
 import torch
+from scipy.special import expit
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -15,8 +26,71 @@ from bench.backbones import Backbone
 from bench.data import PromptedDataset, batch_prompts, collate
 from bench.encoders import CachedEncoder
 from bench.metrics import MetricAccumulator
+from bench.metrics_infosam import infosam_scores
 
 log = logging.getLogger(__name__)
+
+
+class DefinitionAccumulator:
+    """Per-image scores of one definition (``score(logits, gt) -> {key: value}``); dataset value = mean."""
+
+    def __init__(self, score: Callable[[np.ndarray, np.ndarray], dict[str, float]]) -> None:
+        self.score = score
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, name: str, logits: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+        scores = self.score(logits, gt)
+        self.rows.append({"name": name, **scores})
+        return scores
+
+    def mean(self) -> dict[str, float]:
+        if not self.rows:
+            raise ValueError("no images were scored")
+        return {k: float(np.mean([r[k] for r in self.rows])) for k in self.rows[0] if k != "name"}
+
+
+class CleanAccumulator(MetricAccumulator):
+    """:class:`bench.metrics.MetricAccumulator` fed with logits (it scores their sigmoid)."""
+
+    def add(self, name: str, logits: np.ndarray, gt: np.ndarray) -> dict[str, float]:  # type: ignore[override]
+        return super().add(name, expit(logits), gt)
+
+
+# definition name -> a fresh accumulator; the order is the column order of per_image.csv
+DEFINITIONS: dict[str, Callable[[], Any]] = {
+    "clean": CleanAccumulator,
+    "infosam": lambda: DefinitionAccumulator(infosam_scores),
+}
+
+
+class Scorer:
+    """Scores one image under every definition; rows merged per image (clean keys unprefixed)."""
+
+    def __init__(self) -> None:
+        self.accs = {name: make() for name, make in DEFINITIONS.items()}
+
+    def add(self, name: str, logits: np.ndarray, gt: np.ndarray) -> None:
+        for acc in self.accs.values():
+            acc.add(name, logits, gt)
+
+    def rows(self) -> list[dict[str, Any]]:
+        merged = [dict(row) for row in self.accs["clean"].rows]
+        for definition, acc in self.accs.items():
+            if definition == "clean":
+                continue
+            for out, row in zip(merged, acc.rows):
+                out.update({f"{definition}.{k}": v for k, v in row.items() if k != "name"})
+        return merged
+
+    def means(self) -> dict[str, dict[str, float]]:
+        return {name: acc.mean() for name, acc in self.accs.items()}
+
+
+def score_logits(name: str, logits: np.ndarray, gt: np.ndarray) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """One image under every definition: its merged row and its scores by definition."""
+    scorer = Scorer()
+    scorer.add(name, logits, gt)
+    return scorer.rows()[0], {d: acc.rows[0] for d, acc in scorer.accs.items()}
 
 
 @torch.no_grad()
@@ -31,17 +105,18 @@ def evaluate(
     precision: str = "auto",
     channels_last: bool = False,
 ) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Score every test image; the logits are resized back to each image's own size.
+    """Score every image of ``data``; the logits are resized back to each image's own size.
 
     The model runs batch after batch while one background thread scores the previous batches
     (``py_sod_metrics`` is numpy on the CPU): on a GPU the metrics leave the model's critical path.
     Images are scored in order, so the rows and means do not depend on timing.
 
     Returns:
-        Per-image rows (``name`` + every metric) and the dataset-level means.
+        Per-image rows (``name`` + every metric of every definition, see the module docstring) and the
+        dataset-level means by definition (``{"clean": {...}, "infosam": {...}}``).
     """
     backbone.eval()
-    acc = MetricAccumulator()
+    acc = Scorer()
     loader = DataLoader(
         data, batch_size=batch_size, shuffle=False, collate_fn=collate, pin_memory=device.type == "cuda"
     )
@@ -54,8 +129,9 @@ def evaluate(
                 out = backbone.decode(z, batch_prompts(batch, use_box).to(device), blocks)
             for i, gt in enumerate(batch["gt"]):
                 logits = backbone.postprocess(out.logits[i : i + 1].float(), tuple(gt.shape))
-                prob = torch.sigmoid(logits)[0, 0].cpu().numpy().astype("float64")
-                pending.append(scorer.submit(acc.add, batch["name"][i], prob, gt))
+                pending.append(
+                    scorer.submit(acc.add, batch["name"][i], logits[0, 0].cpu().numpy().astype("float64"), gt)
+                )
         for future in pending:
             future.result()  # re-raises a metric error (e.g. a non-binary mask) here
-    return acc.rows, acc.mean()
+    return acc.rows(), acc.means()

@@ -1,7 +1,8 @@
 """Prompt sampling from ground-truth masks (InfoSAM §5 protocol).
 
 Training: each batch is prompted either by the GT box with up to ``jitter`` px of noise on every
-coordinate, or by ``num_points`` positive points drawn from the GT (1:1 by default). Evaluation:
+coordinate (``corners``) or shifted as a whole as the public InfoSAM code does (``translate``), or by
+``num_points`` positive points drawn from the GT (1:1 by default). Evaluation:
 the exact GT box, or ``k`` points (``k // 2`` foreground + the rest background, as the public code
 does for roads), drawn with a generator seeded by the image name so that every method and seed is
 scored on identical prompts.
@@ -46,6 +47,25 @@ def jitter_box(box: np.ndarray, jitter: float, shape: tuple[int, int], rng: np.r
     x0, x1 = sorted(noisy[[0, 2]])
     y0, y1 = sorted(noisy[[1, 3]])
     return np.array([x0, y0, x1, y1], dtype=np.float32)
+
+
+def translate_box(
+    box: np.ndarray, max_pixel: float, shape: tuple[int, int], rng: np.random.Generator, frame: int = 1024
+) -> np.ndarray:
+    """The public InfoSAM code's box noise (``util/utils.py``, ``get_single_box_from_mask``).
+
+    In the frame that code works in (the longest side resized to ``frame`` = 1024 px): the tight box is
+    shifted as a whole by one integer per axis, ``dx, dy ~ randint(-m, m)`` (NumPy's exclusive upper end,
+    so ``m`` itself is never drawn) with ``m = min(max_pixel, int(0.1 * min(w, h) * 5))``, ``w, h`` the box's
+    extent; coordinates are clipped at 0 only. Where ``m = 0`` (a box under 2 px wide) the public code
+    raises; here the box stays exact. Returns the box in original pixels (float32).
+    """
+    scale = frame / max(shape)
+    x0, y0, x1, y1 = np.round(box.astype(np.float64) * scale)
+    limit = min(int(max_pixel), int(min(x1 - x0, y1 - y0) * 0.1 * 5))
+    dx, dy = (int(rng.integers(-limit, limit)), int(rng.integers(-limit, limit))) if limit > 0 else (0, 0)
+    moved = np.array([max(0, x0 + dx), max(0, y0 + dy), max(0, x1 + dx), max(0, y1 + dy)]) / scale
+    return moved.astype(np.float32)
 
 
 def sample_points(mask: np.ndarray, n_pos: int, n_neg: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray]:

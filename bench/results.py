@@ -23,7 +23,7 @@ import json
 import os
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Iterable, Iterator
+from typing import Any, Iterable, Iterator, Optional
 
 from bench.config import RunConfig, dump_yaml, row_label, run_name
 from bench.fileio import atomic_write
@@ -122,8 +122,9 @@ class RunDir:
     def write_train_log(self, rows: list[dict[str, Any]]) -> None:
         write_csv(self.path / "train_log.csv", rows)
 
-    def write_per_image(self, rows: list[dict[str, Any]]) -> None:
-        write_csv(self.path / "per_image.csv", rows)
+    def write_per_image(self, rows: list[dict[str, Any]], epoch: Optional[int] = None) -> None:
+        """``per_image.csv`` (the reported checkpoint), or ``per_image_epoch<N>.csv`` for a scored epoch."""
+        write_csv(self.path / ("per_image.csv" if epoch is None else f"per_image_epoch{epoch}.csv"), rows)
 
     def write_metrics(self, record: dict[str, Any]) -> None:
         atomic_write(self.path / METRICS_FILE, json.dumps(record, indent=2, sort_keys=True).encode())

@@ -19,7 +19,9 @@ from bench.data import PromptedDataset, collate, eval_points_split
 from bench.encoders import CachedEncoder
 from bench.evaluate import evaluate
 from bench.fileio import atomic_write
+from bench.protocols import get_protocol
 from bench.results import RunDir
+from bench.selection import EpochSelector, selection_text
 from bench.trainer import TrainParts, train
 from datasets._base import DATASETS
 from methods import method_options
@@ -52,7 +54,7 @@ def _place(model: Backbone, run: RunConfig, device: torch.device) -> Backbone:
 
 def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
     """Student with its PEFT modules, and the frozen teacher and distiller if the method has one."""
-    spec, peft_options, distill_options = method_options(run.method, run.peft, run.distill)
+    spec, peft_options, distill_options = method_options(run.method, run.peft, run.distill, run.protocol)
     torch.manual_seed(run.seed)
     student = build_backbone(run.backbone)
     peft = spec.peft_cls(peft_options)
@@ -84,9 +86,11 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
         )
         parts.distiller = cls(distill_options, context).to(device)
         parts.teacher = teacher
-        parts.teacher_encoder = CachedEncoder(teacher, cache_root, tuple(parts.distiller.teacher_blocks))
+        parts.teacher_encoder = CachedEncoder(
+            teacher, cache_root, tuple(parts.distiller.teacher_blocks), run.data.cache_dtype
+        )
         student_blocks |= set(parts.distiller.student_blocks)
-    parts.student_encoder = CachedEncoder(student, cache_root, tuple(student_blocks))
+    parts.student_encoder = CachedEncoder(student, cache_root, tuple(student_blocks), run.data.cache_dtype)
     return parts
 
 
@@ -132,26 +136,76 @@ def _log_traceback(handler: logging.Handler, name: str) -> None:
 def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     device = pick_device(run.train.device)
     t0 = time.time()
+    protocol = get_protocol(run.protocol)
     builder = DATASETS.get(run.dataset)
     train_set, test_set = builder("train", run.data), builder("test", run.data)
     info = test_set.info
     parts = build_parts(run, device)
     student = parts.student
     train_data = PromptedDataset(
-        train_set, student, run.seed, train=True, box_jitter=run.train.box_jitter, num_pos=run.train.num_points
+        train_set,
+        student,
+        run.seed,
+        train=True,
+        box_jitter=run.train.box_jitter,
+        num_pos=run.train.num_points,
+        jitter_form=run.train.box_jitter_form,
+        preprocess=run.data.preprocess,
     )
     prompt = run.eval.prompt or info.eval_prompt
     if prompt not in ("box", "points"):
         raise ConfigError(f"eval.prompt must be 'box' or 'points', got {prompt!r}")
     n_pos, n_neg = eval_points_split(run.eval.num_points or info.eval_points)
-    test_data = PromptedDataset(
-        test_set, student, run.seed, train=False, box_jitter=run.eval.box_jitter, num_pos=n_pos, num_neg=n_neg
-    )
-    probe = collate([test_data[i] for i in range(min(len(test_data), run.train.batch_size))])
-    progress = rd.path / "progress.json"
+
+    def prompted(split_set: Any) -> PromptedDataset:
+        return PromptedDataset(
+            split_set,
+            student,
+            run.seed,
+            train=False,
+            box_jitter=run.eval.box_jitter,
+            num_pos=n_pos,
+            num_neg=n_neg,
+            jitter_form=run.eval.box_jitter_form,
+            preprocess=run.data.preprocess,
+        )
+
+    test_data = prompted(test_set)
+
+    def score(data: PromptedDataset, what: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+        return evaluate(
+            student,
+            parts.student_encoder,
+            data,
+            prompt == "box",
+            device,
+            run.eval.batch_size,
+            desc=f"{rd.name} {what}",
+            precision=run.train.precision,
+            channels_last=run.train.channels_last,
+        )
+
     train_cfg = run.train
     if train_cfg.epochs is None:
         train_cfg = dataclasses.replace(train_cfg, epochs=info.epochs)
+    selector = EpochSelector(
+        rule=run.eval.select,
+        epochs=int(train_cfg.epochs),
+        k=run.eval.select_epochs,
+        metric=info.metrics[0],
+        definition="clean" if run.eval.select == "val_best" else protocol.metrics,
+        snapshot=parts.state,
+    )
+    if run.eval.select == "val_best":
+        val_data = prompted(builder("val", run.data))
+        if len(val_data) == 0:
+            log.warning("%s: %s has no validation split; the last epoch is reported", rd.name, run.dataset)
+            selector.rule = "last"
+        selector.evaluate = lambda: score(val_data, "val")
+    elif run.eval.select == "test_last":
+        selector.evaluate = lambda: score(test_data, "test")
+    probe = collate([test_data[i] for i in range(min(len(test_data), run.train.batch_size))])
+    progress = rd.path / "progress.json"
     result = train(
         parts,
         train_data,
@@ -162,26 +216,37 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         desc=rd.name,
         on_log=lambda row: atomic_write(progress, json.dumps(row).encode()),
         probe=(probe, prompt == "box"),
+        selector=selector,
     )
     rd.write_train_log(result.log_rows)
     if parts.distiller is not None:
         parts.distiller.save_artifacts(rd.path)
     t1 = time.time()
-    rows, means = evaluate(
-        student,
-        parts.student_encoder,
-        test_data,
-        prompt == "box",
-        device,
-        run.eval.batch_size,
-        desc=f"{rd.name} eval",
-        precision=run.train.precision,
-        channels_last=run.train.channels_last,
-    )
+    extra: dict[str, Any] = {}
+    if selector.rule == "test_last" and train_cfg.epochs in selector.rows:  # the last epoch was scored already
+        rows, means = selector.rows[int(train_cfg.epochs)], selector.history[int(train_cfg.epochs)]
+        for epoch, epoch_rows in selector.rows.items():
+            rd.write_per_image(epoch_rows, epoch)
+        best = selector.best_epoch
+        assert best is not None
+        extra["metrics_best_of_last"] = headline_metrics(selector.history[best], protocol.metrics)
+        extra["metrics_by_definition_best_of_last"] = selector.history[best]
+    else:
+        if selector.rule == "val_best" and selector.best_state is not None:
+            parts.load_state(selector.best_state)
+        rows, means = score(test_data, "eval")
     rd.write_per_image(rows)
+    trained = bool(result.log_rows)
     record = {
         **rd.identity(),
-        "metrics": means,
+        "protocol": run.protocol,
+        "metric_definition": protocol.metrics,
+        "metrics": headline_metrics(means, protocol.metrics),
+        "metrics_by_definition": means,
+        **extra,
+        "selection": selector.record(selection_text(selector.rule, run.eval.select_epochs))
+        if trained
+        else {"rule": "none", "text": "nothing trained: the pretrained model is evaluated"},
         "report_metrics": list(info.metrics),
         "num_test_images": len(rows),
         "num_train_images": len(train_set),
@@ -199,3 +264,9 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     progress.unlink(missing_ok=True)
     log.info("%s: done in %.1fs", rd.name, time.time() - t0)
     return record
+
+
+def headline_metrics(means: dict[str, dict[str, float]], definition: str) -> dict[str, float]:
+    """The values a table reports: the definition's own metrics, and the clean ones for every metric the
+    definition does not define (the public InfoSAM code computes no MAE, BER, mean E-measure or BF1)."""
+    return {**means["clean"], **means.get(definition, {})}

@@ -34,6 +34,7 @@ from bench.data import (
 from bench.encoders import CachedEncoder
 from bench.fileio import atomic_torch_save
 from bench.losses import structure_loss
+from bench.selection import EpochSelector
 from methods.distill._base import Distiller, Features
 from methods.peft._base import PeftMethod
 
@@ -155,6 +156,16 @@ def probe_features(
         return model_features(parts, images, batch_prompts(probe, use_box).to(device))
 
 
+def cosine_horizon(cfg: TrainConfig, n_samples: int, n_steps: int) -> int:
+    """``T_max`` of the cosine schedule: the run's number of steps (``"steps"``: the lr reaches ``min_lr`` on
+    the last step) or the public InfoSAM code's ``epochs * (N // B + 1)`` (``"infosam"``: one step per epoch
+    more than drop_last takes, so the lr stops short of ``min_lr``)."""
+    assert cfg.epochs is not None
+    if cfg.cosine_horizon == "infosam":
+        return cfg.epochs * (n_samples // cfg.batch_size + 1)
+    return cfg.epochs * n_steps
+
+
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     atomic_torch_save(path, payload)
 
@@ -169,12 +180,15 @@ def train(
     desc: str = "train",
     on_log: Optional[Callable[[dict[str, Any]], None]] = None,
     probe: Optional[tuple[dict[str, Any], bool]] = None,
+    selector: Optional[EpochSelector] = None,
 ) -> TrainResult:
     """Train for ``cfg.epochs`` epochs, resuming from ``checkpoint`` when it exists.
 
     Args:
         probe: A fixed batch and its prompt kind (box or points); after every epoch the distiller's
             ``on_epoch_end`` may ask for the features of this batch.
+        selector: Scores candidate epochs for the checkpoint choice (``eval.select``) after each epoch,
+            before its checkpoint is written; its state is part of the checkpoint.
     """
     params = parts.trainable()
     result = TrainResult()
@@ -187,7 +201,9 @@ def train(
     if n_steps == 0:
         raise ValueError(f"training split has {len(data)} samples, fewer than one batch of {cfg.batch_size}")
     optimizer = torch.optim.Adam(params, lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=cfg.epochs * n_steps, eta_min=cfg.min_lr)
+    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
+        optimizer, T_max=cosine_horizon(cfg, len(data), n_steps), eta_min=cfg.min_lr
+    )
     start_epoch = 0
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)
@@ -196,6 +212,8 @@ def train(
         scheduler.load_state_dict(state["scheduler"])
         start_epoch, result.log_rows = state["epoch"], state["log"]
         result.skipped_empty = state.get("skipped_empty", 0)
+        if selector is not None:
+            selector.load_state_dict(state.get("selection", {}))
         log.info("%s: resumed from %s after epoch %d", desc, checkpoint, start_epoch)
     parts.student.eval()  # frozen BatchNorm statistics; SAM has no dropout
     if parts.distiller is not None:
@@ -246,6 +264,8 @@ def train(
                     on_log({**row, "epochs": cfg.epochs, "steps": n_steps})
             t_ready = time.perf_counter()
         result.seconds += time.perf_counter() - t_epoch
+        if selector is not None:
+            selector.after_epoch(epoch + 1)
         save_checkpoint(
             checkpoint,
             {
@@ -255,6 +275,7 @@ def train(
                 "scheduler": scheduler.state_dict(),
                 "log": result.log_rows,
                 "skipped_empty": result.skipped_empty,
+                "selection": selector.state_dict() if selector is not None else {},
             },
         )
         if parts.distiller is not None and probe is not None:

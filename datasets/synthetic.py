@@ -60,7 +60,7 @@ from datasets._base import (
 logger = logging.getLogger(__name__)
 
 GENERATOR_VERSION = "synth-v4"
-SYNTH_SPLITS = ("train", "test")
+SYNTH_SPLITS = ("train", "val", "test")
 _PHOTOS = ("brick", "grass", "gravel", "moon", "chelsea", "coffee", "rocket", "hubble_deep_field")
 _CAMO_TEXTURES = ("grass", "gravel", "brick", "noise")  # stationary textures only
 _SIDE_LIMITS = (32, 4096)
@@ -419,7 +419,7 @@ class SyntheticDataset(SegmentationDataset):
 
     Args:
         domain: A key of the synthetic domains (``"synth_camo"``, ``"synth_polyp"``, ...).
-        split: ``"train"`` or ``"test"``.
+        split: ``"train"``, ``"val"`` (data.synth.val_size images, for checkpoint selection) or ``"test"``.
         cfg: Data options; ``cfg.synth`` sets the sizes, ``cfg.cache_dir`` the cache root.
     """
 
@@ -429,7 +429,7 @@ class SyntheticDataset(SegmentationDataset):
         _check_synth(domain, cfg.synth)
         self.domain, self.split, self.synth = domain, split, cfg.synth
         self.info = _DOMAINS[domain].info
-        count = int(cfg.synth.train_size if split == "train" else cfg.synth.test_size)
+        count = int(getattr(cfg.synth, f"{split}_size"))
         if count < 1:
             raise DatasetError(f"{domain}: empty {split} split (data.synth.{split}_size={count})")
         self.root = Path(cfg.cache_dir) / "synth" / domain / split

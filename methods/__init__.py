@@ -9,10 +9,12 @@ A method name is ``<peft>``, ``<peft>+<distiller>[+<distiller>...]`` or ``<disti
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from typing import Any, Optional
 
 from bench.config import ConfigError
+from bench.protocols import method_defaults as protocol_method_defaults
 
 from . import distill, infosam, peft  # noqa: F401  (registration)
 from .distill._base import DISTILLERS, Distiller, build_options
@@ -85,16 +87,21 @@ def method_names() -> list[str]:
 
 
 def method_options(
-    name: str, peft_values: dict[str, Any], distill_values: dict[str, Any]
+    name: str, peft_values: dict[str, Any], distill_values: dict[str, Any], protocol: str = "clean"
 ) -> tuple[MethodSpec, Any, Any]:
     """Resolve ``name`` and validate its ``peft.*`` and ``distill.*`` options.
+
+    ``protocol`` fills in its per-method defaults (:mod:`bench.protocols`, e.g. the public code's adapter
+    init under ``infosam``) where ``peft_values`` sets none.
 
     Returns:
         The spec, the PEFT options dataclass, and the distiller options (None without a distiller;
         a :class:`methods.distill._composite.CompositeOptions` for a chain).
     """
     spec = resolve_method(name)
-    peft_options = build_options(spec.peft_cls.Options, dict(peft_values), f"peft method {spec.peft!r} (in {name})")
+    fields = {f.name for f in dataclasses.fields(spec.peft_cls.Options)}
+    peft_values = protocol_method_defaults(protocol, spec.peft, dict(peft_values), fields)
+    peft_options = build_options(spec.peft_cls.Options, peft_values, f"peft method {spec.peft!r} (in {name})")
     if not spec.distillers:
         if distill_values:
             raise ConfigError(f"distill options {sorted(distill_values)} given, but method {name!r} has no distiller")

@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 from pathlib import Path
-from typing import Any, Iterable, Sequence
+from typing import Any, Iterable, Optional, Sequence
 
 import pandas as pd
 
@@ -30,12 +30,32 @@ def load_records(runs_dir: str | Path, names: Iterable[str]) -> list[dict[str, A
     return list(load_record_map(runs_dir, names).values())
 
 
-def long_frame(records: Sequence[dict[str, Any]]) -> pd.DataFrame:
-    """One row per (run, metric): columns method, dataset, seed, metric, value."""
+def record_metrics(record: dict[str, Any], definition: Optional[str] = None, checkpoint: str = "reported") -> dict:
+    """A run's values under a metric definition (None = its protocol's) and checkpoint view.
+
+    ``checkpoint="best_of_last"`` reads the best of the last epochs on the test set, which only runs with
+    ``eval.select=test_last`` (the InfoSAM protocol) keep; other runs give nothing (missing cells).
+    """
+    if checkpoint == "best_of_last":
+        if "metrics_by_definition_best_of_last" not in record:
+            return {}
+        by_definition = record["metrics_by_definition_best_of_last"]
+    else:
+        by_definition = record.get("metrics_by_definition")
+    if by_definition is None:  # a run from before metric definitions were recorded: clean only
+        return dict(record["metrics"]) if definition in (None, "clean") else {}
+    chosen = definition or record.get("metric_definition", "clean")
+    return {**by_definition["clean"], **by_definition.get(chosen, {})}
+
+
+def long_frame(
+    records: Sequence[dict[str, Any]], definition: Optional[str] = None, checkpoint: str = "reported"
+) -> pd.DataFrame:
+    """One row per (run, metric): columns method, dataset, seed, metric, value (see :func:`record_metrics`)."""
     rows = [
         {"method": r["method"], "dataset": r["dataset"], "seed": r["seed"], "metric": m, "value": v}
         for r in records
-        for m, v in r["metrics"].items()
+        for m, v in record_metrics(r, definition, checkpoint).items()
     ]
     return pd.DataFrame(rows, columns=["method", "dataset", "seed", "metric", "value"])
 

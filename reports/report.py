@@ -12,6 +12,8 @@ import logging
 from pathlib import Path
 
 from bench.config import BenchConfig, row_label, run_configs, run_name
+from bench.protocols import get_protocol
+from bench.selection import BEST_OF_LAST_TEXT, selection_text
 from datasets._base import dataset_info
 
 from . import render
@@ -35,17 +37,41 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
         for metric in metrics or dataset_info(dataset).metrics:
             columns.append((dataset, metric))
     labels = list(dict.fromkeys(row_label(r) for r in runs))
-    table = build_table(cfg.sweep, labels, columns, seed_values(long_frame(records)))
+    protocol = get_protocol(cfg.protocol)
+    definition = cfg.report.metrics or protocol.metrics
+    frame = long_frame(records, cfg.report.metrics, cfg.report.checkpoint)
+    with_paper = protocol.paper_tables and definition == protocol.metrics
+    table = build_table(cfg.sweep, labels, columns, seed_values(frame), with_paper=with_paper)
     seeds = sorted({r["seed"] for r in records})
-    title = f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), {len(records)}/{len(runs)} runs complete"
+    view = protocol_line(cfg, definition, with_paper)
+    title = f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), {len(records)}/{len(runs)} runs complete\n{view}"
     markdown = render.to_markdown(table, title)
     out = Path(out_dir or Path(cfg.runs_dir) / "_reports")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{cfg.sweep}.md").write_text(markdown)
-    caption = f"{cfg.sweep}: mean ± SE over seeds {seeds} (×100); bold = best, † = Welch p < 0.05 vs the reference row"
+    caption = (
+        f"{cfg.sweep}: mean ± SE over seeds {seeds} (×100); bold = best, † = Welch p < 0.05 vs the reference row. "
+        + view
+    )
     (out / f"{cfg.sweep}.tex").write_text(render.to_latex(table, caption))
     long_table(table).to_csv(out / f"{cfg.sweep}.csv", index=False)
     figures = write_figures(cfg, list(zip(runs, names)), by_name, out)
     publish_relation_modules(cfg, runs)
     log.info("report written to %s/%s.{md,tex,csv} and %d figure files", out, cfg.sweep, len(figures))
     return markdown
+
+
+def protocol_line(cfg: BenchConfig, definition: str, with_paper: bool) -> str:
+    """Which protocol made the runs, which metric definitions and checkpoint the table shows."""
+    protocol = get_protocol(cfg.protocol)
+    if cfg.report.checkpoint == "best_of_last":
+        checkpoint = BEST_OF_LAST_TEXT.format(k=cfg.eval.select_epochs)
+    else:
+        checkpoint = selection_text(cfg.eval.select, cfg.eval.select_epochs)
+    metrics = f"{definition} metric definitions"
+    if definition != "clean":
+        metrics += " (metrics they do not define: clean)"
+    paper_note = "paper / Δ: the published values" if with_paper else "no paper / Δ columns (other definitions)"
+    if not protocol.paper_tables:
+        paper_note = "no paper / Δ columns (not the paper's protocol)"
+    return f"Protocol {protocol.name}: {protocol.summary}; {metrics}; checkpoint: {checkpoint}; {paper_note}."

@@ -86,9 +86,14 @@ def build_table(
     labels: Sequence[str],
     columns: Sequence[tuple[str, str]],
     samples: dict[tuple[str, str, str], list[float]],
+    with_paper: bool = True,
 ) -> ReportTable:
-    """Assemble the table from per-seed samples ``(row, dataset, metric) -> values``."""
-    table_id = paper.sweep_table(sweep)
+    """Assemble the table from per-seed samples ``(row, dataset, metric) -> values``.
+
+    ``with_paper=False`` leaves the paper's values out (the runs' protocol or metric definitions are not
+    the paper's, so "paper / Δ" would compare different definitions).
+    """
+    table_id = paper.sweep_table(sweep) if with_paper else None
     cols = [Column(d, m, *paper.paper_dataset(d)) for d, m in columns]
     published = paper.lookup(table_id) if table_id else {}
     rows = list(labels)

@@ -251,23 +251,40 @@ class Backbone(nn.Module):
         scale = self.img_size / max(height, width)
         return int(height * scale + 0.5), int(width * scale + 0.5)
 
-    def preprocess_image(self, image: np.ndarray) -> np.ndarray:
-        """(H, W, 3) uint8 RGB → (3, S, S) float32: resize longest side, normalise, pad bottom-right."""
+    def preprocess_image(self, image: np.ndarray, style: str = "sam") -> np.ndarray:
+        """(H, W, 3) uint8 RGB → (3, S, S) float32: resize the longest side to S (PIL bilinear), then
+
+        * ``style="sam"``: normalise, zero-pad bottom-right (SAM's ``preprocess``: padding is 0 after
+          normalisation);
+        * ``style="infosam"``: the public InfoSAM ``CSVDataset``: channels in cv2's BGR order, zero-pad the
+          uint8 image, then normalise (padding becomes ``-mean/std``; a min-max normalisation sees it).
+        """
+        if style == "infosam":
+            image = np.ascontiguousarray(image[..., ::-1])
         h, w = self.resized_shape(*image.shape[:2])
         resized = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR), dtype=np.float32)
-        if self.normalization == "minmax":
-            lo, hi = resized.min(), resized.max()
-            resized = (resized - lo) / max(hi - lo, 1e-8)
-        else:
-            resized = (resized - self.pixel_mean) / self.pixel_std
+        if style == "infosam":
+            canvas = np.zeros((self.img_size, self.img_size, 3), dtype=np.float32)
+            canvas[:h, :w] = resized
+            return self._normalize(canvas).transpose(2, 0, 1).copy()
         out = np.zeros((3, self.img_size, self.img_size), dtype=np.float32)
-        out[:, :h, :w] = resized.transpose(2, 0, 1)
+        out[:, :h, :w] = self._normalize(resized).transpose(2, 0, 1)
         return out
 
-    def preprocess_mask(self, mask: np.ndarray) -> np.ndarray:
-        """(H, W) {0,1} → (S, S) float32 in the model-input frame (nearest resize, zero padding)."""
+    def _normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """(h, w, 3) float32 pixel values 0..255 → the encoder's input scale."""
+        if self.normalization == "minmax":
+            lo, hi = pixels.min(), pixels.max()
+            return (pixels - lo) / max(hi - lo, 1e-8)
+        return (pixels - self.pixel_mean) / self.pixel_std
+
+    def preprocess_mask(self, mask: np.ndarray, style: str = "sam") -> np.ndarray:
+        """(H, W) {0,1} → (S, S) float32 in the model-input frame, zero padding. ``style="sam"`` resizes
+        with nearest neighbour, ``"infosam"`` bilinearly as the public code does (PIL on the 0/1 uint8 mask,
+        which rounds back to 0/1)."""
         h, w = self.resized_shape(*mask.shape)
-        resized = np.asarray(Image.fromarray(mask).resize((w, h), Image.NEAREST), dtype=np.float32)
+        resample = Image.BILINEAR if style == "infosam" else Image.NEAREST
+        resized = np.asarray(Image.fromarray(mask).resize((w, h), resample), dtype=np.float32)
         out = np.zeros((self.img_size, self.img_size), dtype=np.float32)
         out[:h, :w] = resized
         return out

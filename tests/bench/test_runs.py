@@ -34,6 +34,7 @@ def sweep_args(tmp_path: Path, *extra: str, runs: str = "runs", cache: str = "ca
         f"runs_dir={tmp_path / runs}",
         f"data.cache_dir={tmp_path / cache}",
         "data.synth.train_size=8",
+        "data.synth.val_size=4",
         "data.synth.test_size=4",
         "data.synth.min_side=64",
         "data.synth.max_side=96",
@@ -129,6 +130,7 @@ def test_unknown_launcher_raises(tmp_path):
 
 
 # ----------------------------------------------------------------------------- (c) encoder cache
+@pytest.mark.numerics
 def test_cold_and_warm_cache_give_identical_results(tmp_path, monkeypatch):
     caches: list[EncoderCache] = []
 
@@ -144,19 +146,21 @@ def test_cold_and_warm_cache_give_identical_results(tmp_path, monkeypatch):
     assert len(caches) == 1
     cold_cache = caches.pop()
     assert cold_cache.stop == 3  # patch embedding + blocks 0, 1 are frozen by the adapter (start_block 2)
-    assert cold_cache.misses == 8 + 4  # every train and test image computed once
+    assert cold_cache.misses == 8 + 4 + 4  # every train, validation and test image computed once
     entries = list(cold_cache.dir.rglob("*.npy"))
-    assert len(entries) == 12
+    assert len(entries) == 16
 
     warm = execute_run(run, warm_cfg.runs_dir)
     warm_cache = caches.pop()
     assert warm_cache.dir == cold_cache.dir
-    assert warm_cache.misses == 0 and warm_cache.hits == 2 * 8 + 4
+    # 2 epochs of 8 training images, the 4 validation images after each epoch (eval.select=val_best), 4 test
+    assert warm_cache.misses == 0 and warm_cache.hits == 2 * 8 + 2 * 4 + 4
     assert warm["metrics"] == cold["metrics"]
     cold_dir, warm_dir = RunDir(cold_cfg.runs_dir, run).path, RunDir(warm_cfg.runs_dir, run).path
     assert (cold_dir / "train_log.csv").read_text() == (warm_dir / "train_log.csv").read_text()
 
 
+@pytest.mark.numerics
 def test_cache_entries_are_the_fp16_frozen_prefix(tmp_path):
     from bench.backbones import build_backbone
     from bench.config import BackboneConfig
@@ -174,6 +178,7 @@ def test_cache_entries_are_the_fp16_frozen_prefix(tmp_path):
     assert other.misses == 2
 
 
+@pytest.mark.numerics
 def test_cached_block_outputs_equal_the_live_ones_and_share_the_state(tmp_path):
     from bench.backbones import build_backbone
     from bench.config import BackboneConfig

@@ -127,9 +127,9 @@ def test_version_bump_regenerates(tmp_path: Path) -> None:
     assert json.loads(manifest_path.read_text())["generator"] == GENERATOR_VERSION
 
 
-@pytest.mark.parametrize("split", ["val", "validation", ""])
+@pytest.mark.parametrize("split", ["valid", "validation", ""])
 def test_bad_split_raises(tmp_path: Path, split: str) -> None:
-    with pytest.raises(DatasetError, match="valid splits: train, test"):
+    with pytest.raises(DatasetError, match="valid splits: train, val, test"):
         DATASETS.get("synth_camo")(split, _cfg(tmp_path))
 
 

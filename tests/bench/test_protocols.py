@@ -1,0 +1,237 @@
+"""Named protocols: the preset, per-method defaults, the InfoSAM box jitter, preprocessing, schedule,
+checkpoint selection and a whole tiny run under ``protocol=infosam``."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+import numpy as np
+import pytest
+import torch
+
+from bench.config import ConfigError, TrainConfig, load_config, run_configs, run_hash
+from bench.prompts import mask_box, translate_box
+from bench.runner import execute_run
+from bench.selection import EpochSelector
+from bench.trainer import cosine_horizon
+from methods import method_options
+from tests.bench.test_runs import single_run, sweep, sweep_args
+
+
+# ----------------------------------------------------------------------------- config
+def test_the_infosam_preset_sits_under_the_sweep_and_the_command_line(tmp_path):
+    clean, info = sweep(tmp_path), sweep(tmp_path, "protocol=infosam")
+    assert clean.protocol == "clean" and clean.train.structure_loss == "weighted" and clean.eval.select == "val_best"
+    assert info.train.structure_loss == "unweighted_bce" and info.train.precision == "fp32"
+    assert (info.train.box_jitter_form, info.eval.box_jitter_form, info.eval.box_jitter) == ("translate",) * 2 + (5.0,)
+    assert (info.data.preprocess, info.data.cache_dtype, info.train.cosine_horizon) == ("infosam", "fp32", "infosam")
+    assert info.eval.select == "test_last"
+    assert sweep(tmp_path, "protocol=infosam", "train.precision=bf16").train.precision == "bf16"  # the user wins
+    assert run_hash(single_run(clean)) != run_hash(single_run(info))
+    assert load_config(["sweep=table1"]).protocol == "infosam"
+    assert load_config(["sweep=demo"]).protocol == "clean"
+
+
+def test_bad_protocol_values_are_one_line_errors(tmp_path):
+    with pytest.raises(ConfigError, match="unknown protocol 'nope'; valid: clean, infosam"):
+        sweep(tmp_path, "protocol=nope")
+    with pytest.raises(ConfigError, match="unknown eval.select 'best'; valid: last, val_best, test_last"):
+        sweep(tmp_path, "eval.select=best")
+    with pytest.raises(ConfigError, match="unknown report.metrics 'paper'"):
+        sweep(tmp_path, "metrics=paper")
+    cfg = sweep(tmp_path)
+    cfg.methods = [{"name": "adapter", "set": {"protocol": "infosam"}}]
+    with pytest.raises(ConfigError, match="cannot change the protocol"):
+        run_configs(cfg)
+
+
+def test_protocol_method_defaults_fill_only_what_the_run_leaves_unset():
+    assert method_options("adapter", {}, {}, "clean")[1].zero_init is True
+    assert method_options("adapter", {}, {}, "infosam")[1].zero_init is False  # common.Adapter's default init
+    assert method_options("adapter+infosam", {}, {}, "infosam")[1].zero_init is False
+    assert method_options("adapter", {"zero_init": True}, {}, "infosam")[1].zero_init is True
+    assert method_options("lora", {}, {}, "infosam")[1].form == "fused"
+    assert method_options("bitfit", {}, {}, "infosam")[1] is not None  # no such option: nothing added
+
+
+# ----------------------------------------------------------------------------- prompts
+def test_translate_jitter_is_the_public_codes_integer_shift():
+    h, w = 300, 400  # longest side 400 -> the 1024-px frame scales by 2.56
+    mask = np.zeros((h, w), dtype=np.uint8)
+    mask[100:180, 150:300] = 1
+    box = mask_box(mask)
+    scale = 1024 / 400
+    ref = np.round(box * scale)
+    rng = np.random.default_rng(0)
+    shifts = Counter()
+    for _ in range(4000):
+        moved = np.round(translate_box(box, 5.0, (h, w), rng) * scale)
+        dx, dy = moved[:2] - ref[:2]
+        assert moved[2] - ref[2] == dx and moved[3] - ref[3] == dy  # the whole box moves
+        shifts[(int(dx), int(dy))] += 1
+    # m = min(5, int(0.1 * min(w, h) * 5)) = 5; numpy's randint excludes m: shifts in {-5, ..., 4}
+    assert {d for pair in shifts for d in pair} == set(range(-5, 5))
+    counts = np.array([sum(c for (dx, _), c in shifts.items() if dx == v) for v in range(-5, 5)])
+    assert counts.min() > 300 and counts.max() < 500  # uniform: 400 expected each
+    # a thin box: m = int(0.5 * 6) = 3
+    thin = np.array([10, 10, 16, 200], dtype=np.float32)
+    got = {tuple(np.round(translate_box(thin, 5.0, (1024, 1024), rng)[:2] - thin[:2])) for _ in range(500)}
+    assert {d for pair in got for d in pair} == set(range(-3, 3))
+    # under 2 px: the public code raises (randint(0, 0)); here the box stays exact
+    tiny = np.array([10, 10, 11, 11], dtype=np.float32)
+    np.testing.assert_array_equal(translate_box(tiny, 5.0, (1024, 1024), rng), tiny)
+    # clipped at 0 only
+    corner = np.array([0, 0, 50, 50], dtype=np.float32)
+    assert all((translate_box(corner, 5.0, (1024, 1024), rng)[:2] >= 0).all() for _ in range(50))
+
+
+def test_infosam_test_boxes_are_jittered_identically_for_every_method_and_seed(tmp_path):
+    from bench.backbones import build_backbone
+    from bench.config import BackboneConfig
+    from bench.data import PromptedDataset
+    from datasets._base import DATASETS
+
+    cfg = sweep(tmp_path, "protocol=infosam")
+    test = DATASETS.get("synth_polyp")("test", cfg.data)
+    model = build_backbone(BackboneConfig(name="tiny_sam"))
+
+    def boxes(seed: int, jitter: float) -> np.ndarray:
+        data = PromptedDataset(test, model, seed, train=False, box_jitter=jitter, jitter_form="translate")
+        return np.stack([data[i]["box"].numpy() for i in range(len(data))])
+
+    exact = boxes(0, 0.0)
+    a, b = boxes(0, 5.0), boxes(3, 5.0)
+    np.testing.assert_array_equal(a, b)  # seeded by the image name only
+    assert not np.array_equal(a, exact)  # and really jittered
+
+
+# ----------------------------------------------------------------------------- preprocessing, schedule, cache
+def test_infosam_preprocessing_is_bgr_and_pads_before_normalising():
+    from bench.backbones import build_backbone
+    from bench.config import BackboneConfig
+
+    model = build_backbone(BackboneConfig(name="tiny_sam"))  # SAM normalisation, 64-px input
+    image = np.zeros((32, 64, 3), dtype=np.uint8)
+    image[..., 0] = 200  # red
+    sam, info = model.preprocess_image(image), model.preprocess_image(image, "infosam")
+    mean, std = model.pixel_mean, model.pixel_std
+    np.testing.assert_allclose(sam[:, :32, :].mean(axis=(1, 2)), (np.array([200, 0, 0]) - mean) / std, rtol=1e-6)
+    np.testing.assert_allclose(info[:, :32, :].mean(axis=(1, 2)), (np.array([0, 0, 200]) - mean) / std, rtol=1e-6)
+    assert np.all(sam[:, 32:, :] == 0)  # SAM: zero after normalisation
+    np.testing.assert_allclose(info[:, 32:, :].mean(axis=(1, 2)), -mean / std, rtol=1e-6)  # InfoSAM: raw zeros
+    mask = np.zeros((32, 64), dtype=np.uint8)
+    mask[8:20, 8:40] = 1
+    assert set(np.unique(model.preprocess_mask(mask, "infosam"))) <= {0.0, 1.0}
+
+
+def test_cosine_horizon_of_the_public_code():
+    cfg = TrainConfig(epochs=10, batch_size=4)
+    assert cosine_horizon(cfg, 900, 225) == 2250
+    infosam = TrainConfig(epochs=10, batch_size=4, cosine_horizon="infosam")
+    assert cosine_horizon(infosam, 900, 225) == 10 * (900 // 4 + 1)
+
+
+@pytest.mark.numerics
+def test_fp32_cache_stores_the_exact_states(tmp_path):
+    from bench.backbones import build_backbone
+    from bench.cache import EncoderCache
+    from bench.config import BackboneConfig
+
+    model = build_backbone(BackboneConfig(name="tiny_sam"))
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        expected = model.encode_prefix(images, 3)[0]
+        got, _ = EncoderCache(tmp_path, model, 3, dtype="fp32")(images)
+        half, _ = EncoderCache(tmp_path, model, 3, dtype="fp16")(images)
+        warm, _ = EncoderCache(tmp_path, model, 3, dtype="fp32")(images)
+    assert torch.equal(got, expected) and torch.equal(warm, expected)  # same function, no rounding
+    assert not torch.equal(half, expected)
+    assert len({p.parent.parent.parent.name for p in tmp_path.rglob("*.npy")}) == 2  # separate entries
+
+
+# ----------------------------------------------------------------------------- checkpoint selection
+def _fake_means(value: float) -> dict:
+    return {"clean": {"sm": value - 0.1, "iou": 0.5}, "infosam": {"sm": value, "iou": 0.4}}
+
+
+def test_best_of_last_k_on_a_fake_run():
+    scores = {6: 0.70, 7: 0.74, 8: 0.73, 9: 0.74, 10: 0.71}
+    current = {"epoch": 0}
+    sel = EpochSelector("test_last", epochs=10, k=5, metric="sm", definition="infosam")
+    sel.evaluate = lambda: ([{"name": "a", "epoch": current["epoch"]}], _fake_means(scores[current["epoch"]]))
+    for epoch in range(1, 11):
+        current["epoch"] = epoch
+        sel.after_epoch(epoch)
+    assert sel.candidates == [6, 7, 8, 9, 10] and sorted(sel.history) == [6, 7, 8, 9, 10]
+    assert sel.best_epoch == 7  # 0.74 twice: the earlier epoch
+    record = sel.record("text")
+    assert record["reported_epoch"] == 10 and record["best_epoch"] == 7 and record["split"] == "test"
+    again = EpochSelector("test_last", epochs=10, k=5, metric="sm", definition="infosam")
+    again.load_state_dict(sel.state_dict())
+    assert again.best_epoch == 7 and again.rows[9] == [{"name": "a", "epoch": 9}]
+    # lower is better for BER; val_best keeps the best epoch's state
+    snap = {"n": 0}
+    val = EpochSelector("val_best", epochs=3, k=5, metric="ber", definition="clean")
+    val.snapshot = lambda: {"state": snap["n"]}
+    for epoch, ber in zip((1, 2, 3), (0.3, 0.1, 0.2)):
+        snap["n"] = epoch
+        val.evaluate = lambda ber=ber: ([], {"clean": {"ber": ber}})
+        val.after_epoch(epoch)
+    assert val.best_epoch == 2 and val.best_state == {"state": 2}
+
+
+def test_a_tiny_run_under_the_infosam_protocol_keeps_every_scored_epoch(tmp_path):
+    cfg = sweep(tmp_path, "protocol=infosam", "train.epochs=3", "eval.select_epochs=2")
+    run = single_run(cfg)
+    record = execute_run(run, cfg.runs_dir)
+    from bench.results import RunDir
+
+    path = RunDir(cfg.runs_dir, run).path
+    assert record["protocol"] == "infosam" and set(record["metrics_by_definition"]) == {"clean", "infosam"}
+    sel = record["selection"]
+    assert sel["rule"] == "test_last" and sel["candidates"] == [2, 3] and set(sel["by_epoch"]) == {"2", "3"}
+    assert (path / "per_image_epoch2.csv").is_file() and (path / "per_image_epoch3.csv").is_file()
+    last = record["metrics_by_definition"]["infosam"]
+    assert record["metrics"]["sm"] == last["sm"] == sel["by_epoch"]["3"]["infosam"]["sm"]
+    assert record["metrics"]["mae"] == record["metrics_by_definition"]["clean"]["mae"]  # not an InfoSAM metric
+    best = sel["by_epoch"][str(sel["best_epoch"])]["infosam"]["sm"]
+    assert record["metrics_best_of_last"]["sm"] == best == max(sel["by_epoch"][e]["infosam"]["sm"] for e in "23")
+    header = (path / "per_image.csv").read_text().splitlines()[0].split(",")
+    assert "sm" in header and "infosam.sm" in header and "infosam.iou" in header
+    assert json.loads((path / "metrics.json").read_text())["metric_definition"] == "infosam"
+
+
+def test_clean_runs_report_the_validation_choice(tmp_path):
+    cfg = sweep(tmp_path, "train.epochs=3", "eval.select_epochs=2")
+    record = execute_run(single_run(cfg), cfg.runs_dir)
+    sel = record["selection"]
+    assert sel["rule"] == "val_best" and sel["split"] == "val" and sel["candidates"] == [2, 3]
+    assert sel["reported_epoch"] == sel["best_epoch"] in (2, 3)
+    assert "metrics_best_of_last" not in record
+
+
+def test_report_names_the_protocol_and_shows_paper_values_only_under_it(tmp_path):
+    from reports.report import build_report
+    from tests.reports.fake_runs import write_run
+
+    base = [a for a in sweep_args(tmp_path) if not a.startswith(("sweep=", "methods=", "datasets="))]
+    base += ["sweep=table1", "methods=[adapter]", "datasets=[synth_polyp]", "seeds=[0]"]
+    by_def = {"clean": {"sm": 0.7, "em_adp": 0.5, "wfm": 0.5}, "infosam": {"sm": 0.8, "em_adp": 0.6, "wfm": 0.6}}
+    for protocol in ("infosam", "clean"):
+        cfg = load_config([*base, f"protocol={protocol}", f"runs_dir={tmp_path / protocol}"])
+        (run,) = run_configs(cfg)
+        rd = write_run(cfg.runs_dir, run, {**by_def["clean"], **by_def[protocol]})
+        data = json.loads((rd.path / "metrics.json").read_text())
+        data.update({"protocol": protocol, "metric_definition": protocol, "metrics_by_definition": by_def})
+        (rd.path / "metrics.json").write_text(json.dumps(data))
+    info = build_report(load_config([*base, "protocol=infosam", f"runs_dir={tmp_path / 'infosam'}"]))
+    assert "Protocol infosam: public InfoSAM code" in info and "checkpoint: last epoch" in info
+    assert "**80.0** (paper 93.4, Δ −13.4)" in info  # Kvasir S_α of the adapter row
+    clean_view = build_report(
+        load_config([*base, "protocol=infosam", "metrics=clean", f"runs_dir={tmp_path / 'infosam'}"])
+    )
+    assert "clean metric definitions" in clean_view and "**70.0**" in clean_view and "(paper" not in clean_view
+    clean = build_report(load_config([*base, "protocol=clean", f"runs_dir={tmp_path / 'clean'}"]))
+    assert "Protocol clean:" in clean and "**70.0**" in clean and "(paper" not in clean
+    assert "not the paper's protocol" in clean
