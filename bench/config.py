@@ -56,6 +56,12 @@ class TrainConfig:
     # "infosam" = epochs x (N // B + 1), the public code's T_max (one step more per epoch than it takes)
     cosine_horizon: str = "steps"
     grad_clip: Optional[float] = None
+    optimizer: str = "adam"  # adam | adamw (decoupled weight decay)
+    weight_decay: float = 0.0
+    # "cosine": cosine annealing per step to min_lr; "poly": polynomial decay with power 1 (linear) to min_lr,
+    # as transformers' get_polynomial_decay_schedule_with_warmup (Conv-LoRA / AutoMM, no warm-up)
+    schedule: str = "cosine"
+    hflip: bool = False  # random horizontal flip of training samples (p = 0.5, seeded per sample and epoch)
     num_workers: int = 0
     log_every: int = 10
     device: str = "auto"  # auto | cpu | cuda
@@ -84,6 +90,9 @@ class EvalConfig:
     # also evaluated on the test set and kept in the run, as the public InfoSAM scripts do
     select: str = "val_best"
     select_epochs: int = 5
+    # where the metrics are computed: "original" image size, or "input" = the model-input frame (the resized
+    # image inside the S x S input, GT resized with nearest neighbour: Conv-LoRA scores its square 1024 frame)
+    resolution: str = "original"
 
 
 @dataclass
@@ -102,7 +111,8 @@ class DataConfig:
     encoder_cache: bool = True  # reuse frozen encoder states across epochs, seeds and methods
     cache_dtype: str = "fp16"  # dtype of cached encoder states: fp16 (half the disk) or fp32 (exact)
     # "sam": RGB, SAM's resize -> normalise -> zero-pad, nearest mask resize; "infosam": the public InfoSAM
-    # CSVDataset: BGR channels (cv2), resize -> zero-pad the uint8 image -> normalise, bilinear mask resize
+    # CSVDataset: BGR channels (cv2), resize -> zero-pad the uint8 image -> normalise, bilinear mask resize;
+    # "square": Conv-LoRA's resize_to_square (bicubic to S x S, aspect not kept; masks nearest)
     preprocess: str = "sam"
     synth: SynthConfig = field(default_factory=SynthConfig)
 
@@ -269,7 +279,10 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.cosine_horizon": ("steps", "infosam"),
     "eval.select": ("last", "val_best", "test_last"),
     "data.cache_dtype": ("fp16", "fp32"),
-    "data.preprocess": ("sam", "infosam"),
+    "data.preprocess": ("sam", "infosam", "square"),
+    "train.optimizer": ("adam", "adamw"),
+    "train.schedule": ("cosine", "poly"),
+    "eval.resolution": ("original", "input"),
 }
 METRIC_DEFINITIONS = ("clean", "infosam")  # bench.evaluate.DEFINITIONS
 

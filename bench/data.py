@@ -48,7 +48,7 @@ class PromptedDataset(Dataset):
         num_pos: int = 1,
         num_neg: int = 0,
         jitter_form: str = "corners",
-        preprocess: str = "sam",
+        hflip: bool = False,
     ) -> None:
         self.dataset = dataset
         self.backbone = backbone
@@ -57,7 +57,7 @@ class PromptedDataset(Dataset):
         self.box_jitter = box_jitter * backbone.img_size / 1024  # configured at a 1024-px input
         self.num_pos, self.num_neg = num_pos, num_neg
         self.jitter_form = jitter_form
-        self.preprocess = preprocess  # data.preprocess: "sam" | "infosam" (Backbone.preprocess_image)
+        self.hflip = hflip and train  # random horizontal flip of training samples (train.hflip)
         self.epoch = 0
 
     def __len__(self) -> int:
@@ -66,6 +66,8 @@ class PromptedDataset(Dataset):
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.dataset[index]
         image, mask = sample["image"], sample["mask"]
+        if self.hflip and np.random.default_rng(stable_seed(self.seed, self.epoch, index, "hflip")).random() < 0.5:
+            image, mask = np.ascontiguousarray(image[:, ::-1]), np.ascontiguousarray(mask[:, ::-1])
         size = mask.shape
         resized = self.backbone.resized_shape(*size)
         if self.train:
@@ -87,8 +89,8 @@ class PromptedDataset(Dataset):
             labels = np.zeros(n_points, dtype=np.int64)
             valid = False
         item = {
-            "image": torch.from_numpy(self.backbone.preprocess_image(image, self.preprocess)),
-            "target": torch.from_numpy(self.backbone.preprocess_mask(mask, self.preprocess)),
+            "image": torch.from_numpy(self.backbone.preprocess_image(image)),
+            "target": torch.from_numpy(self.backbone.preprocess_mask(mask)),
             "box": torch.from_numpy(to_input_frame(box, size, resized)),
             "points": torch.from_numpy(to_input_frame(points, size, resized)),
             "labels": torch.from_numpy(labels),

@@ -104,8 +104,11 @@ def evaluate(
     desc: str = "eval",
     precision: str = "auto",
     channels_last: bool = False,
-) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Score every image of ``data``; the logits are resized back to each image's own size.
+    resolution: str = "original",
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """Score every image of ``data``; the logits are resized back to each image's own size, or with
+    ``resolution="input"`` scored in the model-input frame (the resized image inside the S×S input) against
+    the nearest-resized GT, as Conv-LoRA scores its square 1024 frame.
 
     The model runs batch after batch while one background thread scores the previous batches
     (``py_sod_metrics`` is numpy on the CPU): on a GPU the metrics leave the model's critical path.
@@ -128,7 +131,12 @@ def evaluate(
                 z, blocks = encoder(images)
                 out = backbone.decode(z, batch_prompts(batch, use_box).to(device), blocks)
             for i, gt in enumerate(batch["gt"]):
-                logits = backbone.postprocess(out.logits[i : i + 1].float(), tuple(gt.shape))
+                if resolution == "input":
+                    h, w = backbone.resized_shape(*gt.shape)
+                    logits = backbone.upscale(out.logits[i : i + 1].float())[..., :h, :w]
+                    gt = batch["target"][i, :h, :w].numpy().astype("uint8")
+                else:
+                    logits = backbone.postprocess(out.logits[i : i + 1].float(), tuple(gt.shape))
                 pending.append(
                     scorer.submit(acc.add, batch["name"][i], logits[0, 0].cpu().numpy().astype("float64"), gt)
                 )

@@ -57,6 +57,7 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
     spec, peft_options, distill_options = method_options(run.method, run.peft, run.distill, run.protocol)
     torch.manual_seed(run.seed)
     student = build_backbone(run.backbone)
+    student.preprocess = run.data.preprocess
     peft = spec.peft_cls(peft_options)
     targeted = peft.apply(student)
     log.info(
@@ -72,6 +73,7 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
     student_blocks = set(peft.feature_blocks(student))
     if cls is not None:
         teacher = build_backbone(teacher_config(run))
+        teacher.preprocess = run.data.preprocess
         teacher.requires_grad_(False)
         teacher = _place(teacher, run, device)
         if teacher.img_size != student.img_size:
@@ -150,7 +152,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         box_jitter=run.train.box_jitter,
         num_pos=run.train.num_points,
         jitter_form=run.train.box_jitter_form,
-        preprocess=run.data.preprocess,
+        hflip=run.train.hflip,
     )
     prompt = run.eval.prompt or info.eval_prompt
     if prompt not in ("box", "points"):
@@ -167,7 +169,6 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
             num_pos=n_pos,
             num_neg=n_neg,
             jitter_form=run.eval.box_jitter_form,
-            preprocess=run.data.preprocess,
         )
 
     test_data = prompted(test_set)
@@ -183,6 +184,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
             desc=f"{rd.name} {what}",
             precision=run.train.precision,
             channels_last=run.train.channels_last,
+            resolution=run.eval.resolution,
         )
 
     train_cfg = run.train

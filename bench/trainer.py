@@ -156,6 +156,26 @@ def probe_features(
         return model_features(parts, images, batch_prompts(probe, use_box).to(device))
 
 
+def make_optimizer(
+    cfg: TrainConfig, params: list[nn.Parameter], n_samples: int, n_steps: int
+) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
+    """Adam or AdamW (``train.optimizer``, ``train.weight_decay``) and the per-step schedule
+    (``train.schedule``): cosine annealing to ``min_lr`` over :func:`cosine_horizon` steps, or linear
+    ("polynomial, power 1") decay to ``min_lr`` over the run's steps."""
+    opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
+    optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    if cfg.schedule == "poly":
+        assert cfg.epochs is not None
+        total, floor = cfg.epochs * n_steps, cfg.min_lr / cfg.lr
+
+        def linear(step: int) -> float:
+            return floor + (1 - floor) * max(0.0, 1 - step / total)
+
+        return optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, linear)
+    horizon = cosine_horizon(cfg, n_samples, n_steps)
+    return optimizer, torch.optim.lr_scheduler.CosineAnnealingLR(optimizer, T_max=horizon, eta_min=cfg.min_lr)
+
+
 def cosine_horizon(cfg: TrainConfig, n_samples: int, n_steps: int) -> int:
     """``T_max`` of the cosine schedule: the run's number of steps (``"steps"``: the lr reaches ``min_lr`` on
     the last step) or the public InfoSAM code's ``epochs * (N // B + 1)`` (``"infosam"``: one step per epoch
@@ -200,10 +220,7 @@ def train(
         n_steps = min(n_steps, cfg.max_steps_per_epoch)
     if n_steps == 0:
         raise ValueError(f"training split has {len(data)} samples, fewer than one batch of {cfg.batch_size}")
-    optimizer = torch.optim.Adam(params, lr=cfg.lr)
-    scheduler = torch.optim.lr_scheduler.CosineAnnealingLR(
-        optimizer, T_max=cosine_horizon(cfg, len(data), n_steps), eta_min=cfg.min_lr
-    )
+    optimizer, scheduler = make_optimizer(cfg, params, len(data), n_steps)
     start_epoch = 0
     if checkpoint.is_file():
         state = torch.load(checkpoint, map_location="cpu", weights_only=True)

@@ -199,6 +199,7 @@ class Backbone(nn.Module):
         img_size: Square model input size S.
         embed_dim: Channel width C of the image embedding and the decoder tokens.
         normalization: ``"sam"`` (ImageNet mean/std on 0..255) or ``"minmax"`` (per-image [0, 1]).
+        preprocess: How images become inputs (``data.preprocess``, see :meth:`preprocess_image`).
         family: Model family (``"sam"``, ``"sam2"``, ``"tinyvit"``); PEFT methods and distillers name the
             families they cannot handle (``unsupported``), and the launcher refuses those combinations.
     """
@@ -206,6 +207,7 @@ class Backbone(nn.Module):
     name: str = "backbone"
     family: str = ""
     normalization: str = "sam"
+    preprocess: str = "sam"  # data.preprocess, set by the runner: "sam" | "infosam" | "square"
     pixel_mean = np.array([123.675, 116.28, 103.53], dtype=np.float32)
     pixel_std = np.array([58.395, 57.12, 57.375], dtype=np.float32)
 
@@ -248,22 +250,28 @@ class Backbone(nn.Module):
 
     # ------------------------------------------------------------------ numpy-side preprocessing
     def resized_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Size of the resized image inside the S×S input: the longest side scaled to S, or S×S under the
+        ``square`` preprocessing (Conv-LoRA's ``resize_to_square``)."""
+        if self.preprocess == "square":
+            return self.img_size, self.img_size
         scale = self.img_size / max(height, width)
         return int(height * scale + 0.5), int(width * scale + 0.5)
 
-    def preprocess_image(self, image: np.ndarray, style: str = "sam") -> np.ndarray:
-        """(H, W, 3) uint8 RGB → (3, S, S) float32: resize the longest side to S (PIL bilinear), then
+    def preprocess_image(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB → (3, S, S) float32, by :attr:`preprocess` (``data.preprocess``):
 
-        * ``style="sam"``: normalise, zero-pad bottom-right (SAM's ``preprocess``: padding is 0 after
-          normalisation);
-        * ``style="infosam"``: the public InfoSAM ``CSVDataset``: channels in cv2's BGR order, zero-pad the
-          uint8 image, then normalise (padding becomes ``-mean/std``; a min-max normalisation sees it).
+        * ``"sam"``: longest side to S (PIL bilinear), normalise, zero-pad bottom-right (SAM's
+          ``preprocess``: padding is 0 after normalisation);
+        * ``"infosam"``: the public InfoSAM ``CSVDataset``: channels in cv2's BGR order, the same resize,
+          zero-pad the uint8 image, then normalise (padding becomes ``-mean/std``; min-max sees it);
+        * ``"square"``: Conv-LoRA's ``resize_to_square``: bicubic to S×S (aspect not kept), normalise.
         """
-        if style == "infosam":
+        if self.preprocess == "infosam":
             image = np.ascontiguousarray(image[..., ::-1])
         h, w = self.resized_shape(*image.shape[:2])
-        resized = np.asarray(Image.fromarray(image).resize((w, h), Image.BILINEAR), dtype=np.float32)
-        if style == "infosam":
+        resample = Image.BICUBIC if self.preprocess == "square" else Image.BILINEAR
+        resized = np.asarray(Image.fromarray(image).resize((w, h), resample), dtype=np.float32)
+        if self.preprocess == "infosam":
             canvas = np.zeros((self.img_size, self.img_size, 3), dtype=np.float32)
             canvas[:h, :w] = resized
             return self._normalize(canvas).transpose(2, 0, 1).copy()
@@ -278,12 +286,12 @@ class Backbone(nn.Module):
             return (pixels - lo) / max(hi - lo, 1e-8)
         return (pixels - self.pixel_mean) / self.pixel_std
 
-    def preprocess_mask(self, mask: np.ndarray, style: str = "sam") -> np.ndarray:
-        """(H, W) {0,1} → (S, S) float32 in the model-input frame, zero padding. ``style="sam"`` resizes
-        with nearest neighbour, ``"infosam"`` bilinearly as the public code does (PIL on the 0/1 uint8 mask,
-        which rounds back to 0/1)."""
+    def preprocess_mask(self, mask: np.ndarray) -> np.ndarray:
+        """(H, W) {0,1} → (S, S) float32 in the model-input frame, zero padding: nearest-neighbour resize,
+        or bilinear under ``"infosam"`` as the public code does (PIL on the 0/1 uint8 mask, which rounds
+        back to 0/1)."""
         h, w = self.resized_shape(*mask.shape)
-        resample = Image.BILINEAR if style == "infosam" else Image.NEAREST
+        resample = Image.BILINEAR if self.preprocess == "infosam" else Image.NEAREST
         resized = np.asarray(Image.fromarray(mask).resize((w, h), resample), dtype=np.float32)
         out = np.zeros((self.img_size, self.img_size), dtype=np.float32)
         out[:h, :w] = resized

@@ -114,7 +114,9 @@ def test_infosam_preprocessing_is_bgr_and_pads_before_normalising():
     model = build_backbone(BackboneConfig(name="tiny_sam"))  # SAM normalisation, 64-px input
     image = np.zeros((32, 64, 3), dtype=np.uint8)
     image[..., 0] = 200  # red
-    sam, info = model.preprocess_image(image), model.preprocess_image(image, "infosam")
+    sam = model.preprocess_image(image)
+    model.preprocess = "infosam"
+    info = model.preprocess_image(image)
     mean, std = model.pixel_mean, model.pixel_std
     np.testing.assert_allclose(sam[:, :32, :].mean(axis=(1, 2)), (np.array([200, 0, 0]) - mean) / std, rtol=1e-6)
     np.testing.assert_allclose(info[:, :32, :].mean(axis=(1, 2)), (np.array([0, 0, 200]) - mean) / std, rtol=1e-6)
@@ -122,7 +124,7 @@ def test_infosam_preprocessing_is_bgr_and_pads_before_normalising():
     np.testing.assert_allclose(info[:, 32:, :].mean(axis=(1, 2)), -mean / std, rtol=1e-6)  # InfoSAM: raw zeros
     mask = np.zeros((32, 64), dtype=np.uint8)
     mask[8:20, 8:40] = 1
-    assert set(np.unique(model.preprocess_mask(mask, "infosam"))) <= {0.0, 1.0}
+    assert set(np.unique(model.preprocess_mask(mask))) <= {0.0, 1.0}
 
 
 def test_cosine_horizon_of_the_public_code():
@@ -235,3 +237,74 @@ def test_report_names_the_protocol_and_shows_paper_values_only_under_it(tmp_path
     clean = build_report(load_config([*base, "protocol=clean", f"runs_dir={tmp_path / 'clean'}"]))
     assert "Protocol clean:" in clean and "**70.0**" in clean and "(paper" not in clean
     assert "not the paper's protocol" in clean
+
+
+# ----------------------------------------------------------------------------- Conv-LoRA recipe switches
+def test_poly_schedule_decays_linearly_to_min_lr_with_adamw():
+    from bench.trainer import make_optimizer
+
+    param = torch.nn.Parameter(torch.zeros(3))
+    cfg = TrainConfig(epochs=2, lr=1e-4, min_lr=0.0, optimizer="adamw", weight_decay=1e-4, schedule="poly")
+    opt, sched = make_optimizer(cfg, [param], n_samples=20, n_steps=5)
+    assert isinstance(opt, torch.optim.AdamW) and opt.param_groups[0]["weight_decay"] == 1e-4
+    lrs = []
+    for _ in range(10):
+        lrs.append(opt.param_groups[0]["lr"])
+        opt.step()
+        sched.step()
+    np.testing.assert_allclose(lrs, [1e-4 * (1 - k / 10) for k in range(10)], rtol=1e-12)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.0, abs=1e-18)
+
+
+def test_hflip_flips_training_samples_reproducibly(tmp_path):
+    from bench.backbones import build_backbone
+    from bench.config import BackboneConfig
+    from bench.data import PromptedDataset
+    from datasets._base import DATASETS
+
+    cfg = sweep(tmp_path)
+    train = DATASETS.get("synth_polyp")("train", cfg.data)
+    model = build_backbone(BackboneConfig(name="tiny_sam"))
+    plain = PromptedDataset(train, model, 0, train=True)
+    flips = PromptedDataset(train, model, 0, train=True, hflip=True)
+    flipped = 0
+    for epoch in range(3):
+        plain.epoch = flips.epoch = epoch
+        for i in range(len(train)):
+            a, b = plain[i]["target"], flips[i]["target"]
+            h, w = model.resized_shape(*train[i]["mask"].shape)
+            if not torch.equal(a, b):
+                flipped += 1
+                torch.testing.assert_close(b[:h, :w], a[:h, :w].flip(-1), rtol=0, atol=0)
+            assert torch.equal(flips[i]["target"], b)  # the same decision when drawn again
+    assert 0.25 < flipped / (3 * len(train)) < 0.75
+    assert not PromptedDataset(train, model, 0, train=False, hflip=True).hflip  # never at test time
+
+
+def test_square_preprocessing_and_input_resolution_scoring(tmp_path, monkeypatch):
+    import bench.evaluate as ev
+    from bench.backbones import build_backbone
+    from bench.config import BackboneConfig
+    from bench.data import PromptedDataset
+    from bench.encoders import CachedEncoder
+    from datasets._base import DATASETS
+
+    model = build_backbone(BackboneConfig(name="tiny_sam"))
+    model.preprocess = "square"
+    image = np.full((20, 60, 3), 128, dtype=np.uint8)
+    assert model.resized_shape(20, 60) == (64, 64)
+    x = model.preprocess_image(image)
+    assert x.shape == (3, 64, 64) and np.allclose(x[:, -1, :], x[:, 0, :])  # no padding rows
+    cfg = sweep(tmp_path)
+    test = DATASETS.get("synth_polyp")("test", cfg.data)
+    seen: list[tuple[int, int]] = []
+    original_add = ev.Scorer.add
+    monkeypatch.setattr(
+        ev.Scorer, "add", lambda self, n, logits, gt: (seen.append(gt.shape), original_add(self, n, logits, gt))[1]
+    )
+    data = PromptedDataset(test, model, 0, train=False)
+    rows, means = ev.evaluate(model, CachedEncoder(model, None), data, True, torch.device("cpu"), resolution="input")
+    assert seen == [(64, 64)] * len(test) and len(rows) == len(test)
+    seen.clear()
+    ev.evaluate(model, CachedEncoder(model, None), data, True, torch.device("cpu"))
+    assert seen == [test[i]["mask"].shape for i in range(len(test))]
