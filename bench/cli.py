@@ -1,8 +1,11 @@
-"""Command line: ``python run_benchmark.py [run|list|report|status|params|prepare] [sweep=NAME] [key=value ...]``."""
+"""Command line: ``python run_benchmark.py [COMMAND] [sweep=NAME] [key=value ...]``; COMMAND is one of :data:`COMMANDS`
+(default ``run``)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import sys
 import time
 from typing import Optional
@@ -12,7 +15,7 @@ from bench.registry import UnknownNameError
 
 log = logging.getLogger("samfit")
 
-COMMANDS = ("run", "list", "report", "status", "params", "prepare")
+COMMANDS = ("run", "list", "report", "status", "params", "prepare", "download", "predict", "export")
 
 
 class RunsFailed(Exception):
@@ -45,7 +48,13 @@ def validate_names(cfg) -> None:
     backbones.get(cfg.backbone.name)
     if cfg.teacher.backbone:
         backbones.get(cfg.teacher.backbone)
+    from bench.runner import teacher_config
+    from bench.weights import resolve_checkpoint
+
     for run in run_configs(cfg):
+        resolve_checkpoint(run.backbone)  # a full-size backbone without weights stops here, before any run starts
+        if spec_needs_teacher(methods, run):
+            resolve_checkpoint(teacher_config(run))
         spec, _, _ = methods.method_options(run.method, run.peft, run.distill)
         checks = [("peft method", spec.peft, spec.peft_cls.unsupported, "student", run.backbone.name)]
         if spec.distiller_cls is not None:
@@ -59,6 +68,10 @@ def validate_names(cfg) -> None:
                     f"method {run.method!r}: {kind} {name!r} cannot run with {role} backbone {backbone!r} "
                     f"({family} family): {unsupported[family]}"
                 )
+
+
+def spec_needs_teacher(methods, run) -> bool:
+    return methods.method_options(run.method, run.peft, run.distill)[0].distiller_cls is not None
 
 
 def cmd_list(args: list[str]) -> str:
@@ -176,8 +189,48 @@ def cmd_prepare(args: list[str]) -> str:
     return report.text()
 
 
+def cmd_download(args: list[str]) -> str:
+    """``download backbone=NAME | dataset=NAME [url=URL] [sha256=HEX] [checkpoints_dir=DIR] [data.root=DIR]``."""
+    from bench.config import BackboneConfig, parse_overrides
+    from bench.download import download_backbone, download_dataset, listing
+
+    pairs = parse_overrides(args)
+    backbone, dataset = pairs.pop("backbone", ""), pairs.pop("dataset", "")
+    url, sha256 = pairs.pop("url", None) or None, pairs.pop("sha256", None) or None
+    checkpoints_dir = pairs.pop("checkpoints_dir", None) or pairs.pop("backbone.checkpoints_dir", None)
+    data_root = pairs.pop("data.root", None)
+    if pairs:
+        raise ConfigError(
+            f"download: unknown key(s) {', '.join(sorted(pairs))}; "
+            "valid: backbone, dataset, url, sha256, checkpoints_dir, data.root"
+        )
+    if bool(backbone) == bool(dataset):
+        if not backbone and not dataset:
+            return listing()
+        raise ConfigError("download takes backbone=NAME or dataset=NAME, not both")
+    if backbone:
+        _registries()[1].get(backbone)
+        return download_backbone(backbone, checkpoints_dir or BackboneConfig.checkpoints_dir, url, sha256)
+    return download_dataset(dataset, data_root or load_config([]).data.root, url, sha256)
+
+
+def cmd_predict(args: list[str]) -> str:
+    from bench.predict import predict_command
+
+    _registries()
+    return predict_command(args)
+
+
+def cmd_export(args: list[str]) -> str:
+    from bench.export import export_command
+
+    _registries()
+    return export_command(args)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ.setdefault("SAMFIT_COMMAND", shlex.join(["python", "run_benchmark.py", *argv]))  # provenance
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
     setup_logging()
     handler = {
@@ -187,6 +240,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         "status": cmd_status,
         "params": cmd_params,
         "prepare": cmd_prepare,
+        "download": cmd_download,
+        "predict": cmd_predict,
+        "export": cmd_export,
     }[command]
     try:
         text = handler(argv)

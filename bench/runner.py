@@ -36,8 +36,16 @@ def teacher_config(run: RunConfig) -> BackboneConfig:
             name=run.backbone.name,
             checkpoint=t.checkpoint or run.backbone.checkpoint,
             img_size=t.img_size or run.backbone.img_size,
+            random_init=run.backbone.random_init and not t.checkpoint,  # a random student's teacher is random too
+            checkpoints_dir=run.backbone.checkpoints_dir,
         )
-    return BackboneConfig(name=t.backbone, checkpoint=t.checkpoint, img_size=t.img_size)
+    return BackboneConfig(
+        name=t.backbone,
+        checkpoint=t.checkpoint,
+        img_size=t.img_size,
+        random_init=run.backbone.random_init and not t.checkpoint,
+        checkpoints_dir=run.backbone.checkpoints_dir,
+    )
 
 
 def _place(model: Backbone, run: RunConfig, device: torch.device) -> Backbone:
