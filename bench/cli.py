@@ -133,6 +133,7 @@ def cmd_report(args: list[str]) -> str:
 
 
 def cmd_status(args: list[str]) -> str:
+    from bench.provenance import mixed_provenance
     from bench.results import FAILED_FILE, RunDir
 
     cfg = load_config(args)
@@ -156,7 +157,11 @@ def cmd_status(args: list[str]) -> str:
         counts[state] += 1
         lines.append(f"{state:<11} {run.dataset:<14} {row_label(run):<28} s{run.seed}  {rd.name}{detail}")
     head = ", ".join(f"{v} {k}" for k, v in counts.items())
-    return f"sweep {cfg.sweep}: {head}\n" + "\n".join(lines)
+    records = [
+        RunDir(cfg.runs_dir, run).read_metrics() for run in run_configs(cfg) if RunDir(cfg.runs_dir, run).is_complete()
+    ]
+    warnings = [f"warning: {note}" for note in mixed_provenance(records)]
+    return f"sweep {cfg.sweep}: {head}\n" + "\n".join(lines + warnings)
 
 
 def cmd_params(args: list[str]) -> str:

@@ -19,6 +19,7 @@ from bench.data import PromptedDataset, collate, eval_points_split
 from bench.encoders import CachedEncoder
 from bench.evaluate import evaluate
 from bench.fileio import atomic_write
+from bench.provenance import provenance_record
 from bench.results import RunDir
 from bench.trainer import TrainParts, train
 from datasets._base import DATASETS
@@ -201,6 +202,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         "train_loop_seconds": round(result.seconds, 2),
         "train_data_wait_fraction": round(result.data_fraction, 4),
         "eval_prompt": prompt,
+        "provenance": provenance_record(parts),
         "status": "complete",
     }
     rd.write_metrics(record)

@@ -12,6 +12,7 @@ import logging
 from pathlib import Path
 
 from bench.config import BenchConfig, row_label, run_configs, run_name
+from bench.provenance import mixed_provenance
 from datasets._base import dataset_info
 
 from . import render
@@ -39,6 +40,11 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
     seeds = sorted({r["seed"] for r in records})
     title = f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), {len(records)}/{len(runs)} runs complete"
     markdown = render.to_markdown(table, title)
+    notes = mixed_provenance(records)
+    if notes:  # mixed commits / packages / weights, random-init runs
+        markdown += "\n\n" + "\n".join(f"**warning:** {n}" for n in notes)
+        for note in notes:
+            log.warning("%s: %s", cfg.sweep, note)
     out = Path(out_dir or Path(cfg.runs_dir) / "_reports")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{cfg.sweep}.md").write_text(markdown)
