@@ -235,7 +235,7 @@ def cmd_export(args: list[str]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    os.environ.setdefault("SAMFIT_COMMAND", shlex.join(["python", "run_benchmark.py", *argv]))  # provenance
+    os.environ["SAMFIT_COMMAND"] = shlex.join(["python", "run_benchmark.py", *argv])  # provenance (jobs inherit it)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
     setup_logging()
     handler = {
