@@ -182,6 +182,15 @@ def cmd_prepare(args: list[str]) -> str:
     if not name:
         raise ConfigError("prepare needs dataset=NAME (and src=PATH, the downloaded copy)")
     cfg = load_config([f"{k}={v}" for k, v in pairs.items()])
+    if name == "folder":
+        from bench.prepare import check_folder
+
+        if src:
+            cfg.data.folder.root = src
+        report = check_folder(cfg.data.folder)
+        if not report.ok:
+            raise ConfigError(f"prepare folder: {cfg.data.folder.root} is not ready\n{report.text()}")
+        return report.text()
     spec = real_spec(name)
     if not src:
         from datasets._real import dataset_folder
