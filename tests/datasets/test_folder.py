@@ -81,3 +81,16 @@ def test_folder_dataset_runs_in_a_sweep(tmp_path):
     assert main(args + ["launcher=inline", f"data.cache_dir={tmp_path / 'c'}", "data.folder.metrics=[iou,ber]"]) == 0
     (record,) = [json.loads(p.read_text()) for p in runs.glob("folder__*/metrics.json")]
     assert record["report_metrics"] == ["iou", "ber"] and record["num_test_images"] == 2
+
+
+def test_partial_real_layout_says_what_was_found_and_what_is_missing(tmp_path):
+    from datasets._real import locate
+    from datasets.polyp import KVASIR
+
+    base = tmp_path / "polyp"
+    folder_split(base, "Kvasir-SEG/images", "Kvasir-SEG/masks", names("k", 2), ".jpg", ".jpg")
+    with pytest.raises(DatasetError) as err:
+        locate(KVASIR, base)
+    text = str(err.value)
+    assert "incomplete public layout" in text and "found Kvasir-SEG/images + Kvasir-SEG/masks" in text
+    assert "missing CVC-ClinicDB/Original" in text
