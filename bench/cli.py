@@ -1,8 +1,11 @@
-"""Command line: ``python run_benchmark.py [COMMAND] [sweep=NAME] [key=value ...]`` (commands: :data:`COMMANDS`)."""
+"""Command line: ``python run_benchmark.py [COMMAND] [sweep=NAME] [key=value ...]``; COMMAND is one of :data:`COMMANDS`
+(default ``run``)."""
 
 from __future__ import annotations
 
 import logging
+import os
+import shlex
 import sys
 import time
 from typing import Optional
@@ -12,7 +15,7 @@ from bench.registry import UnknownNameError
 
 log = logging.getLogger("samfit")
 
-COMMANDS = ("run", "list", "report", "status", "params", "prepare", "score")
+COMMANDS = ("run", "list", "report", "status", "params", "prepare", "score", "download", "predict", "export")
 
 
 class RunsFailed(Exception):
@@ -45,7 +48,13 @@ def validate_names(cfg) -> None:
     backbones.get(cfg.backbone.name)
     if cfg.teacher.backbone:
         backbones.get(cfg.teacher.backbone)
+    from bench.runner import teacher_config
+    from bench.weights import resolve_checkpoint
+
     for run in run_configs(cfg):
+        resolve_checkpoint(run.backbone)  # a full-size backbone without weights stops here, before any run starts
+        if spec_needs_teacher(methods, run):
+            resolve_checkpoint(teacher_config(run))
         spec, _, _ = methods.method_options(run.method, run.peft, run.distill, run.protocol)
         checks = [("peft method", spec.peft, spec.peft_cls.unsupported, "student", run.backbone.name)]
         if spec.distiller_cls is not None:
@@ -59,6 +68,10 @@ def validate_names(cfg) -> None:
                     f"method {run.method!r}: {kind} {name!r} cannot run with {role} backbone {backbone!r} "
                     f"({family} family): {unsupported[family]}"
                 )
+
+
+def spec_needs_teacher(methods, run) -> bool:
+    return methods.method_options(run.method, run.peft, run.distill)[0].distiller_cls is not None
 
 
 def cmd_list(args: list[str]) -> str:
@@ -128,6 +141,7 @@ def cmd_report(args: list[str]) -> str:
 
 
 def cmd_status(args: list[str]) -> str:
+    from bench.provenance import mixed_provenance
     from bench.results import FAILED_FILE, RunDir
 
     cfg = load_config(args)
@@ -151,7 +165,11 @@ def cmd_status(args: list[str]) -> str:
         counts[state] += 1
         lines.append(f"{state:<11} {run.dataset:<14} {row_label(run):<28} s{run.seed}  {rd.name}{detail}")
     head = ", ".join(f"{v} {k}" for k, v in counts.items())
-    return f"sweep {cfg.sweep}: {head}\n" + "\n".join(lines)
+    records = [
+        RunDir(cfg.runs_dir, run).read_metrics() for run in run_configs(cfg) if RunDir(cfg.runs_dir, run).is_complete()
+    ]
+    warnings = [f"warning: {note}" for note in mixed_provenance(records)]
+    return f"sweep {cfg.sweep}: {head}\n" + "\n".join(lines + warnings)
 
 
 def cmd_params(args: list[str]) -> str:
@@ -172,6 +190,15 @@ def cmd_prepare(args: list[str]) -> str:
     if not name:
         raise ConfigError("prepare needs dataset=NAME (and src=PATH, the downloaded copy)")
     cfg = load_config([f"{k}={v}" for k, v in pairs.items()])
+    if name == "folder":
+        from bench.prepare import check_folder
+
+        if src:
+            cfg.data.folder.root = src
+        report = check_folder(cfg.data.folder)
+        if not report.ok:
+            raise ConfigError(f"prepare folder: {cfg.data.folder.root} is not ready\n{report.text()}")
+        return report.text()
     spec = real_spec(name)
     if not src:
         from datasets._real import dataset_folder
@@ -184,8 +211,48 @@ def cmd_prepare(args: list[str]) -> str:
     return report.text()
 
 
+def cmd_download(args: list[str]) -> str:
+    """``download backbone=NAME | dataset=NAME [url=URL] [sha256=HEX] [checkpoints_dir=DIR] [data.root=DIR]``."""
+    from bench.config import BackboneConfig, parse_overrides
+    from bench.download import download_backbone, download_dataset, listing
+
+    pairs = parse_overrides(args)
+    backbone, dataset = pairs.pop("backbone", ""), pairs.pop("dataset", "")
+    url, sha256 = pairs.pop("url", None) or None, pairs.pop("sha256", None) or None
+    checkpoints_dir = pairs.pop("checkpoints_dir", None) or pairs.pop("backbone.checkpoints_dir", None)
+    data_root = pairs.pop("data.root", None)
+    if pairs:
+        raise ConfigError(
+            f"download: unknown key(s) {', '.join(sorted(pairs))}; "
+            "valid: backbone, dataset, url, sha256, checkpoints_dir, data.root"
+        )
+    if bool(backbone) == bool(dataset):
+        if not backbone and not dataset:
+            return listing()
+        raise ConfigError("download takes backbone=NAME or dataset=NAME, not both")
+    if backbone:
+        _registries()[1].get(backbone)
+        return download_backbone(backbone, checkpoints_dir or BackboneConfig.checkpoints_dir, url, sha256)
+    return download_dataset(dataset, data_root or load_config([]).data.root, url, sha256)
+
+
+def cmd_predict(args: list[str]) -> str:
+    from bench.predict import predict_command
+
+    _registries()
+    return predict_command(args)
+
+
+def cmd_export(args: list[str]) -> str:
+    from bench.export import export_command
+
+    _registries()
+    return export_command(args)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
+    os.environ["SAMFIT_COMMAND"] = shlex.join(["python", "run_benchmark.py", *argv])  # provenance (jobs inherit it)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
     setup_logging()
     handler = {
@@ -196,6 +263,9 @@ def main(argv: Optional[list[str]] = None) -> int:
         "params": cmd_params,
         "prepare": cmd_prepare,
         "score": cmd_score,
+        "download": cmd_download,
+        "predict": cmd_predict,
+        "export": cmd_export,
     }[command]
     try:
         text = handler(argv)

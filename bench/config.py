@@ -30,6 +30,9 @@ class BackboneConfig:
     name: str = "litemedsam"
     checkpoint: Optional[str] = None  # path; None = bundled weights (litemedsam) or random init
     img_size: Optional[int] = None  # None = the backbone's native input size
+    # a full-size backbone without a checkpoint is refused unless random weights are asked for (tests, timing)
+    random_init: bool = False
+    checkpoints_dir: str = "checkpoints"  # where `download` puts official checkpoints and backbones find them
 
 
 @dataclass
@@ -105,6 +108,25 @@ class SynthConfig:
 
 
 @dataclass
+class FolderDataConfig:
+    """The ``folder`` dataset: your own images + masks (or a CSV of ``image,label`` pairs), no code."""
+
+    root: Optional[str] = None  # the dataset folder; paths below are relative to it
+    images: str = "images"  # image folder
+    masks: str = "masks"  # mask folder; masks pair with images by file stem (+ mask_suffix)
+    mask_suffix: str = ""  # e.g. "_mask" when the mask of a.png is a_mask.png
+    csv: Optional[str] = None  # instead of images/masks: a CSV with image,label columns (paths relative to it)
+    train_list: Optional[str] = None  # optional split files: one sample name (file stem) per line
+    val_list: Optional[str] = None
+    test_list: Optional[str] = None
+    test_fraction: float = 0.2  # without test_list: share of the samples held out as test (fixed order)
+    val_fraction: float = 0.0  # without val_list: share of the training pool drawn as validation
+    metrics: list[str] = field(default_factory=lambda: ["iou", "dice"])  # keys of bench/metrics.py
+    eval_prompt: str = "box"  # box | points
+    epochs: int = 10
+
+
+@dataclass
 class DataConfig:
     root: str = "data"
     cache_dir: str = ".cache/samfit"  # generated data and cached encoder states
@@ -115,6 +137,7 @@ class DataConfig:
     # "square": Conv-LoRA's resize_to_square (bicubic to S x S, aspect not kept; masks nearest)
     preprocess: str = "sam"
     synth: SynthConfig = field(default_factory=SynthConfig)
+    folder: FolderDataConfig = field(default_factory=FolderDataConfig)
 
 
 @dataclass
@@ -199,6 +222,7 @@ UNHASHED_KEYS = (
     "data.cache_dir",
     "data.root",
     "data.encoder_cache",
+    "backbone.checkpoints_dir",
 )
 
 

@@ -46,7 +46,7 @@ def median_seconds(fn: Callable[[], object], repeat: int) -> float:
 def measure(name: str, repeat: int) -> dict[str, float]:
     """Build ``name`` at its native size and time one encoder and one decoder pass on one image."""
     t0 = time.perf_counter()
-    backbone = build_backbone(BackboneConfig(name=name))
+    backbone = build_backbone(BackboneConfig(name=name, random_init=name != "litemedsam"))
     built = time.perf_counter() - t0
     s = backbone.img_size
     image = torch.randn(1, 3, s, s, generator=torch.Generator().manual_seed(0))

@@ -16,9 +16,9 @@ from typing import Optional
 
 import numpy as np
 
-from bench.config import ConfigError
+from bench.config import ConfigError, FolderDataConfig
 from datasets._base import DATASETS, DatasetError
-from datasets._real import REAL_SPECS, RealSpec, dataset_folder, load_pair, locate, scan
+from datasets._real import REAL_SPECS, RealSpec, Scan, dataset_folder, load_pair, locate, scan
 
 log = logging.getLogger(__name__)
 
@@ -66,6 +66,36 @@ def check_copy(name: str, src: str | Path, data_root: Optional[str | Path] = Non
     except DatasetError as err:
         report.problems.append(str(err))
         return report
+    _check_scan(report, spec, result)
+    if data_root is not None:
+        target = Path(data_root) / spec.folders[0]
+        if not any((Path(data_root) / f).resolve() == src.resolve() for f in spec.folders):
+            report.lines.append(
+                f"to use it: place or symlink this folder at {target} (e.g. ln -s {src.resolve()} {target})"
+            )
+    return report
+
+
+def check_folder(cfg: FolderDataConfig) -> PrepareReport:
+    """``prepare dataset=folder data.folder.root=DIR``: the same checks on the user's own folder dataset."""
+    from datasets.folder import scan_folder
+
+    report = PrepareReport()
+    report.lines.append(f"dataset folder (your own data: {cfg.root})")
+    try:
+        result = scan_folder(cfg)
+    except DatasetError as err:
+        report.problems.append(str(err))
+        return report
+    _check_scan(report, result.spec, result)
+    report.lines.append(
+        f"metrics: {', '.join(result.spec.info.metrics)}; evaluation prompt: {result.spec.info.eval_prompt}"
+    )
+    return report
+
+
+def _check_scan(report: PrepareReport, spec: RealSpec, result: Scan) -> None:
+    """Decode every pair of a scanned copy and add the split lines, problems and warnings to ``report``."""
     report.lines.append(f"layout {result.layout.name!r} found in {result.root}")
     report.problems.extend(result.problems)
     report.warnings.extend(result.warnings)
@@ -89,13 +119,6 @@ def check_copy(name: str, src: str | Path, data_root: Optional[str | Path] = Non
         report.lines.append(line)
         if empty:
             report.warnings.append(f"{spec.name}/{split}: {empty} mask(s) without foreground (skipped in training)")
-    if data_root is not None:
-        target = Path(data_root) / spec.folders[0]
-        if not any((Path(data_root) / f).resolve() == src.resolve() for f in spec.folders):
-            report.lines.append(
-                f"to use it: place or symlink this folder at {target} (e.g. ln -s {src.resolve()} {target})"
-            )
-    return report
 
 
 def dataset_status(data_root: str | Path) -> dict[str, str]:
@@ -108,6 +131,9 @@ def dataset_status(data_root: str | Path) -> dict[str, str]:
     out = {}
     for name in DATASETS.names():
         spec = REAL_SPECS.get(name)
+        if name == "folder":
+            out[name] = "your own images + masks (data.folder.root=DIR)"
+            continue
         if spec is None:
             out[name] = "generated"
             continue

@@ -11,7 +11,7 @@ runs ``repeat`` training steps (after two warm-up steps) under ``torch.profiler`
 Examples::
 
     python -m bench.profile                                   # demo setting
-    python -m bench.profile backbone=sam_vit_b profile.repeat=1  # SAM ViT-B, random weights, 1024 px
+    python -m bench.profile backbone=sam_vit_b backbone.random_init=true profile.repeat=1  # random ViT-B, 1024 px
 """
 
 from __future__ import annotations

@@ -20,6 +20,7 @@ from bench.encoders import CachedEncoder
 from bench.evaluate import evaluate
 from bench.fileio import atomic_write
 from bench.protocols import get_protocol
+from bench.provenance import provenance_record
 from bench.results import RunDir
 from bench.selection import EpochSelector, selection_text
 from bench.trainer import TrainParts, train
@@ -38,8 +39,16 @@ def teacher_config(run: RunConfig) -> BackboneConfig:
             name=run.backbone.name,
             checkpoint=t.checkpoint or run.backbone.checkpoint,
             img_size=t.img_size or run.backbone.img_size,
+            random_init=run.backbone.random_init and not t.checkpoint,  # a random student's teacher is random too
+            checkpoints_dir=run.backbone.checkpoints_dir,
         )
-    return BackboneConfig(name=t.backbone, checkpoint=t.checkpoint, img_size=t.img_size)
+    return BackboneConfig(
+        name=t.backbone,
+        checkpoint=t.checkpoint,
+        img_size=t.img_size,
+        random_init=run.backbone.random_init and not t.checkpoint,
+        checkpoints_dir=run.backbone.checkpoints_dir,
+    )
 
 
 def _place(model: Backbone, run: RunConfig, device: torch.device) -> Backbone:
@@ -260,6 +269,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         "train_loop_seconds": round(result.seconds, 2),
         "train_data_wait_fraction": round(result.data_fraction, 4),
         "eval_prompt": prompt,
+        "provenance": provenance_record(parts),
         "status": "complete",
     }
     rd.write_metrics(record)

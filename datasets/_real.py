@@ -320,10 +320,31 @@ def locate(spec: RealSpec, folder: str | Path) -> tuple[Layout, Path]:
         for layout in spec.layouts:
             if all(_source_exists(base, s) for s in layout.train + layout.test + layout.val):
                 return layout, base
+    partial = _partial_layout(spec, folder)
+    if partial:
+        raise DatasetError(f"{folder}: incomplete {partial}")
     wanted = "; ".join(
         f"{lay.name}: " + ", ".join(_describe(s) for s in lay.train + lay.test + lay.val) for lay in spec.layouts
     )
     raise DatasetError(f"{folder}: no supported layout of {spec.name!r} found (looked for {wanted})")
+
+
+def _partial_layout(spec: RealSpec, folder: Path) -> Optional[str]:
+    """The layout most of whose sources exist (in ``folder`` or below), as "<layout> layout of <name> in
+    <base>: found X; missing Y", or None when no source of any layout exists."""
+    best: Optional[tuple[int, str]] = None
+    for base in _candidate_roots(folder):
+        for layout in spec.layouts:
+            sources = layout.train + layout.test + layout.val
+            have = [s for s in sources if _source_exists(base, s)]
+            if have and (best is None or len(have) > best[0]):
+                missing = [_describe(s) for s in sources if s not in have]
+                best = (
+                    len(have),
+                    f"{layout.name} layout of {spec.name!r} in {base}: found {', '.join(_describe(s) for s in have)}; "
+                    f"missing {', '.join(missing)}",
+                )
+    return best[1] if best else None
 
 
 # -------------------------------------------------------------------------------------- pairing

@@ -8,6 +8,7 @@ too). Written as CSV and LaTeX under ``<runs_dir>/_reports/``.
 from __future__ import annotations
 
 import copy
+import dataclasses
 import logging
 from pathlib import Path
 
@@ -28,7 +29,9 @@ def count(module: torch.nn.Module, trainable: bool = False) -> int:
 def params_table(cfg: BenchConfig) -> pd.DataFrame:
     """One row per PEFT method: trainable parameters (M) and ratio (%) to the pretrained model."""
     torch.manual_seed(0)
-    base = build_backbone(cfg.backbone)
+    # parameter counts do not depend on the weights: a full-size backbone without a checkpoint is counted
+    # on random weights (the one use of random_init the params command implies)
+    base = build_backbone(dataclasses.replace(cfg.backbone, checkpoint=None, random_init=True))
     total = count(base)
     rows = []
     for name in PEFT_METHODS.names():

@@ -13,6 +13,7 @@ from pathlib import Path
 
 from bench.config import BenchConfig, row_label, run_configs, run_name
 from bench.protocols import get_protocol
+from bench.provenance import mixed_provenance
 from bench.selection import BEST_OF_LAST_TEXT, selection_text
 from datasets._base import dataset_info
 
@@ -46,6 +47,11 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
     view = protocol_line(cfg, definition, with_paper)
     title = f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), {len(records)}/{len(runs)} runs complete\n{view}"
     markdown = render.to_markdown(table, title)
+    notes = mixed_provenance(records)
+    if notes:  # mixed commits / packages / weights, random-init runs
+        markdown += "\n\n" + "\n".join(f"**warning:** {n}" for n in notes)
+        for note in notes:
+            log.warning("%s: %s", cfg.sweep, note)
     out = Path(out_dir or Path(cfg.runs_dir) / "_reports")
     out.mkdir(parents=True, exist_ok=True)
     (out / f"{cfg.sweep}.md").write_text(markdown)

@@ -221,6 +221,8 @@ class Backbone(nn.Module):
         self.img_size = img_size
         self.embed_dim = int(mask_decoder.transformer_dim)
         self.weights_id = "random"
+        self.checkpoint_path: Optional[str] = None  # the file the weights came from (None: random/seeded)
+        self.checkpoint_sha256: Optional[str] = None
         self.decoder_extension: Optional[DecoderExtension] = None
 
     # ------------------------------------------------------------------ structure
@@ -441,6 +443,19 @@ def sha256_file(path: str | Path) -> str:
     return digest.hexdigest()
 
 
+def attach_weights(
+    model: nn.Module, path: str | Path, key: Optional[str] = None, into: Optional[nn.Module] = None
+) -> str:
+    """Load ``path`` into ``into`` (default ``model``) and record on ``model`` where its weights came from
+    (``weights_id`` = the first 16 hex digits of the file's SHA-256, ``checkpoint_sha256``, ``checkpoint_path``)."""
+    load_checkpoint(into if into is not None else model, path, key=key)
+    digest = sha256_file(path)
+    model.weights_id = digest[:16]
+    model.checkpoint_sha256 = digest
+    model.checkpoint_path = str(path)
+    return digest
+
+
 def load_checkpoint(model: nn.Module, path: str | Path, key: Optional[str] = None) -> None:
     """Load a state dict with ``weights_only=True`` and strict key checks.
 
@@ -485,7 +500,7 @@ def build_backbone(cfg: BackboneConfig) -> Backbone:
     model = builder(cfg)
     model.eval()
     if model.weights_id == "random":
-        log.warning("backbone %s: no checkpoint given, using RANDOM weights", cfg.name)
+        log.warning("backbone %s: RANDOM weights (backbone.random_init=true); results are not a model's", cfg.name)
     return model
 
 

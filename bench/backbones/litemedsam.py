@@ -165,6 +165,6 @@ def build_litemedsam(cfg: BackboneConfig) -> Backbone:
     if cfg.checkpoint is None and digest != LITEMEDSAM_SHA256:
         raise CheckpointError(f"bundled LiteMedSAM checkpoint {path} fails SHA-256 verification ({digest})")
     load_checkpoint(model, path)
-    model.weights_id = digest[:16]
+    model.weights_id, model.checkpoint_sha256, model.checkpoint_path = digest[:16], digest, str(path)
     log.info("litemedsam: loaded %s (sha256 %s…) at %d px", path, digest[:12], img_size)
     return model

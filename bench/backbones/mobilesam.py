@@ -18,7 +18,7 @@ which differs from MobileSAM's in two places that are restored here:
 Checkpoint: ``mobile_sam.pt`` is the plain state dict of the official ``Sam`` (keys
 ``image_encoder.*``, ``prompt_encoder.*``, ``mask_decoder.*``; ``pixel_mean``/``pixel_std`` are
 non-persistent buffers and absent), loaded with ``weights_only=True`` and strict key checks. Without
-a checkpoint the weights are random (the file cannot be downloaded here).
+a checkpoint (``download backbone=mobilesam``) the backbone is refused unless ``backbone.random_init=true``.
 """
 
 from __future__ import annotations
@@ -28,8 +28,9 @@ import warnings
 from torch import nn
 
 from bench.config import BackboneConfig
+from bench.weights import resolve_checkpoint
 
-from ._base import Backbone, check_img_size, load_checkpoint, register_backbone, sha256_file
+from ._base import Backbone, attach_weights, check_img_size, register_backbone
 from .litemedsam import TinyViTSam, build_tinyvit_sam
 
 IMAGENET_CLASSES = 1000
@@ -65,7 +66,7 @@ def build_mobilesam(cfg: BackboneConfig) -> Backbone:
     img_size = check_img_size(cfg, native=1024, multiple=64)
     model = build_mobilesam_model(img_size, [64, 128, 160, 320], [2, 2, 6, 2], [2, 4, 5, 10])
     model.name = cfg.name
-    if cfg.checkpoint:
-        load_checkpoint(model, cfg.checkpoint)
-        model.weights_id = sha256_file(cfg.checkpoint)[:16]
+    path = resolve_checkpoint(cfg)
+    if path:
+        attach_weights(model, path)
     return model

@@ -1,7 +1,8 @@
 """SAM ViT-B/L/H backbones built with the official ``segment_anything`` builders.
 
-Weights: ``backbone.checkpoint`` points at an official file (``sam_vit_b_01ec64.pth`` ...), loaded with
-``weights_only=True`` and strict key checks; ``checkpoint: null`` keeps the random initialisation.
+Weights: ``backbone.checkpoint``, or the official file in ``backbone.checkpoints_dir`` (``python
+run_benchmark.py download backbone=sam_vit_b``; see :mod:`bench.weights`), loaded with ``weights_only=True``
+and strict key checks; random weights only with ``backbone.random_init=true``.
 """
 
 from __future__ import annotations
@@ -12,8 +13,9 @@ from segment_anything.build_sam import sam_model_registry
 from torch import nn
 
 from bench.config import BackboneConfig, ConfigError
+from bench.weights import resolve_checkpoint
 
-from ._base import Backbone, EncoderStep, load_checkpoint, register_backbone, sha256_file
+from ._base import Backbone, EncoderStep, attach_weights, register_backbone
 
 
 class SamViT(Backbone):
@@ -56,9 +58,9 @@ def _sam_builder(variant: str) -> Callable[[BackboneConfig], Backbone]:
         sam = sam_model_registry[variant](checkpoint=None)
         model = SamViT(sam.image_encoder, sam.prompt_encoder, sam.mask_decoder, img_size=1024)
         model.name = cfg.name
-        if cfg.checkpoint:
-            load_checkpoint(model, cfg.checkpoint)
-            model.weights_id = sha256_file(cfg.checkpoint)[:16]
+        path = resolve_checkpoint(cfg)
+        if path:
+            attach_weights(model, path)
         return model
 
     return build

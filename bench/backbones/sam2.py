@@ -59,15 +59,15 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.config import BackboneConfig, ConfigError
+from bench.weights import resolve_checkpoint
 
 from ._base import (
     Backbone,
     EncoderStep,
     Prompts,
+    attach_weights,
     check_img_size,
-    load_checkpoint,
     register_backbone,
-    sha256_file,
 )
 
 HIGH_RES_S0 = -1  # feature-dict key of the stride-4 high-resolution map (conv_s0 output)
@@ -364,12 +364,10 @@ def _sam2_builder(name: str):
     def build(cfg: BackboneConfig) -> Backbone:
         size = check_img_size(cfg, native=1024, multiple=32)
         model = instantiate_sam2(sam2_model_config(name), size)
-        weights_id = "random"
-        if cfg.checkpoint:
-            load_checkpoint(model, cfg.checkpoint, key="model")
-            weights_id = sha256_file(cfg.checkpoint)[:16]
-        backbone = wrap_sam2(model, cfg.name, size)
-        backbone.weights_id = weights_id
+        path = resolve_checkpoint(cfg)
+        backbone = wrap_sam2(model, cfg.name, size)  # shares the modules, so loading into model loads it
+        if path:
+            attach_weights(backbone, path, key="model", into=model)
         return backbone
 
     return build

@@ -18,7 +18,7 @@ from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncode
 
 from bench.config import BackboneConfig, ConfigError
 
-from ._base import Backbone, load_checkpoint, register_backbone, sha256_file
+from ._base import Backbone, attach_weights, register_backbone
 from .sam import SamViT
 
 
@@ -64,8 +64,7 @@ def build_tiny_sam(cfg: BackboneConfig) -> Backbone:
     model = SamViT(encoder, prompt_encoder, decoder, img_size=64)
     model.name = cfg.name
     if cfg.checkpoint:
-        load_checkpoint(model, cfg.checkpoint)
-        model.weights_id = sha256_file(cfg.checkpoint)[:16]
+        attach_weights(model, cfg.checkpoint)
     else:
         model.weights_id = "tiny_sam_seed0"
     return model
@@ -80,8 +79,7 @@ def _perturb(module: torch.nn.Module) -> None:
 def _finish(model: Backbone, cfg: BackboneConfig, seed_id: str) -> Backbone:
     model.name = cfg.name
     if cfg.checkpoint:
-        load_checkpoint(model, cfg.checkpoint)
-        model.weights_id = sha256_file(cfg.checkpoint)[:16]
+        attach_weights(model, cfg.checkpoint)
     else:
         model.weights_id = seed_id
     return model
@@ -140,10 +138,10 @@ def build_tiny_sam2(cfg: BackboneConfig) -> Backbone:
     from .sam2 import wrap_sam2
 
     model = tiny_sam2_model()
-    if cfg.checkpoint:
-        load_checkpoint(model, cfg.checkpoint, key="model")  # the official sam2.1 layout, as sam2_hiera_*
     backbone = wrap_sam2(model, cfg.name, 128)
-    backbone.weights_id = sha256_file(cfg.checkpoint)[:16] if cfg.checkpoint else "tiny_sam2_seed0"
+    backbone.weights_id = "tiny_sam2_seed0"
+    if cfg.checkpoint:  # the official sam2.1 layout, as sam2_hiera_*
+        attach_weights(backbone, cfg.checkpoint, key="model", into=model)
     return backbone
 
 

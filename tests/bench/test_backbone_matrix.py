@@ -73,7 +73,9 @@ def _declared(method: str, family: str) -> str | None:
 
 
 def _train_one_step(method: str, backbone: str) -> None:
-    run = RunConfig(method=method, backbone=BackboneConfig(name=backbone), data=DataConfig(encoder_cache=False))
+    run = RunConfig(
+        method=method, backbone=BackboneConfig(name=backbone, random_init=True), data=DataConfig(encoder_cache=False)
+    )
     parts = build_parts(run, CPU)
     params = parts.trainable()
     batch = _batch(parts.student.img_size)
@@ -121,7 +123,7 @@ def test_every_registered_backbone_declares_its_family():
     assert all(families[n] == "sam2" for n in families if n.startswith(("sam2_", "tiny_sam2")))
     assert families["mobilesam"] == families["litemedsam"] == families["tiny_tinyvit"] == "tinyvit"
     for family, name in SMALL.items():  # the built model agrees with its registration
-        assert build_backbone(BackboneConfig(name=name)).family == family
+        assert build_backbone(BackboneConfig(name=name, random_init=True)).family == family
 
 
 def test_launcher_refuses_a_declared_combination_with_its_reason(monkeypatch, capsys):
@@ -396,7 +398,7 @@ FULL = ["sam_vit_b", "sam_vit_l", "sam_vit_h", "sam2_hiera_t", "sam2_hiera_s", "
 def test_full_size_backbone_forward(name):
     torch.manual_seed(0)
     t0 = time.time()
-    backbone = build_backbone(BackboneConfig(name=name))
+    backbone = build_backbone(BackboneConfig(name=name, random_init=name != "litemedsam"))
     s = backbone.img_size
     assert s == (256 if name == "litemedsam" else 1024)
     built = time.time() - t0

@@ -373,7 +373,7 @@ def test_litemedsam_with_a_foreign_checkpoint_raises(tiny, tmp_path):
 
 
 def test_stage_ends_and_block_dims_describe_each_family(tiny):
-    sam_b = build_backbone(BackboneConfig(name="sam_vit_b"))
+    sam_b = build_backbone(BackboneConfig(name="sam_vit_b", random_init=True))
     assert sam_b.stage_ends() == [2, 5, 8, 11] and sam_b.block_dims() == [768] * 12
     assert tiny.stage_ends() == [1, 3] and tiny.block_dims() == [32] * 4
     lite = build_backbone(BackboneConfig(name="litemedsam", img_size=128))

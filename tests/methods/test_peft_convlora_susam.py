@@ -197,7 +197,7 @@ def test_convlora_bad_options():
 
 # ----------------------------------------------------------------------------- SU-SAM
 def test_susam_trainable_counts_on_sam_vit_b():
-    base = backbone("sam_vit_b")
+    base = backbone("sam_vit_b", random_init=True)
     decoder = sum(p.numel() for p in base.mask_decoder.parameters())
     d, depth = 768, 12
     hidden = int(0.25 * d)

@@ -307,7 +307,7 @@ ADAPTER = (D * 192 + 192) + (192 * D + D)  # one ratio-0.25 bottleneck
     ],
 )
 def test_trainable_parameter_counts_on_sam_vit_b(name, options, expected):
-    model = build_backbone(BackboneConfig(name="sam_vit_b"))
+    model = build_backbone(BackboneConfig(name="sam_vit_b", random_init=True))
     decoder = sum(p.numel() for p in model.mask_decoder.parameters())
     _apply(name, model, **options)
     assert trainable_parameters(model) - decoder == expected
