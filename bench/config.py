@@ -33,6 +33,9 @@ class BackboneConfig:
     # a full-size backbone without a checkpoint is refused unless random weights are asked for (tests, timing)
     random_init: bool = False
     checkpoints_dir: str = "checkpoints"  # where `download` puts official checkpoints and backbones find them
+    # keep only the first n of the decoder's mask tokens (and their hypernetwork MLPs); None = all (SAM: 4).
+    # 1 = Conv-LoRA's num_mask_tokens=1: the two-way transformer then sees the IoU token and one mask token
+    mask_tokens: Optional[int] = None
 
 
 @dataclass
@@ -48,6 +51,7 @@ class TrainConfig:
     batch_size: int = 4
     lr: float = 2e-4
     min_lr: float = 2e-5
+    prompt: str = "mixed"  # "mixed": GT boxes or GT points per batch (box_prob); "none": promptless (Conv-LoRA)
     box_prob: float = 0.5  # share of batches prompted by a noisy GT box; the rest by GT points
     box_jitter: float = 5.0  # max box noise in pixels at a 1024-px input, scaled to img_size
     # "corners": independent uniform noise on each coordinate; "translate": the public InfoSAM code's
@@ -83,7 +87,7 @@ class TrainConfig:
 
 @dataclass
 class EvalConfig:
-    prompt: Optional[str] = None  # None = the dataset's protocol ("box" or "points")
+    prompt: Optional[str] = None  # None = the dataset's protocol ("box" or "points"); "none" = promptless
     num_points: Optional[int] = None  # None = the dataset's protocol
     box_jitter: float = 0.0
     box_jitter_form: str = "corners"  # see train.box_jitter_form; test boxes are jittered only if box_jitter > 0
@@ -207,6 +211,9 @@ class BenchConfig(RunConfig):
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
+    # filled by load_config: the dotted keys the sweep file or the command line set; a protocol's per-dataset
+    # values (bench/protocols.py, e.g. Conv-LoRA's epochs and lr per dataset) never override them
+    explicit_keys: list[str] = field(default_factory=list)
 
 
 RUN_KEYS = tuple(f.name for f in fields(RunConfig))
@@ -280,6 +287,7 @@ def load_config(overrides: list[str] | None = None) -> BenchConfig:
     cfg = _merge(base, protocol_preset(str(protocol)), f"protocol {protocol}")
     cfg = _merge(cfg, data, str(path))
     cfg.sweep = sweep
+    explicit = set(_dotted(data))
     for key, value in pairs.items():
         dotted = OmegaConf.from_dotlist([f"{key}={value}"]) if value != "" else OmegaConf.create({})
         if key == "launcher" and value and value[0] not in "{[":  # shorthand: launcher=inline
@@ -291,10 +299,19 @@ def load_config(overrides: list[str] | None = None) -> BenchConfig:
         if key == "backbone" and value and value[0] not in "{[":  # a new backbone: its own size and weights
             dotted = OmegaConf.create({"backbone": {"name": value, "checkpoint": None, "img_size": None}})
         cfg = _merge(cfg, dotted, f"override {key}={value}")
+        explicit |= set(_dotted(OmegaConf.to_container(dotted)))
+    cfg.explicit_keys = sorted(explicit)
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, BenchConfig)
     check_choices(obj)
     return obj
+
+
+def _dotted(data: Any, prefix: str = "") -> list[str]:
+    """The dotted leaf keys of a nested mapping (``{"train": {"lr": 1}}`` → ``["train.lr"]``)."""
+    if not isinstance(data, dict) or (prefix and not data):
+        return [prefix] if prefix else []
+    return [k for key, value in data.items() for k in _dotted(value, f"{prefix}.{key}" if prefix else str(key))]
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -305,6 +322,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "data.cache_dtype": ("fp16", "fp32"),
     "data.preprocess": ("sam", "infosam", "square"),
     "train.optimizer": ("adam", "adamw"),
+    "train.prompt": ("mixed", "none"),
     "train.schedule": ("cosine", "poly"),
     "eval.resolution": ("original", "input"),
 }
@@ -353,18 +371,34 @@ def run_configs(cfg: BenchConfig) -> list[RunConfig]:
         if "protocol" in extra:
             raise ConfigError(f"methods entry {entry!r}: a row cannot change the protocol (set it for the whole sweep)")
         for dataset in cfg.datasets:
+            per_dataset = protocol_dataset_values(cfg, dataset)
             for seed in cfg.seeds:
                 for point in points:
                     variant = ",".join([label] * bool(label) + [f"{k}={v}" for k, v in point.items()])
                     node = OmegaConf.merge(
                         base, {"method": method, "dataset": dataset, "seed": seed, "variant": variant}
                     )
-                    for key, value in {**extra, **point}.items():
+                    for key, value in {**per_dataset, **extra, **point}.items():
                         node = _merge(node, OmegaConf.from_dotlist([f"{key}={value}"]), f"grid {key}")
                     obj = OmegaConf.to_object(node)
                     assert isinstance(obj, RunConfig)
                     runs.append(obj)
     return runs
+
+
+def protocol_dataset_values(cfg: "BenchConfig", dataset: str) -> dict[str, Any]:
+    """The protocol's per-dataset values for ``dataset`` (by its family), minus the keys the sweep file or
+    the command line set (:attr:`BenchConfig.explicit_keys`)."""
+    from bench.protocols import get_protocol
+
+    table = get_protocol(cfg.protocol).dataset_values
+    if not table:
+        return {}
+    from datasets._base import dataset_info  # the registry; only protocols with per-dataset values need it
+
+    family = dataset_info(dataset).family
+    values = {**table.get("*", {}), **table.get(family, {})}
+    return {k: v for k, v in values.items() if k not in cfg.explicit_keys}
 
 
 def method_entry(entry: Any) -> tuple[str, str, dict[str, Any]]:

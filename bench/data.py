@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import logging
 import math
-from typing import Any
+from typing import Any, Optional
 
 import numpy as np
 import torch
@@ -118,7 +118,10 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def batch_prompts(batch: dict[str, Any], use_box: bool) -> Prompts:
+def batch_prompts(batch: dict[str, Any], use_box: Optional[bool]) -> Prompts:
+    """The batch's box prompts (``True``), point prompts (``False``) or none (``None``: promptless)."""
+    if use_box is None:
+        return Prompts()
     if use_box:
         return Prompts(boxes=batch["box"])
     return Prompts(points=batch["points"], labels=batch["labels"])

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
-from typing import Any, Callable
+from typing import Any, Callable, Optional
 
 import numpy as np
 import torch
@@ -98,7 +98,7 @@ def evaluate(
     backbone: Backbone,
     encoder: CachedEncoder,
     data: PromptedDataset,
-    use_box: bool,
+    use_box: Optional[bool],
     device: torch.device,
     batch_size: int = 4,
     desc: str = "eval",

@@ -36,6 +36,8 @@ class Protocol:
         summary: One line for ``list``, report titles and LaTeX captions.
         preset: Dotted config keys → values, applied under the sweep file and the command line.
         method_defaults: PEFT method name → option defaults (``peft.*``) applied where the run sets none.
+        dataset_values: Dataset family (``"*"`` = every family) → dotted config values, applied to that
+            dataset's runs unless the sweep file or the command line set the key.
         metrics: The metric definition its tables report (a key of :data:`bench.evaluate.DEFINITIONS`).
         paper_tables: Whether the published InfoSAM values are comparable with its runs ("paper / Δ").
     """
@@ -44,6 +46,7 @@ class Protocol:
     summary: str
     preset: dict[str, Any] = field(default_factory=dict)
     method_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
+    dataset_values: dict[str, dict[str, Any]] = field(default_factory=dict)
     metrics: str = "clean"
     paper_tables: bool = False
 

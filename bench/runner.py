@@ -164,8 +164,9 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         hflip=run.train.hflip,
     )
     prompt = run.eval.prompt or info.eval_prompt
-    if prompt not in ("box", "points"):
-        raise ConfigError(f"eval.prompt must be 'box' or 'points', got {prompt!r}")
+    if prompt not in ("box", "points", "none"):
+        raise ConfigError(f"eval.prompt must be 'box', 'points' or 'none', got {prompt!r}")
+    use_box = {"box": True, "points": False, "none": None}[prompt]
     n_pos, n_neg = eval_points_split(run.eval.num_points or info.eval_points)
 
     def prompted(split_set: Any) -> PromptedDataset:
@@ -187,7 +188,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
             student,
             parts.student_encoder,
             data,
-            prompt == "box",
+            use_box,
             device,
             run.eval.batch_size,
             desc=f"{rd.name} {what}",
@@ -226,7 +227,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         rd.checkpoint,
         desc=rd.name,
         on_log=lambda row: atomic_write(progress, json.dumps(row).encode()),
-        probe=(probe, prompt == "box"),
+        probe=(probe, use_box),
         selector=selector,
     )
     rd.write_train_log(result.log_rows)

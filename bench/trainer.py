@@ -107,7 +107,7 @@ def model_features(parts: TrainParts, images: torch.Tensor, prompts: Prompts) ->
 
 
 def compute_loss(
-    parts: TrainParts, batch: dict[str, Any], use_box: bool, device: torch.device, cfg: TrainConfig
+    parts: TrainParts, batch: dict[str, Any], use_box: Optional[bool], device: torch.device, cfg: TrainConfig
 ) -> dict[str, torch.Tensor]:
     """Named loss terms for one batch (``seg`` + the distiller's terms)."""
     images = images_to(batch["image"], device, cfg.channels_last)
@@ -126,7 +126,7 @@ def compute_loss(
 def train_step(
     parts: TrainParts,
     batch: dict[str, Any],
-    use_box: bool,
+    use_box: Optional[bool],
     device: torch.device,
     cfg: TrainConfig,
     optimizer: torch.optim.Optimizer,
@@ -148,7 +148,7 @@ def train_step(
 
 
 def probe_features(
-    parts: TrainParts, probe: dict[str, Any], use_box: bool, device: torch.device, cfg: TrainConfig
+    parts: TrainParts, probe: dict[str, Any], use_box: Optional[bool], device: torch.device, cfg: TrainConfig
 ) -> tuple[Features, Optional[Features]]:
     """Features of a fixed batch without gradients (for per-epoch exports such as relation maps)."""
     images = images_to(probe["image"], device, cfg.channels_last)
@@ -253,7 +253,7 @@ def train(
         for step, batch in enumerate(bar):
             result.data_seconds += time.perf_counter() - t_ready
             valid = batch["valid"]
-            if not bool(valid.all()):
+            if cfg.prompt != "none" and not bool(valid.all()):  # no box or point on an empty mask
                 result.skipped_empty += int((~valid).sum())
                 keep = valid.nonzero().flatten().tolist()
                 if len(keep) < 2:
@@ -262,7 +262,7 @@ def train(
                 batch = {
                     k: (v[keep] if isinstance(v, torch.Tensor) else [v[i] for i in keep]) for k, v in batch.items()
                 }
-            use_box = use_box_for_batch(seed, epoch, step, cfg.box_prob)
+            use_box = None if cfg.prompt == "none" else use_box_for_batch(seed, epoch, step, cfg.box_prob)
             loss, terms = train_step(parts, batch, use_box, device, cfg, optimizer, params)
             scheduler.step()
             last = step == n_steps - 1

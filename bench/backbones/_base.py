@@ -494,11 +494,28 @@ def load_checkpoint(model: nn.Module, path: str | Path, key: Optional[str] = Non
         raise CheckpointError(f"checkpoint {path} has tensors of the wrong shape: {err}") from None
 
 
+def keep_mask_tokens(model: Backbone, n: int) -> None:
+    """Keep the first ``n`` mask tokens and hypernetwork MLPs of the decoder (Conv-LoRA's
+    ``num_mask_tokens``: AutoMM's ``SAMForSemanticSegmentation`` copies mask token 0 into each kept token
+    and keeps hypernetwork MLP 0 only; for ``n = 1`` both are simply the first)."""
+    dec = model.mask_decoder
+    total = dec.mask_tokens.weight.shape[0]
+    if not 1 <= n <= total:
+        raise ConfigError(f"backbone.mask_tokens must be in 1..{total} for {model.name}, got {n}")
+    first = dec.mask_tokens.weight.data[0].clone()
+    dec.mask_tokens = nn.Embedding(n, first.shape[0]).to(first.device, first.dtype)
+    dec.mask_tokens.weight.data.copy_(first.expand(n, -1))
+    dec.output_hypernetworks_mlps = nn.ModuleList([dec.output_hypernetworks_mlps[0]])
+    dec.num_mask_tokens = n
+
+
 def build_backbone(cfg: BackboneConfig) -> Backbone:
     """Build a registered backbone; unknown names raise listing the valid ones."""
     builder = BACKBONES.get(cfg.name)
     model = builder(cfg)
     model.eval()
+    if cfg.mask_tokens is not None:
+        keep_mask_tokens(model, cfg.mask_tokens)
     if model.weights_id == "random":
         log.warning("backbone %s: RANDOM weights (backbone.random_init=true); results are not a model's", cfg.name)
     return model

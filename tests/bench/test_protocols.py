@@ -308,3 +308,66 @@ def test_square_preprocessing_and_input_resolution_scoring(tmp_path, monkeypatch
     seen.clear()
     ev.evaluate(model, CachedEncoder(model, None), data, True, torch.device("cpu"))
     assert seen == [test[i]["mask"].shape for i in range(len(test))]
+
+
+def test_promptless_decode_equals_the_official_sam_decoder_with_no_prompt():
+    from bench.backbones import Prompts, build_backbone
+    from bench.config import BackboneConfig
+
+    model = build_backbone(BackboneConfig(name="tiny_sam")).eval()
+    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    with torch.no_grad():
+        z, _ = model.encode(images)
+        out = model.decode(z, Prompts())
+        sparse, dense = model.prompt_encoder(points=None, boxes=None, masks=None)
+        assert sparse.shape[1] == 0  # no prompt token at all
+        for i in range(3):
+            masks, iou = model.mask_decoder(
+                image_embeddings=z[i : i + 1],
+                image_pe=model.prompt_encoder.get_dense_pe(),
+                sparse_prompt_embeddings=sparse,
+                dense_prompt_embeddings=dense,
+                multimask_output=False,
+            )
+            torch.testing.assert_close(out.logits[i : i + 1], masks, rtol=0, atol=1e-5)
+            torch.testing.assert_close(out.iou[i : i + 1], iou, rtol=0, atol=1e-5)
+    sam2 = build_backbone(BackboneConfig(name="tiny_sam2")).eval()
+    with torch.no_grad():
+        z2, feats = sam2.encode(torch.randn(2, 3, 128, 128))
+        assert torch.isfinite(sam2.decode(z2, Prompts(), feats).logits).all()
+
+
+def test_one_mask_token_decoder_as_conv_lora():
+    from bench.backbones import Prompts, build_backbone
+    from bench.config import BackboneConfig
+
+    full = build_backbone(BackboneConfig(name="tiny_sam"))
+    one = build_backbone(BackboneConfig(name="tiny_sam", mask_tokens=1))
+    dec = one.mask_decoder
+    assert dec.mask_tokens.weight.shape[0] == 1 and len(dec.output_hypernetworks_mlps) == 1
+    torch.testing.assert_close(dec.mask_tokens.weight[0], full.mask_decoder.mask_tokens.weight[0], rtol=0, atol=0)
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(3))
+    with torch.no_grad():
+        z, _ = one.encode(images)
+        boxes = Prompts(boxes=torch.tensor([[8.0, 8.0, 40.0, 50.0], [0.0, 4.0, 30.0, 60.0]]))
+        a, b = one.decode(z, boxes), full.decode(z, boxes)
+    assert a.logits.shape == b.logits.shape
+    assert (a.logits - b.logits).abs().max() > 1e-4  # three fewer tokens in the two-way attention
+    with pytest.raises(ConfigError, match="mask_tokens must be in 1..4"):
+        build_backbone(BackboneConfig(name="tiny_sam", mask_tokens=5))
+
+
+def test_protocol_dataset_values_never_override_explicit_keys(tmp_path, monkeypatch):
+    import bench.protocols as protocols
+
+    table = {"*": {"train.lr": 1e-4}, "polyp": {"train.epochs": 30, "train.weight_decay": 0.5}}
+    patched = protocols.Protocol(name="clean", summary="x", dataset_values=table)
+    monkeypatch.setitem(protocols.PROTOCOLS, "clean", patched)
+    cfg = sweep(tmp_path)  # the smoke sweep file sets train.epochs: 2
+    (run,) = run_configs(cfg)
+    assert (run.train.lr, run.train.weight_decay, run.train.epochs) == (1e-4, 0.5, 2)
+    (run,) = run_configs(sweep(tmp_path, "train.weight_decay=0.1"))  # the command line wins
+    assert (run.train.lr, run.train.weight_decay) == (1e-4, 0.1)
+    cfg.datasets = ["synth_leaf"]  # another family: only the "*" values
+    (run,) = run_configs(cfg)
+    assert (run.train.lr, run.train.weight_decay) == (1e-4, 0.0)
