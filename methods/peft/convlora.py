@@ -263,6 +263,10 @@ class ConvLoRA(PeftMethod):
             raise ConfigError(f"convlora: no attn.qkv layer matched in {backbone.name}")
         return names
 
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """The conv experts: each trains only on the samples the gate routes to it."""
+        return [p for layer in self.layers for p in layer.moe.experts.parameters()]
+
     def loss_terms(self) -> dict[str, torch.Tensor]:
         losses = [layer.last_loss for layer in self.layers if layer.last_loss is not None]
         for layer in self.layers:

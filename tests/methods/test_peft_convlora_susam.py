@@ -13,7 +13,7 @@ from torch import nn
 import methods  # noqa: F401  (registration)
 from bench.backbones import Backbone, Prompts, build_backbone
 from bench.config import BackboneConfig, ConfigError
-from methods.peft._base import build_peft, trainable_parameters
+from methods.peft._base import build_peft, trainable_parameters, unused_decoder_modules
 from methods.peft.convlora import ConvLoRALinear, MoEConv, cv_squared
 
 _CACHE: dict[str, Backbone] = {}
@@ -258,7 +258,9 @@ def test_convlora_bad_options():
 # ----------------------------------------------------------------------------- SU-SAM
 def test_susam_trainable_counts_on_sam_vit_b():
     base = backbone("sam_vit_b")
-    decoder = sum(p.numel() for p in base.mask_decoder.parameters())
+    decoder = sum(p.numel() for p in base.mask_decoder.parameters()) - sum(
+        p.numel() for m in unused_decoder_modules(base) for p in m.parameters()
+    )
     d, depth = 768, 12
     hidden = int(0.25 * d)
     adapter = d * hidden + hidden + hidden * d + d  # Linear(D, D/4) + Linear(D/4, D)

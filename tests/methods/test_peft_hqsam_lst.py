@@ -17,7 +17,7 @@ from bench.config import BackboneConfig, ConfigError, load_config, run_configs
 from bench.encoders import CachedEncoder
 from bench.results import RunDir
 from bench.runner import build_parts, execute_run
-from methods.peft._base import build_peft, trainable_parameters
+from methods.peft._base import build_peft, trainable_parameters, unused_decoder_modules
 from methods.peft.hqsam import HQDecoder
 from methods.peft.lst import LadderSide
 
@@ -295,7 +295,9 @@ def test_lst_parameter_count_and_widths():
     assert [b.window_size for b in ext.side_blocks] == [4, 0, 4, 0]
     expected = 4 * (32 * 4 + 4) + 4 + 4 * _lst_block_count(4, 16) + 2 * 4 + (4 * 32 + 32)
     assert sum(p.numel() for p in ext.parameters()) == expected
-    decoder = sum(p.numel() for p in model.mask_decoder.parameters())
+    decoder = sum(p.numel() for p in model.mask_decoder.parameters()) - sum(
+        p.numel() for m in unused_decoder_modules(model) for p in m.parameters()
+    )
     assert trainable_parameters(model) == expected + decoder
 
 
