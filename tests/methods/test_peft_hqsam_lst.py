@@ -139,9 +139,9 @@ def _state(model: Backbone, images: torch.Tensor, prompts: Prompts, blocks=None)
     return out, seen["state"], z, feats
 
 
-def test_hqsam_output_is_sam_logits_plus_the_hq_token_mask():
+def test_hqsam_output_is_the_hq_token_mask_or_the_sum():
     model = backbone()
-    _applied("hqsam", model)
+    _applied("hqsam", model, output="sum")
     images, prompts = _inputs(model)
     out, state, z, feats = _state(model, images, prompts)
     ext: HQDecoder = model.decoder_extension
@@ -154,9 +154,11 @@ def test_hqsam_output_is_sam_logits_plus_the_hq_token_mask():
     hq = torch.einsum("bc,bchw->bhw", hyper, fused)[:, None]
     assert out.logits.shape == state.logits.shape == (2, 1, 32, 32)
     torch.testing.assert_close(out.logits.double(), state.logits.double() + hq, rtol=0, atol=1e-4)
-    ext.output = "hq"
+    default = backbone()
+    _applied("hqsam", default)  # train.py: hq_token_only=True is the default
+    default.decoder_extension.load_state_dict(ext.state_dict())
     with torch.no_grad():
-        only = model.decode(z, prompts, feats)
+        only = default.decode(z, prompts, feats)
     torch.testing.assert_close(only.logits.double(), hq, rtol=0, atol=1e-4)
     # SAM's own mask changes too (the HQ token joins the token attention): not an identity at init
     plain = backbone()
