@@ -283,7 +283,8 @@ def test_susam_trainable_counts_on_sam_vit_b():
     build_peft("convlora", {}).apply(model)
     assert trainable_parameters(model) == convlora + decoder
     h = d // 32
-    sam_adapter = (d * h + h) + (h * d + d) + depth * (h * h + h)
+    # embedding_generator D→c, hfc_embed Conv(3→c, 16, 16), per-block Linear(c, c), shared_mlp c→D
+    sam_adapter = (d * h + h) + (3 * h * 16 * 16 + h) + depth * (h * h + h) + (h * d + d)
     model = copy.deepcopy(base)
     build_peft("sam_adapter", {}).apply(model)
     assert trainable_parameters(model) == sam_adapter + decoder
@@ -339,3 +340,72 @@ def test_susam_lora_on_tinyvit_touches_only_q_and_v_columns():
 def test_susam_bad_variant():
     with pytest.raises(ConfigError, match="variant"):
         build_peft("susam", {"variant": "bogus"})
+
+
+# ----------------------------------------------------------------------------- SAM-Adapter
+def _high_pass_numpy(x: np.ndarray, rate: float) -> np.ndarray:
+    """SAM-Adapter's PromptGenerator.fft in float64 numpy (fft2/ifft2 with norm="forward")."""
+    h, w = x.shape[-2:]
+    half = int((h * w * rate) ** 0.5 // 2)
+    mask = np.zeros((h, w))
+    mask[h // 2 - half : h // 2 + half, w // 2 - half : w // 2 + half] = 1
+    spec = np.fft.fftshift(np.fft.fft2(x, norm="forward"), axes=(-2, -1)) * (1 - mask)
+    return np.abs(np.fft.ifft2(np.fft.ifftshift(spec, axes=(-2, -1)), norm="forward").real)
+
+
+def test_sam_adapter_high_frequency_component_matches_numpy():
+    from methods.peft.sam_adapter import high_frequency
+
+    x = torch.randn(2, 3, 16, 12, generator=torch.Generator().manual_seed(0))
+    ref = _high_pass_numpy(x.double().numpy(), 0.25)
+    # float32 FFT of O(1) values: absolute error ~1e-6
+    np.testing.assert_allclose(high_frequency(x, 0.25).numpy(), ref, rtol=0, atol=1e-5)
+    flat = torch.full((1, 3, 16, 16), 0.7)  # a constant image has no high frequencies
+    assert high_frequency(flat, 0.25).abs().max() < 1e-6
+
+
+def test_sam_adapter_prompts_come_from_one_shared_task_feature():
+    from methods.peft.sam_adapter import PromptedBlock, TaskFeature
+
+    model = backbone()
+    torch.manual_seed(0)
+    build_peft("sam_adapter", {"zero_init": False}).apply(model)
+    enc = model.image_encoder
+    task: TaskFeature = enc.patch_embed
+    blocks = [b for b in enc.blocks if isinstance(b, PromptedBlock)]
+    assert len(blocks) == 4 and all(b.shared_mlp is blocks[0].shared_mlp for b in blocks)
+    images, _ = _inputs(model)
+    seen = {}
+    hooks = [
+        b.base_layer.register_forward_pre_hook(lambda m, a, i=i: seen.__setitem__(i, a[0]))
+        for i, b in enumerate(blocks)
+    ]
+    with torch.no_grad():
+        model.encode(images)
+        # by hand in float64: F = embedding_generator(patch_embed(x)) + hfc_embed(HFC(x))
+        t64 = copy.deepcopy(task).double()
+        x = images.double()
+        tokens = t64.base_layer(x)
+        hfc = t64.hfc_embed(torch.from_numpy(_high_pass_numpy(x.numpy(), 0.25)))
+        feature = t64.embedding_generator(tokens) + hfc.permute(0, 2, 3, 1)
+        state = tokens + enc.pos_embed.double()
+        for i, b in enumerate(blocks):
+            b64 = copy.deepcopy(b).double()
+            prompt = copy.deepcopy(b.shared_mlp).double()(b64.lightweight_mlp(feature))
+            torch.testing.assert_close(seen[i].double(), state + prompt, rtol=0, atol=1e-4)
+            state = b64.base_layer(state + prompt)
+    for hk in hooks:
+        hk.remove()
+    assert task.feature is None  # released after the last block
+
+
+def test_sam_adapter_high_frequency_branch_reaches_the_output():
+    model = backbone()
+    torch.manual_seed(0)
+    method = build_peft("sam_adapter", {"zero_init": False})
+    method.apply(model)
+    images, prompts = _inputs(model)
+    with torch.no_grad():
+        ref = _logits(model)
+        model.image_encoder.patch_embed.hfc_embed.weight.zero_()
+        assert (_logits(model) - ref).abs().max() > 1e-5
