@@ -35,6 +35,10 @@ from bench.registry import Registry
 
 log = logging.getLogger(__name__)
 
+INPUT_EMBEDDING = -100
+"""Feature key of the *input* of encoder block 0 (the patch/input embedding), for a method that reads
+it like a block output (LST's side network starts from it); cached with the frozen prefix like one."""
+
 
 @dataclass
 class Prompts:
@@ -279,11 +283,16 @@ class Backbone(nn.Module):
         """Run encoder steps ``start..end`` on ``x`` (the image when ``start == 0``).
 
         Returns:
-            The image embedding (B, C, h, w) and the requested block outputs as (B, C_l, h_l, w_l).
+            The image embedding (B, C, h, w) and the requested block outputs as (B, C_l, h_l, w_l)
+            (``INPUT_EMBEDDING``: the input of block 0).
         """
         feats: dict[int, torch.Tensor] = {}
         ext = self.decoder_extension
         for step in self.encoder_steps()[start:]:
+            if step.block == 0 and INPUT_EMBEDDING in blocks:
+                feats[INPUT_EMBEDDING] = step.to_map(x)
+            if step.block == 0 and ext is not None and INPUT_EMBEDDING in ext.blocks:
+                ext.record(INPUT_EMBEDDING, feats[INPUT_EMBEDDING] if INPUT_EMBEDDING in feats else step.to_map(x))
             x = step.fn(x)
             if step.block is not None and step.block in blocks:
                 feats[step.block] = step.to_map(x)
@@ -298,6 +307,8 @@ class Backbone(nn.Module):
         requested blocks among those steps as (B, C_l, h_l, w_l) maps."""
         feats: dict[int, torch.Tensor] = {}
         for step in self.encoder_steps()[:stop]:
+            if step.block == 0 and INPUT_EMBEDDING in blocks:
+                feats[INPUT_EMBEDDING] = step.to_map(x)
             x = step.fn(x)
             if step.block is not None and step.block in blocks:
                 feats[step.block] = step.to_map(x)

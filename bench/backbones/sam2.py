@@ -61,6 +61,7 @@ from torch import nn
 from bench.config import BackboneConfig, ConfigError
 
 from ._base import (
+    INPUT_EMBEDDING,
     Backbone,
     EncoderStep,
     Prompts,
@@ -261,6 +262,10 @@ class Sam2Hiera(Backbone):
         feats: dict[int, torch.Tensor] = {}
         ext = getattr(self, "decoder_extension", None)
         for step in self.encoder_steps()[start:]:
+            if step.block == 0 and INPUT_EMBEDDING in blocks:
+                feats[INPUT_EMBEDDING] = step.to_map(state)
+            if step.block == 0 and ext is not None and INPUT_EMBEDDING in ext.blocks:
+                ext.record(INPUT_EMBEDDING, feats[INPUT_EMBEDDING] if INPUT_EMBEDDING in feats else step.to_map(state))
             state = step.fn(state)
             if step.block is not None and step.block in blocks:
                 feats[step.block] = step.to_map(state)
@@ -278,6 +283,8 @@ class Sam2Hiera(Backbone):
         state = [x]
         feats: dict[int, torch.Tensor] = {}
         for step in self.encoder_steps()[:stop]:
+            if step.block == 0 and INPUT_EMBEDDING in blocks:
+                feats[INPUT_EMBEDDING] = step.to_map(state)
             state = step.fn(state)
             if step.block is not None and step.block in blocks:
                 feats[step.block] = step.to_map(state)
