@@ -44,9 +44,11 @@ only signal it gives. Under ``torch.no_grad()`` in eval mode the gate is determi
 uses torch's global RNG (seeded by the trainer).
 
 Defaults follow InfoSAM's port (r = 4, alpha = 4, 8 experts, moe_lambda = 1); Conv-LoRA's own run
-script uses r = 3, alpha = 32, 8 experts. Conv-LoRA also freezes the IoU head; here, as in InfoSAM,
-the whole mask decoder trains. The bicubic resizes use ``F.interpolate``'s default
-``align_corners=False``, as the public ``adaptation_layers.py`` does (autogluon ``ca6dbcf``).
+script uses r = 3, alpha = 32, 8 experts. The mask decoder trains without the parts no loss reaches
+(``unused_decoder_modules``: the IoU head, which Conv-LoRA freezes explicitly, and the hypernetwork
+MLPs of mask tokens 1-3; Conv-LoRA builds its decoder with ``num_mask_tokens=1``).
+The bicubic resizes use ``F.interpolate``'s default ``align_corners=False``, as the public
+``adaptation_layers.py`` does (autogluon ``3bc2315``).
 
 Deviations from the public code: the selected expert's output is used as it is instead of
 ``log(exp(y) or 2.2e-16)`` (identical except where exp(y) under/overflows in float32); the gate is
