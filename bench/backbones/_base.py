@@ -42,7 +42,7 @@ it like a block output (LST's side network starts from it); cached with the froz
 
 @dataclass
 class Prompts:
-    """Prompts in the model-input frame (pixels of the resized, padded image).
+    """Prompts in the model-input frame (pixels of the resized, padded image); ``Prompts()`` = none.
 
     Attributes:
         boxes: (B, 4) as x0, y0, x1, y1, or None.
@@ -334,7 +334,8 @@ class Backbone(nn.Module):
         ``MaskDecoder.forward`` expands one image over many prompts (it repeats the embedding per
         prompt), so this thin call runs the official decoder's own submodules in the order of
         ``MaskDecoder.predict_masks`` with one prompt per image, and keeps only the single-mask output
-        (mask token 0), as ``multimask_output=False`` does.
+        (mask token 0), as ``multimask_output=False`` does. ``Prompts()`` (no box, no point) decodes
+        promptless with the prompt encoder's no-prompt embeddings (Conv-LoRA's setting).
 
         The family-specific parts are hooks: :meth:`encode_prompts`, :meth:`leading_tokens` and
         :meth:`upscale_features` (SAM2 overrides all three).
@@ -343,6 +344,8 @@ class Backbone(nn.Module):
         ext = self.decoder_extension
         sparse, dense = self.encode_prompts(prompts)
         b = embedding.shape[0]
+        if sparse.shape[0] != b:  # no prompt (Prompts()): one empty (1, 0, C) entry for the whole batch
+            sparse = sparse.expand(b, -1, -1)
         lead = self.leading_tokens()
         s = len(lead)  # index of the IoU token; the mask tokens follow it
         output_tokens = torch.cat([*lead, dec.iou_token.weight, dec.mask_tokens.weight], dim=0)

@@ -314,8 +314,8 @@ class Sam2Hiera(Backbone):
             box_labels = torch.tensor([2, 3], dtype=torch.int, device=box.device).expand(box.shape[0], 2)
             coords = box if coords is None else torch.cat([box, coords], dim=1)
             labels = box_labels if labels is None else torch.cat([box_labels, labels.to(torch.int)], dim=1)
-        if coords is None:
-            raise ValueError("Prompts needs boxes or points")
+        if coords is None:  # promptless, as SAM2ImagePredictor without prompts: the no-prompt embeddings
+            return self.prompt_encoder(points=None, boxes=None, masks=None)
         return self.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
 
     def leading_tokens(self) -> list[torch.Tensor]:
