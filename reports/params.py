@@ -49,7 +49,7 @@ CONVLORA_TABLE = ParamSetting(
     options={
         "convlora": {"r": 3, "alpha": 32.0, "num_experts": 8},  # run script / presets
         # fused r = 3 is read off the count (32 · 3 · (1280 + 3840) = 0.49 M over the decoder)
-        "lora": {"form": "fused", "r": 3},
+        "lora": {"form": "fused", "r": 3, "alpha": 32.0},
     },
     published_M={
         "decoder_only": 3.51,
