@@ -8,6 +8,7 @@ from typing import Optional
 import torch
 
 from bench.backbones import Backbone
+from bench.backbones._base import INPUT_EMBEDDING
 from bench.cache import EncoderCache
 
 log = logging.getLogger(__name__)
@@ -33,11 +34,13 @@ class CachedEncoder:
         self.blocks = tuple(sorted(set(blocks)))
         steps = backbone.encoder_steps()
         n_blocks = len(backbone.encoder_blocks())
-        bad = [b for b in self.blocks if not 0 <= b < n_blocks]
+        bad = [b for b in self.blocks if not 0 <= b < n_blocks and b != INPUT_EMBEDDING]
         if bad:
             raise ValueError(f"{backbone.name} has {n_blocks} encoder blocks; requested block(s) {bad}")
         self.stop = backbone.frozen_prefix() if cache_root else 0
         cached = tuple(s.block for s in steps[: self.stop] if s.block is not None and s.block in self.blocks)
+        if INPUT_EMBEDDING in self.blocks and any(s.block == 0 for s in steps[: self.stop]):
+            cached = (INPUT_EMBEDDING, *cached)  # the input of block 0 lies inside the cached prefix
         self.cache = EncoderCache(cache_root, backbone, self.stop, cached, dtype) if self.stop > 0 else None
         log.info("%s: %d of %d encoder steps served from the cache", backbone.name, self.stop, len(steps))
 

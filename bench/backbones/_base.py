@@ -35,10 +35,14 @@ from bench.registry import Registry
 
 log = logging.getLogger(__name__)
 
+INPUT_EMBEDDING = -100
+"""Feature key of the *input* of encoder block 0 (the patch/input embedding), for a method that reads
+it like a block output (LST's side network starts from it); cached with the frozen prefix like one."""
+
 
 @dataclass
 class Prompts:
-    """Prompts in the model-input frame (pixels of the resized, padded image).
+    """Prompts in the model-input frame (pixels of the resized, padded image); ``Prompts()`` = none.
 
     Attributes:
         boxes: (B, 4) as x0, y0, x1, y1, or None.
@@ -306,11 +310,16 @@ class Backbone(nn.Module):
         """Run encoder steps ``start..end`` on ``x`` (the image when ``start == 0``).
 
         Returns:
-            The image embedding (B, C, h, w) and the requested block outputs as (B, C_l, h_l, w_l).
+            The image embedding (B, C, h, w) and the requested block outputs as (B, C_l, h_l, w_l)
+            (``INPUT_EMBEDDING``: the input of block 0).
         """
         feats: dict[int, torch.Tensor] = {}
         ext = self.decoder_extension
         for step in self.encoder_steps()[start:]:
+            if step.block == 0 and INPUT_EMBEDDING in blocks:
+                feats[INPUT_EMBEDDING] = step.to_map(x)
+            if step.block == 0 and ext is not None and INPUT_EMBEDDING in ext.blocks:
+                ext.record(INPUT_EMBEDDING, feats[INPUT_EMBEDDING] if INPUT_EMBEDDING in feats else step.to_map(x))
             x = step.fn(x)
             if step.block is not None and step.block in blocks:
                 feats[step.block] = step.to_map(x)
@@ -325,6 +334,8 @@ class Backbone(nn.Module):
         requested blocks among those steps as (B, C_l, h_l, w_l) maps."""
         feats: dict[int, torch.Tensor] = {}
         for step in self.encoder_steps()[:stop]:
+            if step.block == 0 and INPUT_EMBEDDING in blocks:
+                feats[INPUT_EMBEDDING] = step.to_map(x)
             x = step.fn(x)
             if step.block is not None and step.block in blocks:
                 feats[step.block] = step.to_map(x)
@@ -350,7 +361,8 @@ class Backbone(nn.Module):
         ``MaskDecoder.forward`` expands one image over many prompts (it repeats the embedding per
         prompt), so this thin call runs the official decoder's own submodules in the order of
         ``MaskDecoder.predict_masks`` with one prompt per image, and keeps only the single-mask output
-        (mask token 0), as ``multimask_output=False`` does.
+        (mask token 0), as ``multimask_output=False`` does. ``Prompts()`` (no box, no point) decodes
+        promptless with the prompt encoder's no-prompt embeddings (Conv-LoRA's setting).
 
         The family-specific parts are hooks: :meth:`encode_prompts`, :meth:`leading_tokens` and
         :meth:`upscale_features` (SAM2 overrides all three).
@@ -359,6 +371,8 @@ class Backbone(nn.Module):
         ext = self.decoder_extension
         sparse, dense = self.encode_prompts(prompts)
         b = embedding.shape[0]
+        if sparse.shape[0] != b:  # no prompt (Prompts()): one empty (1, 0, C) entry for the whole batch
+            sparse = sparse.expand(b, -1, -1)
         lead = self.leading_tokens()
         s = len(lead)  # index of the IoU token; the mask tokens follow it
         output_tokens = torch.cat([*lead, dec.iou_token.weight, dec.mask_tokens.weight], dim=0)

@@ -62,6 +62,7 @@ from bench.config import BackboneConfig, ConfigError
 from bench.weights import resolve_checkpoint
 
 from ._base import (
+    INPUT_EMBEDDING,
     Backbone,
     EncoderStep,
     Prompts,
@@ -261,6 +262,10 @@ class Sam2Hiera(Backbone):
         feats: dict[int, torch.Tensor] = {}
         ext = getattr(self, "decoder_extension", None)
         for step in self.encoder_steps()[start:]:
+            if step.block == 0 and INPUT_EMBEDDING in blocks:
+                feats[INPUT_EMBEDDING] = step.to_map(state)
+            if step.block == 0 and ext is not None and INPUT_EMBEDDING in ext.blocks:
+                ext.record(INPUT_EMBEDDING, feats[INPUT_EMBEDDING] if INPUT_EMBEDDING in feats else step.to_map(state))
             state = step.fn(state)
             if step.block is not None and step.block in blocks:
                 feats[step.block] = step.to_map(state)
@@ -278,6 +283,8 @@ class Sam2Hiera(Backbone):
         state = [x]
         feats: dict[int, torch.Tensor] = {}
         for step in self.encoder_steps()[:stop]:
+            if step.block == 0 and INPUT_EMBEDDING in blocks:
+                feats[INPUT_EMBEDDING] = step.to_map(state)
             state = step.fn(state)
             if step.block is not None and step.block in blocks:
                 feats[step.block] = step.to_map(state)
@@ -307,8 +314,8 @@ class Sam2Hiera(Backbone):
             box_labels = torch.tensor([2, 3], dtype=torch.int, device=box.device).expand(box.shape[0], 2)
             coords = box if coords is None else torch.cat([box, coords], dim=1)
             labels = box_labels if labels is None else torch.cat([box_labels, labels.to(torch.int)], dim=1)
-        if coords is None:
-            raise ValueError("Prompts needs boxes or points")
+        if coords is None:  # promptless, as SAM2ImagePredictor without prompts: the no-prompt embeddings
+            return self.prompt_encoder(points=None, boxes=None, masks=None)
         return self.prompt_encoder(points=(coords, labels), boxes=None, masks=None)
 
     def leading_tokens(self) -> list[torch.Tensor]:

@@ -5,9 +5,10 @@ https://arxiv.org/abs/2012.03236. Code followed: github.com/DefangChen/SemCKD
 (``distiller_zoo/SemCKD.py``, ``models/util.py``: ``SelfA``, ``MLPEmbed``, ``AAEmbed``; scripts:
 ``-b 400``). Every student layer i gets a query and every teacher layer j a key, both computed from
 the layer's B×B sample-similarity matrix f fᵀ by an MLP (Linear(B→2k)–ReLU–Linear(2k→k), then L2
-normalisation, k = B / factor, factor 4); α_b = softmax_j(q_bi · k_bj) allocates each student layer
-over the teacher layers, per sample. A regressor per (i, j) pair, conv1×1(C_s→M)–BN–ReLU–
-conv3×3(M→M)–BN–ReLU–conv1×1(M→C_t), maps the student layer to the teacher's width (the larger map
+normalisation, k = B / factor; the code's factor is 4 at its batch of 64, k = 16);
+α_b = softmax_j(q_bi · k_bj) allocates each student layer over the teacher layers, per sample.
+A regressor per (i, j) pair, conv1×1(C_s→M)–BN–ReLU–conv3×3(M→M)–BN–ReLU–conv1×1(M→C_t),
+maps the student layer to the teacher's width (the larger map
 is average-pooled to the smaller one first), and the loss is
 ``β · Σ_b Σ_ij α_bij · mean((reg_ij(s_i) − t_j)²) / (B · n_s)``, β = 400.
 
@@ -19,8 +20,9 @@ stages ``feat[1:-1]``). Deviations:
 * The query/key MLPs read rows of the B×B similarity matrix, so they are built for one batch size
   (``batch_size``, which must equal ``train.batch_size``). A smaller batch (samples with empty masks
   removed) is skipped with a zero term, as the code skips incomplete batches; a larger one raises.
-  At B = 4 the code's k = B/4 = 1 makes each normalised query/key ±1, so the attention is fixed by
-  signs and its MLPs get no gradient; ``factor=1`` gives 4-d queries/keys.
+  At B = 4 the code's factor 4 gives k = 1: each L2-normalised query/key is ±1, the attention is
+  fixed by signs and its MLPs get no gradient (the method is inert). The default here is
+  ``factor=1`` (k = B = 4-d queries/keys); factors giving k < 2 are rejected.
 * The code adds logit KD (``-a 1``) to SemCKD; the ``semckd`` row here is the feature term alone
   (chain ``semckd+logit`` for both).
 """
@@ -93,7 +95,9 @@ class SemCKDOptions:
     batch_size: int = field(
         default=4, metadata={"help": "training batch size the query/key MLPs read (= train.batch_size)"}
     )
-    factor: int = field(default=4, metadata={"help": "query/key width k = batch_size // factor (code: 4)"})
+    factor: int = field(
+        default=1, metadata={"help": "query/key width k = batch_size // factor, k >= 2 (code: 4 at B = 64)"}
+    )
     max_mid_channels: int = field(
         default=256, metadata={"help": "cap on the regressor mid width (code: 2·C_t, uncapped)"}
     )
@@ -106,8 +110,11 @@ class SemCKDOptions:
                 raise ValueError(f"{name} must be an int >= 1, got {value!r}")
         if self.batch_size < 2:
             raise ValueError(f"batch_size must be >= 2 (B×B similarities), got {self.batch_size}")
-        if self.batch_size // self.factor < 1:
-            raise ValueError(f"batch_size // factor must be >= 1, got {self.batch_size} // {self.factor}")
+        if self.batch_size // self.factor < 2:
+            raise ValueError(
+                f"batch_size // factor must be >= 2 (a 1-d L2-normalised query/key is ±1: the attention "
+                f"gets no gradient), got {self.batch_size} // {self.factor}"
+            )
 
 
 @DISTILLERS.register("semckd")

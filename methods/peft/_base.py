@@ -59,8 +59,16 @@ class PeftMethod:
         already weighted. Called by the trainer after every training forward. Default: none."""
         return {}
 
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """Trainable parameters that get a gradient only from the samples routed to them (the experts
+        of a mixture), so one batch need not reach all of them. Default: none."""
+        return []
+
     def apply(self, backbone: Backbone) -> list[str]:
         """Freeze ``backbone``, inject, unfreeze the decoder if the method trains it.
+
+        The decoder parts :func:`unused_decoder_modules` names stay frozen: they never receive a
+        gradient, so the optimizer and the parameter count leave them out.
 
         Returns:
             Names of the targeted modules (``"mask_decoder"`` included when it is trained).
@@ -69,6 +77,8 @@ class PeftMethod:
         targeted = self.inject(backbone)
         if self.train_decoder:
             backbone.mask_decoder.requires_grad_(True)
+            for module in unused_decoder_modules(backbone):
+                module.requires_grad_(False)
             targeted.append("mask_decoder")
         return targeted
 
@@ -88,6 +98,24 @@ def select_blocks(backbone: Backbone, start: int, end: int | None) -> list[tuple
     if not chosen:
         raise ConfigError(f"no encoder blocks in range [{start}, {end}) of {backbone.name} ({len(blocks)} blocks)")
     return chosen
+
+
+def unused_decoder_modules(backbone: Backbone) -> list[nn.Module]:
+    """Mask-decoder modules outside every training loss of the suite.
+
+    ``Backbone.decode`` keeps the single-mask output (``multimask_output=False``), so the hypernetwork
+    MLPs of mask tokens 1..3 are never evaluated; no loss reads the predicted IoU (the IoU head is
+    evaluated for ``DecoderOutput.iou`` but trains on nothing; Conv-LoRA freezes it too) nor SAM2's
+    object score. The mask *tokens* 1..3 and the IoU token do receive a gradient (they take part in
+    the two-way transformer's attention) and stay trainable.
+    """
+    dec = backbone.mask_decoder
+    unused: list[nn.Module] = list(dec.output_hypernetworks_mlps[1:])
+    for name in ("iou_prediction_head", "pred_obj_score_head"):
+        module = getattr(dec, name, None)
+        if isinstance(module, nn.Module):
+            unused.append(module)
+    return unused
 
 
 def trainable_parameters(module: nn.Module) -> int:

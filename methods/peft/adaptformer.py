@@ -4,9 +4,13 @@ beside the MLP of every block::
     x = x + mlp(xn) + s·Adapter(xn),    xn = norm2(x),    Adapter(h) = W_up·act(W_down·h)
 
 Settings follow InfoSAM's re-implementation (adapter type 5 in ``segment_anything/modeling/
-image_encoder.py``, MuyaoYuan/InfoSAM ``ec8f9ab``): ``s = 0.5``, bottleneck ``ratio·D`` with
-ratio 0.25 and GELU. The AdaptFormer paper uses ``s = 0.1``, a 64-wide bottleneck and ReLU, and
-trains no LayerNorm; ``scale`` and ``ratio`` are options.
+image_encoder.py``, MuyaoYuan/InfoSAM ``ec8f9ab``): the branch reads ``norm2(x)``, ``s = 0.5``,
+bottleneck ``ratio·D`` with ratio 0.25 and GELU. The official AdaptFormer (ShoufaChen/AdaptFormer,
+``Block.forward`` with ``ffn_option="parallel"``) differs: ``adapt_x = adaptmlp(x)`` reads the
+*un-normalised* residual stream x (its ``Adapter`` may carry its own LayerNorm,
+``adapter_layernorm_option``), ``s = 0.1``, a 64-wide bottleneck, ReLU, dropout 0.1, "lora" init
+(down kaiming-uniform, up and biases zero), and no LayerNorm of the block trains. ``scale`` and
+``ratio`` are options; the un-normalised input and the fixed width 64 are not offered.
 
 Blocks: the AdaptFormer paper adapts every block (``start_block=0``, default); the InfoSAM scripts
 for this baseline are not public, so which blocks it adapted there is unknown (its adapter student

@@ -9,10 +9,13 @@ For a wrapped ``qkv`` layer (weight W, bias b)::
 ``MoE`` works on h reshaped to a (N, r, H, W) map (reference_implementations.md §2, autogluon
 ``conv_lora/{adaptation_layers.py, moe_conv.py}``; InfoSAM's ``LoRA_layers.py`` is a verbatim port):
 
-* gate: global average pool → ``w_gate`` (r × M) logits; during training noisy top-1 gating, noise
-  std ``softplus(x·w_noise) + 1e-2``; softmax over the experts, top-1, renormalised
-  (``top / (sum + 1e-6)``); load ``= Σ_b P(expert in top-1)`` (the ``_prob_in_top_k`` estimator)
-  with noise, ``= #samples routed`` without;
+* gate (``moe_conv.MoEConv.forward``): global average pool → ``w_gate`` (r × M) logits; during
+  training noise ``ε · (softplus(x·w_noise) + 1e-2)``, ε ~ N(0, 1), is added to the logits; the top-k
+  (k = 1) of the noisy logits are kept and softmax-normalised *among themselves* (so the gate value is
+  exactly 1 at k = 1); load ``= Σ_b P(expert in top-k)`` from ``_prob_in_top_k`` on the raw (noisy /
+  clean) logits with the k-th and (k+1)-th noisy logits as thresholds, ``= #samples routed`` without
+  noise; importance ``= Σ_b gates``. At k = 1 the importance is the routed count and carries no
+  gradient: the load estimator is the gate's only training signal;
 * expert i (i = 1..M): bicubic up-sampling ×i → ``Conv2d(r, r, 3, padding=1)`` → GELU → bicubic
   resize back to (H, W);
 * combine: ``SparseDispatcher.combine(..., multiply_by_gates=False)``, i.e. every sample gets the raw
@@ -20,7 +23,7 @@ For a wrapped ``qkv`` layer (weight W, bias b)::
   ``log(Σ exp(y))`` over the selected experts; with top-1 that is ``y`` itself up to exp/log rounding
   (and overflow for y > 88 in float32), so the selected output is used directly here;
 * load-balancing loss ``1e-2 · (cv²(importance) + cv²(load))``, cv² = unbiased var / (mean² + 1e-10),
-  importance = Σ_b gates. It is summed over all wrapped layers of the last forward and returned by
+  summed over all wrapped layers of the last forward and returned by
   :meth:`ConvLoRA.loss_terms` as ``{"moe": moe_lambda · sum}`` (InfoSAM ``--moe_lambda 1``; Conv-LoRA
   adds it to the task loss with weight 1), then reset.
 * init: A kaiming-uniform (a = √5, as loralib), B zero, expert biases zero, ``w_gate``/``w_noise``
@@ -41,9 +44,15 @@ only signal it gives. Under ``torch.no_grad()`` in eval mode the gate is determi
 uses torch's global RNG (seeded by the trainer).
 
 Defaults follow InfoSAM's port (r = 4, alpha = 4, 8 experts, moe_lambda = 1); Conv-LoRA's own run
-script uses r = 3, alpha = 32, 8 experts. Conv-LoRA also freezes the IoU head; here, as in InfoSAM,
-the whole mask decoder trains. Details marked from memory of the public code (not re-checked here):
-the softmax-before-top-k gate normalisation and the ``align_corners=False`` bicubic resizes.
+script uses r = 3, alpha = 32, 8 experts. The mask decoder trains without the parts no loss reaches
+(``unused_decoder_modules``: the IoU head, which Conv-LoRA freezes explicitly, and the hypernetwork
+MLPs of mask tokens 1-3; Conv-LoRA builds its decoder with ``num_mask_tokens=1``).
+The bicubic resizes use ``F.interpolate``'s default ``align_corners=False``, as the public
+``adaptation_layers.py`` does (autogluon ``3bc2315``).
+
+Deviations from the public code: the selected expert's output is used as it is instead of
+``log(exp(y) or 2.2e-16)`` (identical except where exp(y) under/overflows in float32); the gate is
+noisy when ``module.training or grad enabled`` (the public code: ``module.training``).
 """
 
 from __future__ import annotations
@@ -117,7 +126,7 @@ class ConvExpert(nn.Module):
 
 
 class MoEConv(nn.Module):
-    """Noisy top-1 gated mixture of multi-scale conv experts on (N, r, H, W) maps."""
+    """Noisy top-k (k = 1) gated mixture of multi-scale conv experts on (N, r, H, W) maps."""
 
     k = 1
 
@@ -128,35 +137,41 @@ class MoEConv(nn.Module):
         self.w_noise = nn.Parameter(torch.zeros(channels, num_experts))
         self.experts = nn.ModuleList(ConvExpert(channels, i + 1) for i in range(num_experts))
 
-    def gating(self, x: torch.Tensor, noisy: bool) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gates (N, M) with one non-zero entry per row, and the load (M,)."""
+    def gating(
+        self, x: torch.Tensor, noisy: bool, noise: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Gates (N, M) with k non-zero entries per row, and the load (M,) (``moe_conv.MoEConv.forward``).
+
+        Args:
+            x: (N, r, H, W) maps.
+            noisy: Add the learned gating noise and use the differentiable load estimator.
+            noise: (N, M) standard-normal draws for the noise (default: ``torch.randn_like``).
+        """
         pooled = x.mean(dim=(2, 3))  # global average pool → (N, r)
         clean = pooled @ self.w_gate
-        use_noise = noisy and self.k < self.num_experts
-        if use_noise:
+        if noisy:
             noise_std = F.softplus(pooled @ self.w_noise) + NOISE_EPS
-            logits_raw = clean + torch.randn_like(clean) * noise_std
+            eps = torch.randn_like(clean) if noise is None else noise
+            logits = clean + eps * noise_std
         else:
-            logits_raw = clean
-        probs = logits_raw.softmax(dim=1)
-        top_vals, top_idx = probs.topk(min(self.k + 1, self.num_experts), dim=1)
-        top_k_vals, top_k_idx = top_vals[:, : self.k], top_idx[:, : self.k]
-        top_k_gates = top_k_vals / (top_k_vals.sum(1, keepdim=True) + 1e-6)
-        gates = torch.zeros_like(probs).scatter(1, top_k_idx, top_k_gates)
-        if use_noise:
-            load = self._prob_in_top_k(clean, logits_raw, noise_std, top_vals).sum(0)
+            logits = clean
+        top_logits, top_idx = logits.topk(min(self.k + 1, self.num_experts), dim=1)
+        top_k_gates = top_logits[:, : self.k].softmax(dim=1)  # k = 1: every gate value is 1
+        gates = torch.zeros_like(logits).scatter(1, top_idx[:, : self.k], top_k_gates)
+        if noisy and self.k < self.num_experts:
+            load = self._prob_in_top_k(clean, logits, noise_std, top_logits).sum(0)
         else:
             load = (gates > 0).sum(0).float()
         return gates, load
 
     def _prob_in_top_k(
-        self, clean: torch.Tensor, noisy: torch.Tensor, noise_std: torch.Tensor, top_vals: torch.Tensor
+        self, clean: torch.Tensor, noisy: torch.Tensor, noise_std: torch.Tensor, top_logits: torch.Tensor
     ) -> torch.Tensor:
         """Differentiable P(expert stays in the top k under fresh noise) (Shazeer et al. 2017).
 
-        As in the public code, the thresholds are taken from the softmax-normalised top values."""
-        n, m = top_vals.shape
-        flat = top_vals.flatten()
+        The thresholds are the (k+1)-th and k-th largest *noisy logits* of each row."""
+        n, m = top_logits.shape
+        flat = top_logits.flatten()
         pos_in = torch.arange(n, device=clean.device) * m + self.k
         threshold_in = flat.gather(0, pos_in).unsqueeze(1)
         threshold_out = flat.gather(0, pos_in - 1).unsqueeze(1)
@@ -166,9 +181,11 @@ class MoEConv(nn.Module):
         prob_out = normal.cdf((clean - threshold_out) / noise_std)
         return torch.where(is_in, prob_in, prob_out)
 
-    def forward(self, x: torch.Tensor, noisy: bool) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """Returns (combined expert output like x, load-balancing loss, gates)."""
-        gates, load = self.gating(x, noisy)
+    def forward(
+        self, x: torch.Tensor, noisy: bool, noise: Optional[torch.Tensor] = None
+    ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """Returns (combined expert output like x, load-balancing loss, gates); ``noise`` as in :meth:`gating`."""
+        gates, load = self.gating(x, noisy, noise)
         importance = gates.sum(0)
         loss = BALANCE_COEF * (cv_squared(importance) + cv_squared(load))
         chosen = gates.argmax(dim=1)  # top-1: the one non-zero gate
@@ -247,6 +264,10 @@ class ConvLoRA(PeftMethod):
         if not names:
             raise ConfigError(f"convlora: no attn.qkv layer matched in {backbone.name}")
         return names
+
+    def sparse_parameters(self) -> list[nn.Parameter]:
+        """The conv experts: each trains only on the samples the gate routes to it."""
+        return [p for layer in self.layers for p in layer.moe.experts.parameters()]
 
     def loss_terms(self) -> dict[str, torch.Tensor]:
         losses = [layer.last_loss for layer in self.layers if layer.last_loss is not None]

@@ -14,10 +14,10 @@ early encoder feature and ``LN`` = LayerNorm2d:
   embedding; ``hq_feat = embedding_encoder(z) + compress_vit_feat(early)``;
 * ``embedding_maskfeature`` = Conv3×3(C/8 → C/4) · LN · GELU · Conv3×3(C/4 → C/8) on SAM's upscaled
   mask features; ``upscaled_hq = embedding_maskfeature(upscaled_sam) + hq_feat``;
-* HQ token mask = ``hf_mlp(token_out) @ upscaled_hq``; the output is SAM's mask logits + the HQ token
-  mask (``peft.output=sum``, ``hq_token_only=False``, the official predictor's default), or the HQ
-  token mask alone (``peft.output=hq``, ``hq_token_only=True``: what ``train/train.py`` trains and
-  evaluates). The loss and the evaluation always use the same output.
+* HQ token mask = ``hf_mlp(token_out) @ upscaled_hq``; the output is the HQ token mask alone
+  (``peft.output=hq``, default: ``hq_token_only=True``, what ``train/train.py`` trains and evaluates),
+  or SAM's mask logits + the HQ token mask (``peft.output=sum``, ``hq_token_only=False``, the official
+  predictor's inference default). The loss and the evaluation always use the same output.
 
 Trained as HQ-SAM trains: the whole SAM is frozen, *including the mask decoder* (``train_decoder =
 False``); only the HQ token, its MLP and the three fusion blocks train. The SAM iou prediction is
@@ -60,7 +60,9 @@ class HQSAMOptions:
     block: Optional[int] = field(
         default=None, metadata={"help": "encoder block of the early feature; None = stage_ends()[0] (1st global block)"}
     )
-    output: str = field(default="sum", metadata={"help": "sum = SAM mask + HQ mask (predictor default) | hq = HQ only"})
+    output: str = field(
+        default="hq", metadata={"help": "hq = HQ token mask only (train.py) | sum = SAM mask + HQ mask (predictor)"}
+    )
 
     def __post_init__(self) -> None:
         if self.block is not None and self.block < 0:

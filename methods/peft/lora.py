@@ -10,8 +10,12 @@ update into its own slice of the fused output:
   each head laid out ``[q (key_dim) | k (key_dim) | v (d)]``.
 
 The public InfoSAM code (``image_encoder_lora.py`` → ``LoRALinear``, r=4, α=4, on every ``qkv``,
-MuyaoYuan/InfoSAM ``ec8f9ab``) and SAMed use *one* A/B pair on the whole fused layer
-(``form="fused"``): a rank-r update shared by q, k and v instead of three rank-r updates.
+MuyaoYuan/InfoSAM ``ec8f9ab``) and Conv-LoRA's LoRA baseline (autogluon ``LoRALinear`` on the fused
+``qkv`` matched by ``filter=["q", "v"]``) use *one* A/B pair on the whole fused layer
+(``form="fused"``): a rank-r update shared by q, k and v, 2/3 of the parameters of ``heads``. SAMed
+(hitachinsk/SAMed ``_LoRA_qkv``) has separate q and v pairs and none on k (that is SU-SAM's
+``variant=lora`` here). The InfoSAM protocol should set ``peft.form=fused`` (r = 4, α = 4); the
+default stays ``heads``, the paper's description.
 
 ``h = qkv(x) + (α/r)·ΔW x``. A: Kaiming-uniform (a=√5, as ``peft``), B: zeros → identity at init.
 Trains the LoRA matrices and the whole mask decoder (InfoSAM ``--tuning_decoder``).

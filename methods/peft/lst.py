@@ -2,22 +2,23 @@
 table (Zhong et al., ICLR 2024): a light side network beside the frozen encoder, fed by its
 intermediate activations, and never backpropagated through it.
 
-For the tapped encoder blocks i = 1..L (all blocks by default) with outputs f_i::
+Follows ``ylsung/Ladder-Side-Tuning`` (``seq2seq/third_party/models/t5/modeling_side_t5.py``,
+``T5Stack.forward`` with ``use_gate="learnable"``, ``add_residual_after=False``). With e the input
+embedding (the input of encoder block 0: patch embedding + position embedding in SAM ViT) and f_i
+the outputs of the tapped encoder blocks i = 1..L (all blocks by default)::
 
-    s_1 = down_1(f_1)
-    s_i = g_i · s_{i-1} + (1 - g_i) · down_i(f_i),   g_i = sigmoid(α_i / T),  α_i = 0 at init, T = 0.1
-    s_i = side_block_i(s_i)
-    z'  = z + up(LN(s_L))                             (z = the frozen image embedding)
+    s_0 = first_down(e)                                              # side_first_downsample
+    s_i = side_block_i(g_i · s_{i-1} + (1 - g_i) · down_i(f_i)),   g_i = sigmoid(α_i / T)
+    z'  = z + up(LN(s_L))                                            (z = the frozen image embedding)
 
-``down_i`` is a linear map from the block width to the side width d_s = max block width / reduction
-(reduction 8 as in LST); ``side_block_i`` is a transformer block of width d_s (``segment_anything``'s
-``Block``: pre-norm attention + MLP ratio 4, no relative positions) with the tapped block's window
-size and the greatest common divisor of d_s and its head count as heads (α_1 exists but is unused:
-the first tapped block has no previous side state). The final LayerNorm, the gates with
-temperature T = 0.1 and α = 0 at init, and the linear down-projections follow LST's public code
-(``ylsung/Ladder-Side-Tuning``, from memory, not re-checked here); LST initialises the side network
-from a pruned copy of the backbone, this implementation uses PyTorch's default initialisation (the
-backbone's widths differ per stage on TinyViT, so there is no one pruning rule).
+``first_down`` and ``down_i`` are linear maps from the encoder width to the side width d_s = max
+block width / reduction (reduction 8 as in LST); ``side_block_i`` is a transformer block of width
+d_s (``segment_anything``'s ``Block``: pre-norm attention + MLP ratio 4, no relative positions) with
+the tapped block's window size and the greatest common divisor of d_s and its head count as heads;
+``LN`` is LST's ``final_side_layer_norm``. Gates: α_i = 0 at init (g = 1/2), T = 0.1 (``gate_T``).
+LST can initialise the side network from a pruned copy of the backbone; this implementation uses
+PyTorch's default initialisation (the backbone's widths differ per stage on TinyViT, so there is no
+one pruning rule).
 
 Deviations, and the reasons:
 
@@ -25,16 +26,18 @@ Deviations, and the reasons:
   (as the brief of this benchmark specifies for SAM); LST feeds the side output alone to its head.
   The up-projection is zero-initialised, so the wrapped model equals the pretrained one at step 0
   (``identity_at_init``).
-* Side blocks run on the image-embedding grid: block outputs on another grid (TinyViT's first stage,
-  2× finer) are bilinearly resized to it (= 2×2 average).
+* Side blocks run on the image-embedding grid: block outputs (and the input embedding) on another
+  grid (TinyViT's first stage, 2× finer) are bilinearly resized to it (= 2×2 average).
 * The Conv-LoRA paper gives no architecture details for its LST baseline beyond the parameter count
-  (11.49M incl. its 3.51M decoder on ViT-H). Here, on ViT-H: 6.56M down-projections + 9.90M side
-  blocks + 0.04M up-projection = 16.50M, plus SAM's 4.06M decoder.
+  (11.49M incl. its 3.51M decoder on ViT-H). Here, on ViT-H: 6.76M down-projections (33, the input
+  embedding's included) + 9.90M side blocks + 0.04M up-projection = 16.70M, plus the decoder's
+  3.51M that train.
 
 Design: the side network is a :class:`~bench.backbones._base.DecoderExtension` whose
 ``adapt_embedding`` runs it on the block outputs requested through :meth:`LST.feature_blocks`.
 The encoder itself has no trainable parameter, so the encoder cache serves the whole encoder *and*
-the tapped block outputs (fp16, one file per block and image: for SAM ViT-B at 1024 px about 6 MB
+the tapped block outputs and the input embedding (``INPUT_EMBEDDING``; fp16, one file per block
+and image: for SAM ViT-B at 1024 px about 6 MB
 per block and image; ``peft.stride`` taps fewer blocks). The mask decoder trains, as in the
 Conv-LoRA baselines. A distiller sees the adapted embedding ``z'`` (``DecoderOutput.embedding``).
 """
@@ -51,7 +54,7 @@ from segment_anything.modeling.image_encoder import Block
 from torch import nn
 
 from bench.backbones import Backbone
-from bench.backbones._base import DecoderExtension
+from bench.backbones._base import INPUT_EMBEDDING, DecoderExtension
 from bench.config import ConfigError
 
 from ._base import PEFT_METHODS, PeftMethod
@@ -102,11 +105,14 @@ class LadderSide(DecoderExtension):
         out_dim: int,
         temperature: float,
         mlp_ratio: float,
+        input_dim: int,
     ) -> None:
-        super().__init__(blocks=tuple(block_ids))
+        super().__init__(blocks=(INPUT_EMBEDDING, *block_ids))
+        self.tapped = tuple(block_ids)
         self.temperature = temperature
+        self.first_down = nn.Linear(input_dim, side_dim)
         self.downs = nn.ModuleList(nn.Linear(d, side_dim) for d in block_dims)
-        self.gates = nn.Parameter(torch.zeros(len(block_ids)))  # alpha_i; gate_0 is unused
+        self.gates = nn.Parameter(torch.zeros(len(block_ids)))  # alpha_i
         self.side_blocks = nn.ModuleList(
             Block(side_dim, h, mlp_ratio=mlp_ratio, norm_layer=partial(nn.LayerNorm, eps=1e-6), window_size=w)
             for h, w in zip(heads, windows)
@@ -120,17 +126,20 @@ class LadderSide(DecoderExtension):
         return torch.sigmoid(self.gates / self.temperature)
 
     def side_output(self, blocks: dict[int, torch.Tensor], grid: tuple[int, int]) -> torch.Tensor:
-        """(B, C, h, w) contribution to the image embedding on the (h, w) ``grid``."""
-        gates = self.gate_values()
-        side = None
-        for k, index in enumerate(self.blocks):
+        """(B, C, h, w) contribution to the image embedding on the (h, w) ``grid``; ``blocks`` holds the
+        tapped block outputs and the input embedding (key ``INPUT_EMBEDDING``) as (B, C_l, h_l, w_l)."""
+
+        def on_grid(index: int) -> torch.Tensor:
             feat = blocks[index].detach()  # no gradient into the backbone
             if feat.shape[-2:] != grid:
                 feat = F.interpolate(feat, size=grid, mode="bilinear", align_corners=False)
-            down = self.downs[k](feat.permute(0, 2, 3, 1))  # (B, h, w, d_s)
-            side = down if side is None else gates[k] * side + (1 - gates[k]) * down
+            return feat.permute(0, 2, 3, 1)  # (B, h, w, C_l)
+
+        gates = self.gate_values()
+        side = self.first_down(on_grid(INPUT_EMBEDDING))  # (B, h, w, d_s)
+        for k, index in enumerate(self.tapped):
+            side = gates[k] * side + (1 - gates[k]) * self.downs[k](on_grid(index))
             side = self.side_blocks[k](side)
-        assert side is not None
         return self.up(self.norm(side)).permute(0, 3, 1, 2)
 
     def adapt_embedding(self, embedding: torch.Tensor, blocks: dict[int, torch.Tensor]) -> torch.Tensor:
@@ -146,20 +155,30 @@ class LST(PeftMethod):
     def feature_blocks(self, backbone: Backbone) -> tuple[int, ...]:
         o: LSTOptions = self.options
         n = len(backbone.encoder_blocks())
-        return tuple(i for i in range(n) if (n - 1 - i) % o.stride == 0)
+        return (INPUT_EMBEDDING, *(i for i in range(n) if (n - 1 - i) % o.stride == 0))
 
     def inject(self, backbone: Backbone) -> list[str]:
         o: LSTOptions = self.options
         if backbone.decoder_extension is not None:
             raise ConfigError(f"{backbone.name} already has a decoder extension; lst cannot add another")
-        ids = list(self.feature_blocks(backbone))
+        ids = [i for i in self.feature_blocks(backbone) if i != INPUT_EMBEDDING]
         blocks, dims = backbone.encoder_blocks(), backbone.block_dims()
         side_dim = max(dims) // o.reduction
         if side_dim < 1:
             raise ConfigError(f"lst: peft.reduction={o.reduction} leaves no side width (widest block: {max(dims)})")
         heads = [math.gcd(side_dim, _heads(blocks[i])) for i in ids]
         windows = [int(getattr(blocks[i], "window_size", 0) or 0) for i in ids]
+        qkv = getattr(getattr(blocks[0], "attn", None), "qkv", None)
+        input_dim = qkv.in_features if isinstance(qkv, nn.Linear) else dims[0]  # width of block 0's input
         backbone.decoder_extension = LadderSide(
-            ids, [dims[i] for i in ids], heads, windows, side_dim, backbone.embed_dim, o.gate_temperature, o.mlp_ratio
+            ids,
+            [dims[i] for i in ids],
+            heads,
+            windows,
+            side_dim,
+            backbone.embed_dim,
+            o.gate_temperature,
+            o.mlp_ratio,
+            input_dim,
         )
         return ["decoder_extension"]

@@ -32,9 +32,12 @@ Other decisions:
   routing in SimAda not re-checked];
 * up-projections (LoRA B) are zero-initialised so the model equals the pretrained one at init; SimAda
   keeps PyTorch's default ``nn.Linear`` init for both layers (``zero_init=False`` reproduces it);
-* only adapter/LoRA weights and the mask decoder train (SimAda freezes every encoder parameter whose
-  name lacks "Adapter"; LayerNorms stay frozen). SimAda's unused ``Depth_Adapter`` (3-D branch) is
-  not created. The prompt encoder stays frozen here (Medical-SAM-Adapter's optimizer also sees it);
+* only adapter/LoRA weights and the mask decoder train. SimAda itself freezes nothing: its
+  ``train.py`` hands ``net.parameters()`` (the whole SAM) to Adam and no file sets
+  ``requires_grad`` on the model (read at SimAda HEAD); the "Adapter-only" freezing is
+  Medical-SAM-Adapter's ``function.py``, which SimAda drops. Here the encoder (LayerNorms included)
+  and the prompt encoder stay frozen, as for every PEFT row. SimAda's unused ``Depth_Adapter``
+  (3-D branch) is not created;
 * TinyViT blocks (LiteMedSAM): their ``attn``/``mlp`` apply their own LayerNorm inside, so the
   parallel MLP adapter reads ``mlp.norm(x)`` — the same ``xn`` as in SAM blocks. The fused TinyViT
   qkv is laid out per head as [q | k | v] with widths (key_dim, key_dim, d); the LoRA q/v deltas are

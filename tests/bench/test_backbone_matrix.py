@@ -333,7 +333,7 @@ def test_sam_adapter_on_hiera_keys_shared_projections_by_block_input_width():
     shared = model.image_encoder.sam_adapter_shared
     assert sorted(int(k) for k in shared) == [16, 32, 64]  # block inputs; the last stage's 128 is only an output
     blk = model.encoder_blocks()[_pooling_block(model)]
-    assert blk.shared.down.in_features == blk.dim
+    assert blk.shared_mlp.out_features == blk.dim  # the prompt is added at the block input width
 
 
 # ------------------------------------------------------------------------------------- checkpoints

@@ -149,6 +149,41 @@ def test_decode_matches_the_official_decoder_per_image(tiny, kind):
 
 
 @torch.no_grad()
+def test_promptless_decode_equals_the_official_sam_path(tiny):
+    """Prompts() = Sam.forward's points=None, boxes=None, masks=None, image by image."""
+    z, _ = tiny.encode(_images())
+    out = tiny.decode(z, Prompts())
+    assert out.logits.shape == (2, 1, 32, 32)
+    for i in range(2):
+        sparse, dense = tiny.prompt_encoder(points=None, boxes=None, masks=None)
+        assert sparse.shape[1] == 0  # no prompt token: only the no-mask dense embedding
+        low, iou = tiny.mask_decoder(
+            image_embeddings=z[i : i + 1],
+            image_pe=tiny.prompt_encoder.get_dense_pe(),
+            sparse_prompt_embeddings=sparse,
+            dense_prompt_embeddings=dense,
+            multimask_output=False,
+        )
+        torch.testing.assert_close(out.logits[i : i + 1], low, rtol=0, atol=1e-5)
+        torch.testing.assert_close(out.iou[i : i + 1], iou, rtol=0, atol=1e-5)
+    assert not torch.allclose(out.logits, tiny.decode(z, Prompts(boxes=BOXES)).logits)
+
+
+@torch.no_grad()
+def test_promptless_decode_on_sam2():
+    model = build_backbone(BackboneConfig(name="tiny_sam2"))
+    g = torch.Generator().manual_seed(0)
+    images = torch.rand(2, 3, model.img_size, model.img_size, generator=g)
+    z, feats = model.encode(images)
+    out = model.decode(z, Prompts(), feats)
+    sparse, dense = model.prompt_encoder(points=None, boxes=None, masks=None)
+    assert sparse.shape == (1, 0, z.shape[1])
+    assert out.logits.shape[0] == 2 and torch.isfinite(out.logits).all()
+    boxed = model.decode(z, Prompts(boxes=torch.tensor([[10.0, 10.0, 60.0, 70.0]] * 2)), feats)
+    assert not torch.allclose(out.logits, boxed.logits)
+
+
+@torch.no_grad()
 def test_decode_with_points(tiny):
     z, _ = tiny.encode(_images())
     points = torch.tensor([[[20.0, 30.0], [5.0, 5.0]], [[40.0, 12.0], [60.0, 60.0]]])

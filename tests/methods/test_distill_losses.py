@@ -395,6 +395,20 @@ def test_semckd_skips_smaller_batches_and_rejects_larger_ones():
         d8(s, t, {})
 
 
+def test_semckd_attention_receives_a_gradient_at_batch_4():
+    """At B = 4 the default embedding is 4-d: the query/key MLPs train (the code's factor 4, k = 1, is
+    rejected: its ±1 queries/keys leave the attention without a gradient)."""
+    torch.manual_seed(0)
+    d = build("semckd", SAME)
+    s, t = features(SAME, "s", 0), features(SAME, "t", 1)
+    assert s.embedding.shape[0] == 4 and d.query[0].net[-1].out_features == 4
+    d(s, t, {})["l_semckd"].backward()
+    for mlp in [*d.query, *d.key]:
+        assert all(p.grad is not None and p.grad.abs().max() > 0 for p in mlp.parameters())
+    with pytest.raises(ConfigError, match="factor"):
+        build("semckd", SAME, factor=4)
+
+
 def test_semckd_attention_is_a_distribution_over_teacher_layers():
     d = build("semckd", WIDE, factor=1)
     s, t = features(WIDE, "s", 0), features(WIDE, "t", 1)

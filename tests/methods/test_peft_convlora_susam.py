@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import copy
+import math
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
@@ -11,7 +13,7 @@ from torch import nn
 import methods  # noqa: F401  (registration)
 from bench.backbones import Backbone, Prompts, build_backbone
 from bench.config import BackboneConfig, ConfigError
-from methods.peft._base import build_peft, trainable_parameters
+from methods.peft._base import build_peft, trainable_parameters, unused_decoder_modules
 from methods.peft.convlora import ConvLoRALinear, MoEConv, cv_squared
 
 _CACHE: dict[str, Backbone] = {}
@@ -101,7 +103,8 @@ def test_convlora_top1_gate_picks_exactly_one_expert():
         _, _, gates = moe(x, noisy)
         assert gates.shape == (6, 8)
         assert ((gates > 0).sum(1) == 1).all()
-        torch.testing.assert_close(gates.sum(1), torch.full((6,), 1 / (1 + 1e-6)))
+        # softmax over the single top-1 logit: exactly 1 (moe_conv.py), not a renormalised probability
+        assert (gates.sum(1) == 1).all()
 
 
 def test_convlora_output_is_the_selected_expert():
@@ -143,8 +146,7 @@ def test_convlora_load_balancing_loss_matches_hand_computed_cv2():
         x[b, 0] = c
     _, loss, gates = moe(x, noisy=False)
     assert gates.argmax(1).tolist() == [0, 0, 0, 2]
-    g = 1 / (1 + 1e-6)
-    importance = torch.tensor([3 * g, 0.0, g])
+    importance = torch.tensor([3.0, 0.0, 1.0])
     load = torch.tensor([3.0, 0.0, 1.0])
 
     def cv2(v):  # unbiased variance / mean²
@@ -155,6 +157,64 @@ def test_convlora_load_balancing_loss_matches_hand_computed_cv2():
     torch.testing.assert_close(loss, expected)
     # by hand: load = (3, 0, 1): mean 4/3, var = (25/9 + 16/9 + 1/9) / 2 = 7/3 → cv² = 21/16
     torch.testing.assert_close(cv_squared(load), torch.tensor(21 / 16))
+
+
+def _gate_reference(x: np.ndarray, w_gate: np.ndarray, w_noise: np.ndarray, eps: np.ndarray):
+    """moe_conv.py's noisy top-1 gating restated in float64 numpy: gates, importance, load, loss."""
+    pooled = x.mean(axis=(2, 3))
+    clean = pooled @ w_gate
+    std = np.log1p(np.exp(pooled @ w_noise)) + 1e-2
+    noisy = clean + eps * std
+    order = np.argsort(-noisy, axis=1)
+    rows = np.arange(len(x))
+    first, second = noisy[rows, order[:, 0]], noisy[rows, order[:, 1]]
+    gates = np.zeros_like(noisy)
+    gates[rows, order[:, 0]] = 1.0  # softmax over one logit
+    phi = np.vectorize(lambda v: 0.5 * (1 + math.erf(v / math.sqrt(2))))
+    is_in = noisy > second[:, None]  # already in the top 1 → must stay above the runner-up
+    prob = np.where(is_in, phi((clean - second[:, None]) / std), phi((clean - first[:, None]) / std))
+    importance, load = gates.sum(0), prob.sum(0)
+
+    def cv2(v):
+        return v.var(ddof=1) / (v.mean() ** 2 + 1e-10)
+
+    return gates, importance, load, 1e-2 * (cv2(importance) + cv2(load))
+
+
+def test_convlora_noisy_gate_matches_numpy_restatement_of_moe_conv():
+    g = torch.Generator().manual_seed(3)
+    n, r, m = 64, 4, 8
+    x = torch.randn(n, r, 5, 5, generator=g)
+    eps = torch.randn(n, m, generator=g)
+    moe = MoEConv(r, m)
+    with torch.no_grad():
+        moe.w_gate.copy_(torch.randn(r, m, generator=g))
+        moe.w_noise.copy_(torch.randn(r, m, generator=g) * 0.5)
+    gates, load = moe.gating(x, noisy=True, noise=eps)
+    _, loss, _ = moe(x, noisy=True, noise=eps)
+    ref_gates, ref_importance, ref_load, ref_loss = _gate_reference(
+        *(t.detach().double().numpy() for t in (x, moe.w_gate, moe.w_noise, eps))
+    )
+    np.testing.assert_array_equal(gates.detach().numpy(), ref_gates)  # same expert, gate value exactly 1
+    np.testing.assert_array_equal(gates.sum(0).detach().numpy(), ref_importance)
+    # float32 logits/CDF against float64: relative error ~1e-6 per sample, summed over 64 samples
+    np.testing.assert_allclose(load.detach().numpy(), ref_load, rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(loss.item(), ref_loss, rtol=1e-5)
+
+
+def test_convlora_gate_trains_through_the_load_estimator_only():
+    g = torch.Generator().manual_seed(4)
+    moe = MoEConv(4, 8)
+    with torch.no_grad():
+        moe.w_gate.copy_(torch.randn(4, 8, generator=g))
+        moe.w_noise.copy_(torch.randn(4, 8, generator=g))
+    x = torch.randn(16, 4, 5, 5, generator=g)
+    eps = torch.randn(16, 8, generator=g)
+    gates, load = moe.gating(x, noisy=True, noise=eps)
+    (from_importance,) = torch.autograd.grad(cv_squared(gates.sum(0)), moe.w_gate, allow_unused=True, retain_graph=True)
+    assert from_importance is None or from_importance.abs().max() == 0  # gate value 1: no gradient
+    grad = torch.autograd.grad(cv_squared(load), moe.w_gate)[0]
+    assert grad.abs().max() > 0
 
 
 def test_convlora_noise_uses_the_global_rng():
@@ -198,7 +258,9 @@ def test_convlora_bad_options():
 # ----------------------------------------------------------------------------- SU-SAM
 def test_susam_trainable_counts_on_sam_vit_b():
     base = backbone("sam_vit_b", random_init=True)
-    decoder = sum(p.numel() for p in base.mask_decoder.parameters())
+    decoder = sum(p.numel() for p in base.mask_decoder.parameters()) - sum(
+        p.numel() for m in unused_decoder_modules(base) for p in m.parameters()
+    )
     d, depth = 768, 12
     hidden = int(0.25 * d)
     adapter = d * hidden + hidden + hidden * d + d  # Linear(D, D/4) + Linear(D/4, D)
@@ -221,7 +283,8 @@ def test_susam_trainable_counts_on_sam_vit_b():
     build_peft("convlora", {}).apply(model)
     assert trainable_parameters(model) == convlora + decoder
     h = d // 32
-    sam_adapter = (d * h + h) + (h * d + d) + depth * (h * h + h)
+    # embedding_generator D→c, hfc_embed Conv(3→c, 16, 16), per-block Linear(c, c), shared_mlp c→D
+    sam_adapter = (d * h + h) + (3 * h * 16 * 16 + h) + depth * (h * h + h) + (h * d + d)
     model = copy.deepcopy(base)
     build_peft("sam_adapter", {}).apply(model)
     assert trainable_parameters(model) == sam_adapter + decoder
@@ -277,3 +340,72 @@ def test_susam_lora_on_tinyvit_touches_only_q_and_v_columns():
 def test_susam_bad_variant():
     with pytest.raises(ConfigError, match="variant"):
         build_peft("susam", {"variant": "bogus"})
+
+
+# ----------------------------------------------------------------------------- SAM-Adapter
+def _high_pass_numpy(x: np.ndarray, rate: float) -> np.ndarray:
+    """SAM-Adapter's PromptGenerator.fft in float64 numpy (fft2/ifft2 with norm="forward")."""
+    h, w = x.shape[-2:]
+    half = int((h * w * rate) ** 0.5 // 2)
+    mask = np.zeros((h, w))
+    mask[h // 2 - half : h // 2 + half, w // 2 - half : w // 2 + half] = 1
+    spec = np.fft.fftshift(np.fft.fft2(x, norm="forward"), axes=(-2, -1)) * (1 - mask)
+    return np.abs(np.fft.ifft2(np.fft.ifftshift(spec, axes=(-2, -1)), norm="forward").real)
+
+
+def test_sam_adapter_high_frequency_component_matches_numpy():
+    from methods.peft.sam_adapter import high_frequency
+
+    x = torch.randn(2, 3, 16, 12, generator=torch.Generator().manual_seed(0))
+    ref = _high_pass_numpy(x.double().numpy(), 0.25)
+    # float32 FFT of O(1) values: absolute error ~1e-6
+    np.testing.assert_allclose(high_frequency(x, 0.25).numpy(), ref, rtol=0, atol=1e-5)
+    flat = torch.full((1, 3, 16, 16), 0.7)  # a constant image has no high frequencies
+    assert high_frequency(flat, 0.25).abs().max() < 1e-6
+
+
+def test_sam_adapter_prompts_come_from_one_shared_task_feature():
+    from methods.peft.sam_adapter import PromptedBlock, TaskFeature
+
+    model = backbone()
+    torch.manual_seed(0)
+    build_peft("sam_adapter", {"zero_init": False}).apply(model)
+    enc = model.image_encoder
+    task: TaskFeature = enc.patch_embed
+    blocks = [b for b in enc.blocks if isinstance(b, PromptedBlock)]
+    assert len(blocks) == 4 and all(b.shared_mlp is blocks[0].shared_mlp for b in blocks)
+    images, _ = _inputs(model)
+    seen = {}
+    hooks = [
+        b.base_layer.register_forward_pre_hook(lambda m, a, i=i: seen.__setitem__(i, a[0]))
+        for i, b in enumerate(blocks)
+    ]
+    with torch.no_grad():
+        model.encode(images)
+        # by hand in float64: F = embedding_generator(patch_embed(x)) + hfc_embed(HFC(x))
+        t64 = copy.deepcopy(task).double()
+        x = images.double()
+        tokens = t64.base_layer(x)
+        hfc = t64.hfc_embed(torch.from_numpy(_high_pass_numpy(x.numpy(), 0.25)))
+        feature = t64.embedding_generator(tokens) + hfc.permute(0, 2, 3, 1)
+        state = tokens + enc.pos_embed.double()
+        for i, b in enumerate(blocks):
+            b64 = copy.deepcopy(b).double()
+            prompt = copy.deepcopy(b.shared_mlp).double()(b64.lightweight_mlp(feature))
+            torch.testing.assert_close(seen[i].double(), state + prompt, rtol=0, atol=1e-4)
+            state = b64.base_layer(state + prompt)
+    for hk in hooks:
+        hk.remove()
+    assert task.feature is None  # released after the last block
+
+
+def test_sam_adapter_high_frequency_branch_reaches_the_output():
+    model = backbone()
+    torch.manual_seed(0)
+    method = build_peft("sam_adapter", {"zero_init": False})
+    method.apply(model)
+    images, prompts = _inputs(model)
+    with torch.no_grad():
+        ref = _logits(model)
+        model.image_encoder.patch_embed.hfc_embed.weight.zero_()
+        assert (_logits(model) - ref).abs().max() > 1e-5

@@ -13,11 +13,12 @@ from torch import nn
 import datasets  # noqa: F401  (registration)
 import methods  # noqa: F401  (registration)
 from bench.backbones import Backbone, Prompts, build_backbone
+from bench.backbones._base import INPUT_EMBEDDING
 from bench.config import BackboneConfig, ConfigError, load_config, run_configs
 from bench.encoders import CachedEncoder
 from bench.results import RunDir
 from bench.runner import build_parts, execute_run
-from methods.peft._base import build_peft, trainable_parameters
+from methods.peft._base import build_peft, trainable_parameters, unused_decoder_modules
 from methods.peft.hqsam import HQDecoder
 from methods.peft.lst import LadderSide
 
@@ -139,9 +140,9 @@ def _state(model: Backbone, images: torch.Tensor, prompts: Prompts, blocks=None)
     return out, seen["state"], z, feats
 
 
-def test_hqsam_output_is_sam_logits_plus_the_hq_token_mask():
+def test_hqsam_output_is_the_hq_token_mask_or_the_sum():
     model = backbone()
-    _applied("hqsam", model)
+    _applied("hqsam", model, output="sum")
     images, prompts = _inputs(model)
     out, state, z, feats = _state(model, images, prompts)
     ext: HQDecoder = model.decoder_extension
@@ -154,9 +155,11 @@ def test_hqsam_output_is_sam_logits_plus_the_hq_token_mask():
     hq = torch.einsum("bc,bchw->bhw", hyper, fused)[:, None]
     assert out.logits.shape == state.logits.shape == (2, 1, 32, 32)
     torch.testing.assert_close(out.logits.double(), state.logits.double() + hq, rtol=0, atol=1e-4)
-    ext.output = "hq"
+    default = backbone()
+    _applied("hqsam", default)  # train.py: hq_token_only=True is the default
+    default.decoder_extension.load_state_dict(ext.state_dict())
     with torch.no_grad():
-        only = model.decode(z, prompts, feats)
+        only = default.decode(z, prompts, feats)
     torch.testing.assert_close(only.logits.double(), hq, rtol=0, atol=1e-4)
     # SAM's own mask changes too (the HQ token joins the token attention): not an identity at init
     plain = backbone()
@@ -237,7 +240,7 @@ def test_lst_taps_blocks_with_gates_at_one_half_and_zero_side_output():
     method = _applied("lst", model)
     ext = model.decoder_extension
     assert isinstance(ext, LadderSide)
-    assert method.feature_blocks(model) == ext.blocks == (0, 1, 2, 3)
+    assert method.feature_blocks(model) == ext.blocks == (INPUT_EMBEDDING, 0, 1, 2, 3)
     torch.testing.assert_close(ext.gate_values(), torch.full((4,), 0.5))
     images, _ = _inputs(model)
     with torch.no_grad():
@@ -252,30 +255,43 @@ def test_lst_taps_blocks_with_gates_at_one_half_and_zero_side_output():
 def test_lst_stride_taps_every_kth_block_ending_at_the_last(name, kw, stride, blocks):
     model = backbone(name, **kw)
     method = build_peft("lst", {"stride": stride})
-    assert method.feature_blocks(model) == blocks
+    assert method.feature_blocks(model) == (INPUT_EMBEDDING, *blocks)
+
+
+def test_lst_input_embedding_is_the_input_of_block_0():
+    """SAM ViT: patch_embed(x) + pos_embed, as (B, C, h, w); from encode and from the cached prefix."""
+    model = backbone()
+    images, _ = _inputs(model)
+    enc = model.image_encoder
+    with torch.no_grad():
+        expected = (enc.patch_embed(images) + enc.pos_embed).permute(0, 3, 1, 2)
+        _, feats = model.encode(images, blocks=(INPUT_EMBEDDING,))
+        _, prefix = model.encode_prefix(images, 3, blocks=(INPUT_EMBEDDING,))
+    assert torch.equal(feats[INPUT_EMBEDDING], expected) and torch.equal(prefix[INPUT_EMBEDDING], expected)
 
 
 def test_lst_side_network_follows_the_gated_ladder():
-    """s_1 = down_1(f_1); s_i = g_i s_{i-1} + (1 - g_i) down_i(f_i); blocks; z' = z + up(LN(s_L))."""
+    """s_0 = first_down(e); s_i = block_i(g_i s_{i-1} + (1 - g_i) down_i(f_i)); z' = z + up(LN(s_L))."""
     model = backbone()
     _applied("lst", model)
     ext: LadderSide = model.decoder_extension
     _perturb(ext, scale=0.3)
+    with torch.no_grad():
+        ext.gates.copy_(torch.tensor([0.05, -0.1, 0.2, 0.0]))
     images, prompts = _inputs(model)
     with torch.no_grad():
         z, feats = model.encode(images, blocks=ext.blocks)
         e64 = copy.deepcopy(ext).double()
         g = torch.sigmoid(e64.gates / 0.1)
-        s = None
-        for k, i in enumerate(ext.blocks):
+        s = e64.first_down(feats[INPUT_EMBEDDING].double().permute(0, 2, 3, 1))
+        for k, i in enumerate(ext.tapped):
             d = e64.downs[k](feats[i].double().permute(0, 2, 3, 1))
-            s = d if s is None else g[k] * s + (1 - g[k]) * d
-            s = e64.side_blocks[k](s)
+            s = e64.side_blocks[k](g[k] * s + (1 - g[k]) * d)
         expected = z.double() + e64.up(e64.norm(s)).permute(0, 3, 1, 2)
         got = ext.adapt_embedding(z, feats)
     torch.testing.assert_close(got.double(), expected, rtol=1e-4, atol=1e-4)  # float32 path vs float64 reference
     assert (got - z).abs().max() > 1e-3
-    # every tapped block reaches the embedding
+    # the input embedding and every tapped block reach the embedding
     for i in ext.blocks:
         moved = dict(feats)
         moved[i] = feats[i] + 1.0
@@ -293,9 +309,12 @@ def test_lst_parameter_count_and_widths():
     ext: LadderSide = model.decoder_extension
     assert [b.attn.num_heads for b in ext.side_blocks] == [2, 2, 2, 2]
     assert [b.window_size for b in ext.side_blocks] == [4, 0, 4, 0]
-    expected = 4 * (32 * 4 + 4) + 4 + 4 * _lst_block_count(4, 16) + 2 * 4 + (4 * 32 + 32)
+    # first_down + 4 downs (32 -> 4), 4 gates, 4 side blocks, final LayerNorm, up (4 -> 32)
+    expected = 5 * (32 * 4 + 4) + 4 + 4 * _lst_block_count(4, 16) + 2 * 4 + (4 * 32 + 32)
     assert sum(p.numel() for p in ext.parameters()) == expected
-    decoder = sum(p.numel() for p in model.mask_decoder.parameters())
+    decoder = sum(p.numel() for p in model.mask_decoder.parameters()) - sum(
+        p.numel() for m in unused_decoder_modules(model) for p in m.parameters()
+    )
     assert trainable_parameters(model) == expected + decoder
 
 
@@ -303,7 +322,8 @@ def test_lst_on_litemedsam_resizes_the_fine_stage_and_uses_stage_heads():
     model = backbone("litemedsam", img_size=128)
     _applied("lst", model)
     ext: LadderSide = model.decoder_extension
-    assert ext.downs[0].in_features == 128 and ext.downs[-1].in_features == 320 and ext.up.in_features == 40
+    assert ext.first_down.in_features == ext.downs[0].in_features == 128
+    assert ext.downs[-1].in_features == 320 and ext.up.in_features == 40
     assert [b.attn.num_heads for b in ext.side_blocks] == [4, 4, 5, 5, 5, 5, 5, 5, 10, 10]
     images, prompts = _inputs(model, batch=1)
     with torch.no_grad():
@@ -330,10 +350,8 @@ def test_lst_gradients_reach_the_side_network_and_never_the_backbone():
     model.decode(z, prompts, feats).logits.square().mean().backward()
     assert all(f.grad is None for f in feats.values())
     for n, p in ext.named_parameters():
-        if n == "gates":
-            assert p.grad[0] == 0 and (p.grad[1:].abs() > 0).all()  # gate 0 has no previous state to mix
-        else:
-            assert p.grad is not None and p.grad.abs().max() > 0, n
+        assert p.grad is not None and (p.grad.abs() > 0).any(), n
+    assert (ext.gates.grad.abs() > 0).all()  # every gate mixes a previous state (the first: the input embedding)
     assert all(p.grad is None for p in model.image_encoder.parameters())
     assert all(p.grad is None for p in model.prompt_encoder.parameters())
 

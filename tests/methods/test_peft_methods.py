@@ -15,7 +15,7 @@ from torch import nn
 import methods  # noqa: F401  (registration)
 from bench.backbones import Backbone, build_backbone
 from bench.config import BackboneConfig, ConfigError
-from methods.peft._base import build_peft, trainable_parameters
+from methods.peft._base import build_peft, trainable_parameters, unused_decoder_modules
 from methods.peft.adapter import ParallelWrap
 from methods.peft.lora import LoraQKV
 from methods.peft.vpt import PromptedSamAttention, PromptedTinyViTAttention
@@ -308,7 +308,9 @@ ADAPTER = (D * 192 + 192) + (192 * D + D)  # one ratio-0.25 bottleneck
 )
 def test_trainable_parameter_counts_on_sam_vit_b(name, options, expected):
     model = build_backbone(BackboneConfig(name="sam_vit_b", random_init=True))
-    decoder = sum(p.numel() for p in model.mask_decoder.parameters())
+    decoder = sum(p.numel() for p in model.mask_decoder.parameters()) - sum(
+        p.numel() for m in unused_decoder_modules(model) for p in m.parameters()
+    )
     _apply(name, model, **options)
     assert trainable_parameters(model) - decoder == expected
     assert not any(p.requires_grad for p in model.prompt_encoder.parameters())

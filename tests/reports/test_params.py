@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import methods  # noqa: F401  (registration)
 from bench.backbones import build_backbone
-from bench.config import load_config
-from methods.peft._base import PEFT_METHODS
-from reports.params import params_table, write_params
+from bench.config import BackboneConfig, load_config
+from methods.peft._base import PEFT_METHODS, build_peft, unused_decoder_modules
+from reports.params import CONVLORA_TABLE, ParamSetting, params_table, write_params
 
 
 def test_params_table_covers_every_method_with_consistent_counts(tmp_path):
@@ -18,7 +19,9 @@ def test_params_table_covers_every_method_with_consistent_counts(tmp_path):
     assert list(table.index) == PEFT_METHODS.names()
     model = build_backbone(cfg.backbone)
     total = sum(p.numel() for p in model.parameters())
-    decoder = sum(p.numel() for p in model.mask_decoder.parameters())
+    unused = sum(p.numel() for m in unused_decoder_modules(model) for p in m.parameters())
+    decoder = sum(p.numel() for p in model.mask_decoder.parameters()) - unused
+    assert unused > 0
     assert table.attrs["total_M"] == pytest.approx(total / 1e6)
     assert table.loc["zero_shot"].tolist() == [0, 0, 0, 0]
     assert table.loc["decoder_only", "params_M"] == pytest.approx(decoder / 1e6)
@@ -36,3 +39,27 @@ def test_params_command_writes_csv_and_latex(tmp_path):
     latex = (tmp_path / "_reports" / "params_tiny_sam.tex").read_text()
     assert "\\toprule" in latex and "Params (M)" in latex and "decoder\\_only" in latex
     assert (tmp_path / "_reports" / "params_tiny_sam.csv").read_text().startswith("method,")
+
+
+def test_decoder_only_on_vit_h_counts_what_trains_3_506_m():
+    """SAM ViT-H's decoder has 4,058,340 parameters; the hypernetwork MLPs of mask tokens 1-3
+    (3 x 139,808) and the IoU head (132,612) never receive a gradient: 3,506,304 train."""
+    with torch.device("meta"):
+        model = build_backbone(BackboneConfig(name="sam_vit_h"))
+    assert sum(p.numel() for p in model.mask_decoder.parameters()) == 4_058_340
+    build_peft("decoder_only", {}).apply(model)
+    trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
+    assert trained == 4_058_340 - 3 * (2 * (256 * 256 + 256) + 256 * 32 + 32) - (2 * (256 * 256 + 256) + 256 * 4 + 4)
+    assert round(trained / 1e6, 3) == 3.506
+
+
+def test_params_table_shows_a_settings_options_and_published_counts(tmp_path):
+    cfg = load_config(["sweep=smoke", f"runs_dir={tmp_path}"])
+    setting = ParamSetting("test", options={"lora": {"form": "fused", "r": 2}}, published_M={"lora": 0.01}, total_M=1.0)
+    table = params_table(cfg, setting)
+    # tiny_sam: 4 blocks of width 32, fused qkv 32 -> 96, r = 2: A 2x32 + B 96x2 per block
+    assert table.loc["lora", "params_wo_decoder_M"] * 1e6 == pytest.approx(4 * 2 * (32 + 96))
+    assert table.loc["lora", "paper_M"] == 0.01 and table.loc["lora", "paper_ratio_pct"] == pytest.approx(1.0)
+    assert table.loc["lora", "ours_of_paper_pct"] == pytest.approx(100 * table.loc["lora", "params_M"] / 0.01)
+    assert np.isnan(table.loc["adapter", "paper_M"])
+    assert set(CONVLORA_TABLE.published_M) <= set(PEFT_METHODS.names())

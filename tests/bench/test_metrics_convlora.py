@@ -1,0 +1,151 @@
+"""bench.metrics_convlora against a float64 numpy restatement of autogluon's semantic_seg_metrics.py."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from scipy.ndimage import convolve
+from scipy.ndimage import distance_transform_edt as bwdist
+
+from bench.metrics_convlora import convlora_scores
+
+EPS = np.spacing(1)
+
+
+def _prepare(p255: np.ndarray, g255: np.ndarray):
+    gt = g255 > 128
+    pred = p255 / 255
+    if pred.max() != pred.min():
+        pred = (pred - pred.min()) / (pred.max() - pred.min())
+    return pred, gt
+
+
+def _s_measure(pred, gt):
+    y = gt.mean()
+    if y == 0:
+        return 1 - pred.mean()
+    if y == 1:
+        return pred.mean()
+
+    def s_object(values):
+        return 2 * values.mean() / (values.mean() ** 2 + 1 + values.std(ddof=1) + EPS)
+
+    obj = y * s_object(pred[gt]) + (1 - y) * s_object(1 - pred[~gt])
+    h, w = gt.shape
+    cy, cx = np.argwhere(gt).mean(axis=0).round()
+    x, yy = int(cx) + 1, int(cy) + 1
+
+    def ssim(p, g):
+        n = p.size
+        mx, my = p.mean(), g.mean()
+        sx, sy = ((p - mx) ** 2).sum() / (n - 1), ((g - my) ** 2).sum() / (n - 1)
+        sxy = ((p - mx) * (g - my)).sum() / (n - 1)
+        a, b = 4 * mx * my * sxy, (mx**2 + my**2) * (sx + sy)
+        return a / (b + EPS) if a != 0 else (1.0 if b == 0 else 0.0)
+
+    g = gt.astype(np.float64)
+    quads = [
+        (slice(0, yy), slice(0, x)),
+        (slice(0, yy), slice(x, w)),
+        (slice(yy, h), slice(0, x)),
+        (slice(yy, h), slice(x, w)),
+    ]
+    w1, w2, w3 = x * yy / (h * w), yy * (w - x) / (h * w), (h - yy) * x / (h * w)
+    weights = [w1, w2, w3, 1 - w1 - w2 - w3]
+    region = sum(wt * ssim(pred[q], g[q]) for wt, q in zip(weights, quads))
+    return max(0.0, 0.5 * obj + 0.5 * region)
+
+
+def _e_measure_curve_mean(pred, gt):
+    size, fg = gt.size, np.count_nonzero(gt)
+    q = (pred * 255).astype(np.uint8)
+    scores = []
+    for t in range(256):  # threshold t: pixels with q >= 255 - t are foreground (the flipped cumsum)
+        binary = q >= 255 - t
+        if fg == 0:
+            total = np.count_nonzero(~binary)
+        elif fg == size:
+            total = np.count_nonzero(binary)
+        else:
+            mp, mg = binary.mean(), gt.mean()
+            dp = binary.astype(np.float64) - mp
+            dg = gt.astype(np.float64) - mg
+            align = 2 * dp * dg / (dp**2 + dg**2 + EPS)
+            total = ((align + 1) ** 2 / 4).sum()
+        scores.append(total / (size - 1 + EPS))
+    return float(np.mean(scores))
+
+
+def _weighted_f(pred, gt, beta2=0.3):
+    if not gt.any():
+        return 0.0
+    dst, idx = bwdist(gt == 0, return_indices=True)
+    e = np.abs(pred - gt)
+    et = e.copy()
+    et[~gt] = et[idx[0][~gt], idx[1][~gt]]
+    yy, xx = np.ogrid[-3:4, -3:4]
+    k = np.exp(-(xx * xx + yy * yy) / (2 * 25.0))
+    k[k < np.finfo(k.dtype).eps * k.max()] = 0
+    k /= k.sum()
+    ea = convolve(et, weights=k, mode="constant", cval=0)
+    min_e = np.where(gt & (ea < e), ea, e)
+    b = np.where(~gt, 2 - np.exp(np.log(0.5) / 5 * dst), 1.0)
+    ew = min_e * b
+    tpw, fpw = gt.sum() - ew[gt].sum(), ew[~gt].sum()
+    r, p = 1 - ew[gt].mean(), tpw / (tpw + fpw + EPS)
+    return (1 + beta2) * r * p / (r + beta2 * p + EPS)
+
+
+def _reference(logits: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+    prob = 1 / (1 + np.exp(-logits))
+    pred, g = _prepare(prob * 255, gt * 255.0)
+    hard, target = prob >= 0.5, gt == 1
+    union = (hard | target).sum()
+    p125, t125 = prob * 255 > 125, gt * 255 > 125
+    tpr = (p125 & t125).sum() / t125.sum() if t125.any() else None
+    tnr = (~p125 & ~t125).sum() / (~t125).sum() if (~t125).any() else None
+    rates = [r for r in (tpr, tnr) if r is not None]
+    return {
+        "sm": _s_measure(pred, g),
+        "em_mean": _e_measure_curve_mean(pred, g),
+        "wfm": _weighted_f(pred, g),
+        "mae": np.abs(pred - g).mean(),
+        "iou": (hard & target).sum() / union if union else 0.0,
+        "ber": 1 - np.mean(rates),
+    }
+
+
+def _fixture(h: int = 40, w: int = 48):
+    yy, xx = np.mgrid[0:h, 0:w]
+    gt = (((yy - 17) / 11.0) ** 2 + ((xx - 27) / 14.0) ** 2 < 1).astype(np.uint8)
+    logits = 3.0 * np.sin(0.37 * yy + 0.11 * xx) + 4.0 * (gt - 0.5) + 0.8 * np.cos(0.9 * xx)
+    return logits, gt
+
+
+def test_convlora_scores_match_the_numpy_restatement():
+    logits, gt = _fixture()
+    got, ref = convlora_scores(logits, gt), _reference(logits, gt)
+    assert set(got) == {"sm", "em_mean", "wfm", "mae", "iou", "ber"}
+    assert 0.3 < ref["iou"] < 0.95 and 0.05 < ref["ber"] < 0.5  # a non-trivial fixture
+    # same float64 operations up to summation order and py_sod_metrics' N - 1 + eps in the SSIM
+    for key in ref:
+        assert got[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), key
+
+
+def test_convlora_iou_and_ber_on_hand_counted_masks():
+    gt = np.array([[1, 1, 0, 0], [1, 1, 0, 0]], dtype=np.uint8)
+    logits = np.array([[5.0, -5.0, 5.0, -5.0], [5.0, 5.0, -5.0, -5.0]])
+    scores = convlora_scores(logits, gt)
+    # predicted {3 of the 4 fg pixels + 1 bg}: IoU = 3 / 5; TPR = 3/4, TNR = 3/4 → BER = 1/4
+    assert scores["iou"] == pytest.approx(3 / 5) and scores["ber"] == pytest.approx(0.25)
+    empty = convlora_scores(np.full((4, 4), -6.0), np.zeros((4, 4), dtype=np.uint8))
+    assert empty["iou"] == 0.0 and empty["ber"] == 0.0 and empty["wfm"] == 0.0
+    ref = _reference(np.full((4, 4), -6.0), np.zeros((4, 4)))
+    assert empty["sm"] == pytest.approx(ref["sm"]) and empty["mae"] == pytest.approx(ref["mae"])
+
+
+def test_convlora_scores_reject_bad_input():
+    with pytest.raises(ValueError, match="shape"):
+        convlora_scores(np.zeros((3, 4)), np.zeros((4, 3), dtype=np.uint8))
+    with pytest.raises(ValueError, match="0 and 1"):
+        convlora_scores(np.zeros((2, 2)), np.full((2, 2), 255, dtype=np.uint8))
