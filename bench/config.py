@@ -58,7 +58,8 @@ class TrainConfig:
     # get_single_box_from_mask (one integer shift of the whole box per axis, |shift| < min(jitter, w/2, h/2))
     box_jitter_form: str = "corners"
     num_points: int = 1  # positive points per training prompt
-    structure_loss: str = "weighted"  # "weighted" (pixel-weighted BCE) | "unweighted_bce" (public-code quirk)
+    # "weighted" (pixel-weighted BCE) | "unweighted_bce" (public-code quirk) | "balanced_bce" (Conv-LoRA on SBU)
+    structure_loss: str = "weighted"
     # cosine schedule horizon: "steps" = epochs x steps per epoch (reaches min_lr on the last step);
     # "infosam" = epochs x (N // B + 1), the public code's T_max (one step more per epoch than it takes)
     cosine_horizon: str = "steps"
@@ -97,6 +98,7 @@ class EvalConfig:
     # also evaluated on the test set and kept in the run, as the public InfoSAM scripts do
     select: str = "val_best"
     select_epochs: int = 5
+    patience: Optional[int] = None  # val_best: stop after this many epochs without a better validation score
     # where the metrics are computed: "original" image size, or "input" = the model-input frame (the resized
     # image inside the S x S input, GT resized with nearest neighbour: Conv-LoRA scores its square 1024 frame)
     resolution: str = "original"
@@ -188,8 +190,8 @@ class SlurmConfig:
 
 @dataclass
 class ReportConfig:
-    # metric definition the table shows: None = the runs' protocol's; "clean" | "infosam" (every run stores
-    # both, computed from the same logits); shorthand: metrics=clean
+    # metric definition the table shows: None = the runs' protocol's; "clean" | "infosam" | "convlora" (every
+    # run stores all of them, computed from the same logits); shorthand: metrics=clean
     metrics: Optional[str] = None
     # "reported" = each run's reported checkpoint (eval.select); "best_of_last" = the best of the last epochs
     # on the test set, kept by runs with eval.select=test_last (the public InfoSAM scripts allow that choice)
@@ -326,7 +328,7 @@ CHOICES: dict[str, tuple[str, ...]] = {
     "train.schedule": ("cosine", "poly"),
     "eval.resolution": ("original", "input"),
 }
-METRIC_DEFINITIONS = ("clean", "infosam")  # bench.evaluate.DEFINITIONS
+METRIC_DEFINITIONS = ("clean", "infosam", "convlora")  # bench.evaluate.DEFINITIONS
 
 
 def check_choices(cfg: RunConfig) -> None:

@@ -3,7 +3,9 @@
 The model's logits are computed once per image; each *definition* scores them its own way:
 
 * ``clean`` (:mod:`bench.metrics`): on ``sigmoid(logits)``, the suite's conventions;
-* ``infosam`` (:mod:`bench.metrics_infosam`): on the raw logits, as the public InfoSAM ``val.py``.
+* ``infosam`` (:mod:`bench.metrics_infosam`): on the raw logits, as the public InfoSAM ``val.py``;
+* ``convlora`` (:mod:`bench.metrics_convlora`): sigmoid, min-max, mean E-curve, as autogluon's
+  ``semantic_seg_metrics.py``.
 
 So every run carries both, and a report can show the paper-protocol number beside the clean one from
 the same runs. ``per_image.csv`` holds the clean keys unprefixed and the others as ``<definition>.<key>``.
@@ -26,6 +28,7 @@ from bench.backbones import Backbone
 from bench.data import PromptedDataset, batch_prompts, collate
 from bench.encoders import CachedEncoder
 from bench.metrics import MetricAccumulator
+from bench.metrics_convlora import convlora_scores
 from bench.metrics_infosam import infosam_scores
 
 log = logging.getLogger(__name__)
@@ -60,6 +63,7 @@ class CleanAccumulator(MetricAccumulator):
 DEFINITIONS: dict[str, Callable[[], Any]] = {
     "clean": CleanAccumulator,
     "infosam": lambda: DefinitionAccumulator(infosam_scores),
+    "convlora": lambda: DefinitionAccumulator(convlora_scores),
 }
 
 

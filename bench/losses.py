@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-VARIANTS = ("weighted", "unweighted_bce")
+VARIANTS = ("weighted", "unweighted_bce", "balanced_bce")
 
 
 def box_mean(x: torch.Tensor, k: int = 31) -> torch.Tensor:
@@ -36,11 +36,14 @@ def structure_loss(logits: torch.Tensor, target: torch.Tensor, variant: str = "w
     Args:
         logits: (B, 1, H, W) mask logits.
         target: (B, 1, H, W) binary ground truth (float).
-        variant: ``"weighted"`` (correct pixel-weighted BCE) or ``"unweighted_bce"`` (public-code quirk).
+        variant: ``"weighted"`` (correct pixel-weighted BCE), ``"unweighted_bce"`` (public-code quirk), or
+            ``"balanced_bce"`` (Conv-LoRA's shadow loss, :func:`balanced_bce`, not a structure loss).
     """
     if variant not in VARIANTS:
         raise ValueError(f"unknown structure loss variant {variant!r}; valid: {VARIANTS}")
     logits, target = logits.float(), target.float()
+    if variant == "balanced_bce":
+        return balanced_bce(logits, target)
     weit = boundary_weight(target)
     bce = F.binary_cross_entropy_with_logits(logits, target, reduction="none")
     if variant == "weighted":
@@ -52,3 +55,17 @@ def structure_loss(logits: torch.Tensor, target: torch.Tensor, variant: str = "w
     union = ((pred + target) * weit).sum(dim=(2, 3))
     wiou = 1 - (inter + 1) / (union - inter + 1)
     return (wbce + wiou).mean()
+
+
+def balanced_bce(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Conv-LoRA's loss on SBU (autogluon ``optim/losses/bce_loss.py``, ``BBCEWithLogitLoss``), per sample:
+    ``w·BCE(pos_weight = n_neg / n_pos)`` with ``w = n_pos / (n_pos + n_neg)`` and ``n_pos`` offset by 1e-10,
+    the mean over pixels; then the mean over the batch (the public setting runs one image per GPU step and
+    accumulates gradients to a batch of 4, so the counts are per image)."""
+    losses = []
+    for x, t in zip(logits, target):
+        pos = t.sum() + 1e-10
+        neg = (1.0 - t).sum()
+        bce = F.binary_cross_entropy_with_logits(x, t, pos_weight=neg / pos)
+        losses.append(pos / (pos + neg) * bce)
+    return torch.stack(losses).mean()

@@ -17,6 +17,14 @@ rule. ``protocol`` itself is a run key, so it is part of every run's hash.
   everywhere (cache included), default-init adapters, fused LoRA, metrics on the raw logits
   (:mod:`bench.metrics_infosam`), and the last 5 epochs evaluated on the *test* set (its shell
   scripts); tables report the last epoch, and "best of last 5 (test)" where asked, labelled.
+* ``convlora`` — the public Conv-LoRA code (autogluon ``examples/automm/Conv-LoRA/run_semantic_segmentation.py``
+  and AutoMM's ``semantic_segmentation`` preset): promptless decoding with one mask token, images
+  resized to the square input (no padding) and flipped at random, AdamW (wd 1e-4) with linear decay to
+  0, lr 1e-4 (3e-4 on roads and leaves), 30 epochs (camouflage and roads 20, SBU 10, balanced BCE on
+  SBU), the best epoch on the validation split with patience 10, metrics on the square frame
+  (:mod:`bench.metrics_convlora`). Mixed precision is this suite's (bf16 autocast on a GPU; the public
+  code uses fp16 with a loss scaler); a batch of 4 replaces 4 accumulated batches of 1 (the same
+  gradient for these per-sample losses).
 """
 
 from __future__ import annotations
@@ -75,13 +83,51 @@ INFOSAM = Protocol(
     },
     method_defaults={
         "adapter": {"zero_init": False},  # common.Adapter keeps PyTorch's default init
-        "lora": {"form": "fused"},  # LoRA_layers.LoRALinear on the fused qkv, r = 4, alpha = 4
+        "susam": {"zero_init": False},  # the same Adapter class
+        "lora": {"form": "fused", "r": 4, "alpha": 4.0},  # LoRA_layers.LoRALinear on the fused qkv
+        "convlora": {"r": 4, "alpha": 4.0, "num_experts": 8},  # ConvLoRALinear, --moe_lambda 1
     },
     metrics="infosam",
     paper_tables=True,
 )
 
-PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (CLEAN, INFOSAM)}
+CONVLORA = Protocol(
+    name="convlora",
+    summary="public Conv-LoRA code (promptless, square inputs, AdamW + linear decay, min-max metrics)",
+    preset={
+        "backbone.mask_tokens": 1,  # SAMForSemanticSegmentation(num_mask_tokens=1)
+        "data.preprocess": "square",  # resize_to_square (bicubic) / resize_gt_to_square (nearest)
+        "train.prompt": "none",
+        "eval.prompt": "none",
+        "train.hflip": True,  # train_transforms: random_horizontal_flip
+        "train.optimizer": "adamw",
+        "train.weight_decay": 1e-4,
+        "train.schedule": "poly",  # polynomial_decay, power 1, end_lr 0, no warm-up
+        "train.lr": 1e-4,
+        "train.min_lr": 0.0,
+        "train.structure_loss": "unweighted_bce",  # its structure_loss.py has the same reduce= quirk
+        "eval.select": "val_best",  # top_k=3, top_k_average_method="best": the best epoch on val.csv
+        "eval.select_epochs": 100,  # every epoch is a candidate
+        "eval.patience": 10,
+        "eval.resolution": "input",  # metrics on the 1024 square with the GT resized to it
+    },
+    dataset_values={  # run_semantic_segmentation.py get_default_training_setting
+        "*": {"train.epochs": 30},
+        "camouflage": {"train.epochs": 20},
+        "road": {"train.epochs": 20, "train.lr": 3e-4},
+        "leaf": {"train.lr": 3e-4},
+        "shadow": {"train.epochs": 10, "train.structure_loss": "balanced_bce"},
+    },
+    method_defaults={
+        "convlora": {"r": 3, "alpha": 32.0, "num_experts": 8},  # --rank 3, lora.alpha 32, --expert_num 8
+        "lora": {"form": "fused", "r": 3, "alpha": 32.0},  # the same LoRA on the fused qkv
+        "adapter": {"zero_init": False},
+        "sam_adapter": {"zero_init": False},
+    },
+    metrics="convlora",
+)
+
+PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (CLEAN, INFOSAM, CONVLORA)}
 
 
 def get_protocol(name: str) -> Protocol:

@@ -207,6 +207,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         metric=info.metrics[0],
         definition="clean" if run.eval.select == "val_best" else protocol.metrics,
         snapshot=parts.state,
+        patience=run.eval.patience,
     )
     if run.eval.select == "val_best":
         val_data = prompted(builder("val", run.data))

@@ -51,6 +51,7 @@ class EpochSelector:
         definition: Metric definition the headline is read from.
         evaluate: Scores the current model on the rule's split (validation or test).
         snapshot: The current trainable state (``TrainParts.state``), kept for the best epoch (``val_best``).
+        patience: ``val_best`` only: stop training after this many scored epochs without a better one.
     """
 
     rule: str
@@ -60,6 +61,7 @@ class EpochSelector:
     definition: str
     evaluate: Optional[Callable[[], Evaluation]] = None
     snapshot: Optional[Callable[[], dict[str, Any]]] = None
+    patience: Optional[int] = None
     history: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     rows: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     best_state: Optional[dict[str, Any]] = None
@@ -80,6 +82,15 @@ class EpochSelector:
         if not self.history:
             return None
         return max(self.history, key=lambda e: (self.score(self.history[e]), -e))  # ties: the earlier epoch
+
+    def stop_early(self) -> bool:
+        """``val_best`` with ``patience``: no better validation score in the last ``patience`` scored epochs
+        (AutoMM's early stopping, which Conv-LoRA runs with patience 10)."""
+        if self.rule != "val_best" or not self.patience or not self.history:
+            return False
+        best = self.best_epoch
+        assert best is not None
+        return sum(1 for e in self.history if e > best) >= self.patience
 
     def after_epoch(self, epoch: int) -> None:
         """Called by the trainer after each epoch, before the epoch checkpoint is written."""
@@ -116,4 +127,5 @@ class EpochSelector:
             "reported_epoch": self.best_epoch if self.rule == "val_best" else self.epochs,
             "split": {"val_best": "val", "test_last": "test"}.get(self.rule),
             "by_epoch": {str(e): m for e, m in sorted(self.history.items())},
+            "stopped_early_after": max(self.history) if self.stop_early() else None,
         }

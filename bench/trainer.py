@@ -236,6 +236,9 @@ def train(
     if parts.distiller is not None:
         parts.distiller.train()
     for epoch in range(start_epoch, cfg.epochs):
+        if selector is not None and selector.stop_early():
+            log.info("%s: no better validation score in %s epochs: stopped after epoch %d", desc, selector.patience, epoch)
+            break
         data.epoch = epoch
         order = epoch_order(len(data), seed, epoch)[: n_steps * cfg.batch_size]
         loader = DataLoader(

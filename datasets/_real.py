@@ -582,7 +582,7 @@ class RealDataset(SegmentationDataset):
         self.info, self.split, self.spec = spec.info, split, spec
         self.layout, self.root = result.layout.name, result.root
         self.pairs = result.splits[split]
-        if not self.pairs:
+        if not self.pairs and split != "val":  # a validation split is optional (checkpoint selection falls back)
             raise DatasetError(f"{result.root}: empty {split} split of {spec.name!r} ({result.layout.name} layout)")
         _verify_once(spec.name, split, self.pairs, cfg.cache_dir)
 

@@ -128,7 +128,7 @@ class FolderDataset(SegmentationDataset):
         _raise_problems(result.problems)
         self.info, self.split, self.root = result.spec.info, split, result.root
         self.pairs = result.splits[split]
-        if not self.pairs:
+        if not self.pairs and split != "val":  # a validation split is optional (checkpoint selection falls back)
             raise DatasetError(f"{result.root}: empty {split} split of the folder dataset")
         _verify_once(NAME, split, self.pairs, cfg.cache_dir)  # the stamp is keyed by the files themselves
 

@@ -30,6 +30,7 @@ import torch
 
 from bench.backbones import build_backbone
 from bench.config import BenchConfig
+from bench.protocols import method_defaults
 from methods.peft._base import PEFT_METHODS, build_peft
 
 log = logging.getLogger(__name__)
@@ -37,21 +38,18 @@ log = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class ParamSetting:
-    """A paper's setting: per-method PEFT options and, where published, its parameter counts (M)."""
+    """A paper's published parameter counts (M); the per-method options come from its protocol
+    (:data:`bench.protocols.PROTOCOLS`, ``method_defaults``)."""
 
     source: str
-    options: dict[str, dict[str, Any]] = field(default_factory=dict)
     published_M: dict[str, float] = field(default_factory=dict)
     total_M: Optional[float] = None
 
 
 CONVLORA_TABLE = ParamSetting(
     source="Conv-LoRA (Zhong et al., ICLR 2024), Table 1, SAM ViT-H",
-    options={
-        "convlora": {"r": 3, "alpha": 32.0, "num_experts": 8},  # run script / presets
-        # fused r = 3 is read off the count (32 · 3 · (1280 + 3840) = 0.49 M over the decoder)
-        "lora": {"form": "fused", "r": 3, "alpha": 32.0},
-    },
+    # protocol convlora: convlora r = 3, alpha = 32, 8 experts (run script / presets); lora fused r = 3 (read off
+    # the count: 32 · 3 · (1280 + 3840) = 0.49 M over the decoder)
     published_M={
         "decoder_only": 3.51,
         "bitfit": 3.96,
@@ -68,25 +66,20 @@ CONVLORA_TABLE = ParamSetting(
 
 INFOSAM_SETTING = ParamSetting(
     source="InfoSAM code (MuyaoYuan/InfoSAM), SAM ViT-B; the paper publishes no parameter counts",
-    options={
-        "lora": {"form": "fused", "r": 4, "alpha": 4.0},
-        "convlora": {"r": 4, "alpha": 4.0, "num_experts": 8},
-        "adapter": {"zero_init": False},
-    },
 )
 
-SETTINGS: dict[str, ParamSetting] = {"sam_vit_h": CONVLORA_TABLE, "sam_vit_b": INFOSAM_SETTING}
+SETTINGS: dict[str, ParamSetting] = {"convlora": CONVLORA_TABLE, "infosam": INFOSAM_SETTING}  # by protocol
 
 
 def count(module: torch.nn.Module, trainable: bool = False) -> int:
     return sum(p.numel() for p in module.parameters() if p.requires_grad or not trainable)
 
 
-def _options(name: str, cfg: BenchConfig, setting: Optional[ParamSetting]) -> dict[str, Any]:
-    values = dict(setting.options.get(name, {})) if setting else {}
-    if name in cfg.methods:
-        values.update(dict(cfg.peft))
-    return values
+def _options(name: str, cfg: BenchConfig) -> dict[str, Any]:
+    """The method's options under the config's protocol (its defaults), with ``peft.*`` for ``methods``."""
+    values = dict(cfg.peft) if name in cfg.methods else {}
+    fields = {f.name for f in dataclasses.fields(PEFT_METHODS.get(name).Options)}
+    return method_defaults(cfg.protocol, name, values, fields)
 
 
 def params_table(cfg: BenchConfig, setting: Optional[ParamSetting] = None) -> pd.DataFrame:
@@ -95,9 +88,10 @@ def params_table(cfg: BenchConfig, setting: Optional[ParamSetting] = None) -> pd
 
     Args:
         cfg: Resolved config (``backbone``, and ``peft`` for the methods in ``methods``).
-        setting: Options and published counts; default ``SETTINGS.get(cfg.backbone.name)``.
+        setting: Published counts; default ``SETTINGS.get(cfg.protocol)`` (the options always come from
+            ``cfg.protocol``: ``protocol=convlora`` counts Conv-LoRA's setting, ``protocol=infosam`` InfoSAM's).
     """
-    setting = setting if setting is not None else SETTINGS.get(cfg.backbone.name)
+    setting = setting if setting is not None else SETTINGS.get(cfg.protocol)
     # parameter counts do not depend on the weights: a full-size backbone without a checkpoint is counted
     # on random weights (the one use of random_init the params command implies)
     with torch.device("meta"):
@@ -106,7 +100,7 @@ def params_table(cfg: BenchConfig, setting: Optional[ParamSetting] = None) -> pd
     rows = []
     for name in PEFT_METHODS.names():
         model = copy.deepcopy(base)
-        build_peft(name, _options(name, cfg, setting)).apply(model)
+        build_peft(name, _options(name, cfg)).apply(model)
         trainable = count(model, trainable=True)
         decoder = count(model.mask_decoder, trainable=True)
         row = {
@@ -160,7 +154,8 @@ def write_params(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
     )
     Path(f"{stem}.tex").write_text(latex)
     text = shown.to_string(float_format=lambda v: f"{v:.3f}", na_rep="-")
-    source = f"options and published counts: {frame.attrs['source']}\n" if frame.attrs["source"] else ""
+    published = f"; published counts: {frame.attrs['source']}" if frame.attrs["source"] else ""
+    source = f"options of protocol {cfg.protocol}{published}\n"
     return (
         f"{cfg.backbone.name}: {frame.attrs['total_M']:.2f}M parameters\n{source}{text}\nwritten to {stem}.csv and .tex"
     )

@@ -190,7 +190,7 @@ def test_a_tiny_run_under_the_infosam_protocol_keeps_every_scored_epoch(tmp_path
     from bench.results import RunDir
 
     path = RunDir(cfg.runs_dir, run).path
-    assert record["protocol"] == "infosam" and set(record["metrics_by_definition"]) == {"clean", "infosam"}
+    assert record["protocol"] == "infosam" and set(record["metrics_by_definition"]) == {"clean", "infosam", "convlora"}
     sel = record["selection"]
     assert sel["rule"] == "test_last" and sel["candidates"] == [2, 3] and set(sel["by_epoch"]) == {"2", "3"}
     assert (path / "per_image_epoch2.csv").is_file() and (path / "per_image_epoch3.csv").is_file()
@@ -371,3 +371,69 @@ def test_protocol_dataset_values_never_override_explicit_keys(tmp_path, monkeypa
     cfg.datasets = ["synth_leaf"]  # another family: only the "*" values
     (run,) = run_configs(cfg)
     assert (run.train.lr, run.train.weight_decay) == (1e-4, 0.0)
+
+
+# ----------------------------------------------------------------------------- protocol convlora
+def test_the_convlora_protocol_as_the_public_code(tmp_path):
+    cfg = sweep(tmp_path, "protocol=convlora", "methods=[convlora]")
+    (run,) = run_configs(cfg)
+    assert (run.train.prompt, run.eval.prompt, run.backbone.mask_tokens, run.data.preprocess) == (
+        "none",
+        "none",
+        1,
+        "square",
+    )
+    assert (run.train.optimizer, run.train.weight_decay, run.train.schedule, run.train.min_lr) == (
+        "adamw",
+        1e-4,
+        "poly",
+        0.0,
+    )
+    assert run.train.lr == 1e-4 and run.train.epochs == 2  # polyp: 30 epochs, but the smoke sweep sets 2
+    assert (run.eval.select, run.eval.patience, run.eval.resolution) == ("val_best", 10, "input")
+    spec, options, _ = method_options(run.method, run.peft, run.distill, run.protocol)
+    assert (options.r, options.alpha, options.num_experts) == (3, 32.0, 8)
+    road = load_config(["sweep=convlora_table", "datasets=[synth_road,synth_camo]", "methods=[lora]"])
+    by_dataset = {r.dataset: r for r in run_configs(road)}
+    assert (by_dataset["synth_road"].train.epochs, by_dataset["synth_road"].train.lr) == (20, 3e-4)
+    assert (by_dataset["synth_camo"].train.epochs, by_dataset["synth_camo"].train.lr) == (20, 1e-4)
+    assert method_options("lora", {}, {}, "convlora")[1].form == "fused"
+
+
+def test_a_tiny_promptless_run_under_the_convlora_protocol(tmp_path):
+    cfg = sweep(tmp_path, "protocol=convlora", "methods=[convlora]", "train.epochs=3")
+    record = execute_run(single_run(cfg), cfg.runs_dir)
+    assert record["metric_definition"] == "convlora" and record["eval_prompt"] == "none"
+    assert set(record["metrics_by_definition"]) == {"clean", "infosam", "convlora"}
+    assert record["metrics"]["em_mean"] == record["metrics_by_definition"]["convlora"]["em_mean"]
+    sel = record["selection"]
+    assert sel["rule"] == "val_best" and sel["candidates"] == [1, 2, 3]
+    assert record["trainable_params"] > 0
+
+
+def test_patience_stops_training_when_validation_stalls():
+    sel = EpochSelector("val_best", epochs=30, k=100, metric="iou", definition="clean", patience=2)
+    sel.snapshot = dict
+    scores = iter([0.5, 0.6, 0.55, 0.58, 0.7])
+    for epoch in range(1, 5):
+        value = next(scores)
+        sel.evaluate = lambda value=value: ([], {"clean": {"iou": value}})
+        sel.after_epoch(epoch)
+        assert sel.stop_early() == (epoch == 4)  # best at 2, then 3 and 4 are not better
+    assert sel.record("x")["stopped_early_after"] == 4
+
+
+def test_balanced_bce_is_the_public_bbce_per_image():
+    from bench.losses import structure_loss
+
+    logits = torch.tensor([[[[2.0, -1.0], [0.5, -3.0]]], [[[0.0, 1.0], [-2.0, 4.0]]]])
+    target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]], [[[1.0, 1.0], [0.0, 1.0]]]])
+    expected = []
+    for x, t in zip(logits.flatten(1).double().numpy(), target.flatten(1).double().numpy()):
+        pos, neg = t.sum() + 1e-10, (1 - t).sum()
+        sp = np.log1p(np.exp(-np.abs(x))) + np.maximum(-x, 0)  # -log sigmoid(x)
+        sn = sp + x  # -log(1 - sigmoid(x))
+        bce = np.mean(neg / pos * t * sp + (1 - t) * sn)
+        expected.append(pos / (pos + neg) * bce)
+    got = structure_loss(logits, target, "balanced_bce")
+    assert float(got) == pytest.approx(np.mean(expected), rel=1e-6)

@@ -45,7 +45,7 @@ def test_decoder_only_on_vit_h_counts_what_trains_3_506_m():
     """SAM ViT-H's decoder has 4,058,340 parameters; the hypernetwork MLPs of mask tokens 1-3
     (3 x 139,808) and the IoU head (132,612) never receive a gradient: 3,506,304 train."""
     with torch.device("meta"):
-        model = build_backbone(BackboneConfig(name="sam_vit_h"))
+        model = build_backbone(BackboneConfig(name="sam_vit_h", random_init=True))
     assert sum(p.numel() for p in model.mask_decoder.parameters()) == 4_058_340
     build_peft("decoder_only", {}).apply(model)
     trained = sum(p.numel() for p in model.parameters() if p.requires_grad)
@@ -54,11 +54,13 @@ def test_decoder_only_on_vit_h_counts_what_trains_3_506_m():
 
 
 def test_params_table_shows_a_settings_options_and_published_counts(tmp_path):
-    cfg = load_config(["sweep=smoke", f"runs_dir={tmp_path}"])
-    setting = ParamSetting("test", options={"lora": {"form": "fused", "r": 2}}, published_M={"lora": 0.01}, total_M=1.0)
+    cfg = load_config(["sweep=smoke", f"runs_dir={tmp_path}", "protocol=convlora"])  # lora: fused, r = 3
+    setting = ParamSetting("test", published_M={"lora": 0.01}, total_M=1.0)
     table = params_table(cfg, setting)
-    # tiny_sam: 4 blocks of width 32, fused qkv 32 -> 96, r = 2: A 2x32 + B 96x2 per block
-    assert table.loc["lora", "params_wo_decoder_M"] * 1e6 == pytest.approx(4 * 2 * (32 + 96))
+    # tiny_sam: 4 blocks of width 32, fused qkv 32 -> 96, r = 3: A 3x32 + B 96x3 per block
+    assert table.loc["lora", "params_wo_decoder_M"] * 1e6 == pytest.approx(4 * 3 * (32 + 96))
+    clean = params_table(load_config(["sweep=smoke", f"runs_dir={tmp_path}"]), setting)  # per-head q, k, v, r = 4
+    assert clean.loc["lora", "params_wo_decoder_M"] * 1e6 == pytest.approx(4 * 3 * 4 * (32 + 32))
     assert table.loc["lora", "paper_M"] == 0.01 and table.loc["lora", "paper_ratio_pct"] == pytest.approx(1.0)
     assert table.loc["lora", "ours_of_paper_pct"] == pytest.approx(100 * table.loc["lora", "params_M"] / 0.01)
     assert np.isnan(table.loc["adapter", "paper_M"])
