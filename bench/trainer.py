@@ -237,7 +237,7 @@ def train(
         parts.distiller.train()
     for epoch in range(start_epoch, cfg.epochs):
         if selector is not None and selector.stop_early():
-            log.info("%s: no better validation score in %s epochs: stopped after epoch %d", desc, selector.patience, epoch)
+            log.info("%s: no better validation score in %s epochs: stopped after %d", desc, selector.patience, epoch)
             break
         data.epoch = epoch
         order = epoch_order(len(data), seed, epoch)[: n_steps * cfg.batch_size]
