@@ -94,8 +94,11 @@ def cmd_list(args: list[str]) -> str:
         "sweeps:",
     ]
     for name in available_sweeps():
-        cfg = load_config([f"sweep={name}"])
-        lines.append(f"  {name:<16} {len(run_configs(cfg)):>4} runs")
+        try:
+            count = f"{len(run_configs(load_config([f'sweep={name}']))):>4} runs"
+        except ConfigError as err:  # one broken sweep file must not hide the others
+            count = f"BROKEN: {err}"
+        lines.append(f"  {name:<16} {count}")
     return "\n".join(lines)
 
 
