@@ -22,6 +22,10 @@ class RunsFailed(Exception):
     """Some runs failed; the exception's text is the sweep summary (exit code 1)."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT); the text says how many runs are complete and how many resume (exit code 130)."""
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     if not root.handlers:
@@ -109,7 +113,10 @@ def cmd_run(args: list[str]) -> str:
     cfg = load_config(args)
     validate_names(cfg)
     t0 = time.time()
-    outcomes = launch(cfg)
+    try:
+        outcomes = launch(cfg)
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_summary(cfg)) from None
     failed = [o for o in outcomes if o.error]
     busy = [o for o in outcomes if o.skipped]
     if cfg.launcher.name == "slurm":
@@ -127,6 +134,16 @@ def cmd_run(args: list[str]) -> str:
         )
         raise RunsFailed(summary)
     return summary
+
+
+def interrupted_summary(cfg) -> str:
+    """``interrupted; N runs complete, M resumable`` for the sweep of ``cfg`` (after Ctrl-C)."""
+    from bench.results import RunDir
+
+    dirs = [RunDir(cfg.runs_dir, run) for run in run_configs(cfg)]
+    done = sum(rd.is_complete() for rd in dirs)
+    resumable = sum(rd.path.is_dir() and not rd.is_complete() for rd in dirs)
+    return f"interrupted; {done} runs complete, {resumable} resumable"
 
 
 def cmd_score(args: list[str]) -> str:
@@ -153,7 +170,11 @@ def cmd_status(args: list[str]) -> str:
     for run in run_configs(cfg):
         rd = RunDir(cfg.runs_dir, run)
         detail = ""
-        if rd.is_complete():
+        problem = rd.metrics_problem()
+        if problem is not None:
+            state = "corrupt"  # redone (the damaged file moved aside) by the next run
+            detail = f"  {problem}"
+        elif rd.is_complete():
             state = "done"
         elif rd.is_running():
             state = "running"
@@ -165,7 +186,7 @@ def cmd_status(args: list[str]) -> str:
             detail = "  (resumes from its checkpoint)" if rd.checkpoint.is_file() else ""
         else:
             state = "missing"
-        counts[state] += 1
+        counts[state] = counts.get(state, 0) + 1
         lines.append(f"{state:<11} {run.dataset:<14} {row_label(run):<28} s{run.seed}  {rd.name}{detail}")
     head = ", ".join(f"{v} {k}" for k, v in counts.items())
     records = [
@@ -277,6 +298,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     except RunsFailed as failed:
         sys.stdout.write(str(failed).rstrip() + "\n")
+        return 1
+    except (Interrupted, KeyboardInterrupt) as stop:
+        sys.stderr.write(f"{stop or 'interrupted'}\n")
+        return 130
+    except OSError as err:  # disk full, permissions, ...: one line naming the file, the traceback in debug
+        log.debug("I/O error", exc_info=True)
+        where = f"{err.filename}: " if err.filename else ""
+        sys.stderr.write(f"error: {where}{err.strerror or err}\n")
         return 1
     sys.stdout.write(text.rstrip() + "\n")
     return 0

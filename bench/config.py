@@ -504,9 +504,16 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
 
 
-def run_hash(run: RunConfig) -> str:
-    """A stable 10-hex-digit hash of everything in ``run`` that can change its result."""
+def run_hash(run: RunConfig, recorded: Optional[dict[str, str]] = None) -> str:
+    """A stable 10-hex-digit hash of everything in ``run`` that can change its result, including the
+    SHA-256 of each input file that exists (:mod:`bench.inputs`; ``recorded`` digests stand in for absent
+    files). A run without input files hashes its config alone."""
+    from bench.inputs import input_digests
+
     data = to_dict(run)
+    digests = {k: v for k, v in input_digests(run, recorded).items() if v}
+    if digests:
+        data["inputs"] = digests
     for dotted in UNHASHED_KEYS:
         parent, _, leaf = dotted.rpartition(".")
         node = data
