@@ -36,7 +36,7 @@ def read_checkpoint(path: Path, run_id: Optional[str]) -> Optional[dict[str, Any
     except OSError:
         raise
     except Exception as err:  # noqa: BLE001 - torch/pickle/zip raise many types for a damaged file
-        move_aside(path, f"does not load: {err.__class__.__name__}: {str(err).strip().splitlines()[0][:200]}")
+        move_aside(path, f"does not load: {_describe(err)}")
         return None
     missing = [k for k in CHECKPOINT_KEYS if k not in state] if isinstance(state, dict) else list(CHECKPOINT_KEYS)
     if missing or not isinstance(state.get("epoch"), int):
@@ -76,6 +76,11 @@ def resume(
         scheduler.load_state_dict(before[2])
         if selector is not None:
             selector.load_state_dict({})
-        move_aside(path, f"does not fit this run: {err.__class__.__name__}: {str(err).strip().splitlines()[0][:200]}")
+        move_aside(path, f"does not fit this run: {_describe(err)}")
         return None
     return state
+
+
+def _describe(err: BaseException) -> str:
+    lines = str(err).strip().splitlines()
+    return f"{err.__class__.__name__}: {lines[0][:200]}" if lines else err.__class__.__name__
