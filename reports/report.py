@@ -49,6 +49,7 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
     with_paper = protocol.paper_tables and definition == protocol.metrics
     table = build_table(cfg.sweep, labels, columns, seed_values(frame), with_paper=with_paper)
     seeds = sorted({r["seed"] for r in records})
+    table.n_seeds = len(seeds)  # cells over fewer seeds are marked (n=K)
     view = protocol_line(cfg, definition, with_paper)
     title = f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), {len(records)}/{len(runs)} runs complete\n{view}"
     markdown = render.to_markdown(table, title)
