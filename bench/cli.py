@@ -41,7 +41,7 @@ def _registries():
     return methods, BACKBONES, DATASETS
 
 
-def validate_names(cfg) -> None:
+def validate_names(cfg, weights: bool = True) -> None:
     """Fail before launching anything on an unknown method, dataset or backbone, bad method options, or a
     method that declares it cannot run on the student's (or, for a distiller, the teacher's) backbone family."""
     methods, backbones, datasets = _registries()
@@ -56,8 +56,9 @@ def validate_names(cfg) -> None:
     from bench.weights import resolve_checkpoint
 
     for run in run_configs(cfg):
-        resolve_checkpoint(run.backbone)  # a full-size backbone without weights stops here, before any run starts
-        if spec_needs_teacher(methods, run):
+        if weights:  # a full-size backbone without weights stops here, before any run starts
+            resolve_checkpoint(run.backbone)
+        if weights and spec_needs_teacher(methods, run):
             resolve_checkpoint(teacher_config(run))
         spec, _, _ = methods.method_options(run.method, run.peft, run.distill, run.protocol)
         checks = [("peft method", spec.peft, spec.peft_cls.unsupported, "student", run.backbone.name)]
@@ -156,7 +157,7 @@ def cmd_report(args: list[str]) -> str:
     from reports.report import build_report
 
     cfg = load_config(args)
-    validate_names(cfg)
+    validate_names(cfg, weights=False)  # a report reads results: it needs no weights (runs match by digest)
     return build_report(cfg)
 
 

@@ -256,3 +256,11 @@ def test_report_on_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, 
     assert err.splitlines()[-1] == f"error: {out_dir / 'smoke.md'}: No space left on device"
     assert "Traceback" not in err
     assert list(out_dir.iterdir()) == []  # no 0-byte smoke.md, no temporary file
+
+
+def test_report_needs_no_weights_of_a_full_size_backbone(tmp_path, capsys):
+    args = sweep_args(tmp_path, "backbone=sam_vit_b", f"backbone.checkpoints_dir={tmp_path / 'none'}")
+    assert main(["run", *args]) == 2  # running needs the weights ...
+    assert "backbone sam_vit_b has no checkpoint" in capsys.readouterr().err
+    assert main(["report", *args]) == 0  # ... reading results does not
+    assert "0/1 runs complete" in capsys.readouterr().out
