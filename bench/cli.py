@@ -22,6 +22,10 @@ class RunsFailed(Exception):
     """Some runs failed; the exception's text is the sweep summary (exit code 1)."""
 
 
+class Interrupted(Exception):
+    """Ctrl-C (SIGINT); the text says how many runs are complete and how many resume (exit code 130)."""
+
+
 def setup_logging(level: int = logging.INFO) -> None:
     root = logging.getLogger()
     if not root.handlers:
@@ -37,7 +41,7 @@ def _registries():
     return methods, BACKBONES, DATASETS
 
 
-def validate_names(cfg) -> None:
+def validate_names(cfg, weights: bool = True) -> None:
     """Fail before launching anything on an unknown method, dataset or backbone, bad method options, or a
     method that declares it cannot run on the student's (or, for a distiller, the teacher's) backbone family."""
     methods, backbones, datasets = _registries()
@@ -52,8 +56,9 @@ def validate_names(cfg) -> None:
     from bench.weights import resolve_checkpoint
 
     for run in run_configs(cfg):
-        resolve_checkpoint(run.backbone)  # a full-size backbone without weights stops here, before any run starts
-        if spec_needs_teacher(methods, run):
+        if weights:  # a full-size backbone without weights stops here, before any run starts
+            resolve_checkpoint(run.backbone)
+        if weights and spec_needs_teacher(methods, run):
             resolve_checkpoint(teacher_config(run))
         spec, _, _ = methods.method_options(run.method, run.peft, run.distill, run.protocol)
         checks = [("peft method", spec.peft, spec.peft_cls.unsupported, "student", run.backbone.name)]
@@ -94,8 +99,11 @@ def cmd_list(args: list[str]) -> str:
         "sweeps:",
     ]
     for name in available_sweeps():
-        cfg = load_config([f"sweep={name}"])
-        lines.append(f"  {name:<16} {len(run_configs(cfg)):>4} runs")
+        try:
+            count = f"{len(run_configs(load_config([f'sweep={name}']))):>4} runs"
+        except ConfigError as err:  # one broken sweep file must not hide the others
+            count = f"BROKEN: {err}"
+        lines.append(f"  {name:<16} {count}")
     return "\n".join(lines)
 
 
@@ -106,7 +114,10 @@ def cmd_run(args: list[str]) -> str:
     cfg = load_config(args)
     validate_names(cfg)
     t0 = time.time()
-    outcomes = launch(cfg)
+    try:
+        outcomes = launch(cfg)
+    except KeyboardInterrupt:
+        raise Interrupted(interrupted_summary(cfg)) from None
     failed = [o for o in outcomes if o.error]
     busy = [o for o in outcomes if o.skipped]
     if cfg.launcher.name == "slurm":
@@ -126,6 +137,16 @@ def cmd_run(args: list[str]) -> str:
     return summary
 
 
+def interrupted_summary(cfg) -> str:
+    """``interrupted; N runs complete, M resumable`` for the sweep of ``cfg`` (after Ctrl-C)."""
+    from bench.results import RunDir
+
+    dirs = [RunDir(cfg.runs_dir, run) for run in run_configs(cfg)]
+    done = sum(rd.is_complete() for rd in dirs)
+    resumable = sum(rd.path.is_dir() and not rd.is_complete() for rd in dirs)
+    return f"interrupted; {done} runs complete, {resumable} resumable"
+
+
 def cmd_score(args: list[str]) -> str:
     from bench.score import cmd_score as score
 
@@ -136,7 +157,7 @@ def cmd_report(args: list[str]) -> str:
     from reports.report import build_report
 
     cfg = load_config(args)
-    validate_names(cfg)
+    validate_names(cfg, weights=False)  # a report reads results: it needs no weights (runs match by digest)
     return build_report(cfg)
 
 
@@ -150,7 +171,11 @@ def cmd_status(args: list[str]) -> str:
     for run in run_configs(cfg):
         rd = RunDir(cfg.runs_dir, run)
         detail = ""
-        if rd.is_complete():
+        problem = rd.metrics_problem()
+        if problem is not None:
+            state = "corrupt"  # redone (the damaged file moved aside) by the next run
+            detail = f"  {problem}"
+        elif rd.is_complete():
             state = "done"
         elif rd.is_running():
             state = "running"
@@ -162,7 +187,7 @@ def cmd_status(args: list[str]) -> str:
             detail = "  (resumes from its checkpoint)" if rd.checkpoint.is_file() else ""
         else:
             state = "missing"
-        counts[state] += 1
+        counts[state] = counts.get(state, 0) + 1
         lines.append(f"{state:<11} {run.dataset:<14} {row_label(run):<28} s{run.seed}  {rd.name}{detail}")
     head = ", ".join(f"{v} {k}" for k, v in counts.items())
     records = [
@@ -274,6 +299,14 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 2
     except RunsFailed as failed:
         sys.stdout.write(str(failed).rstrip() + "\n")
+        return 1
+    except (Interrupted, KeyboardInterrupt) as stop:
+        sys.stderr.write(f"{stop or 'interrupted'}\n")
+        return 130
+    except OSError as err:  # disk full, permissions, ...: one line naming the file, the traceback in debug
+        log.debug("I/O error", exc_info=True)
+        where = f"{err.filename}: " if err.filename else ""
+        sys.stderr.write(f"error: {where}{err.strerror or err}\n")
         return 1
     sys.stdout.write(text.rstrip() + "\n")
     return 0

@@ -10,15 +10,18 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import math
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from omegaconf import DictConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
+log = logging.getLogger(__name__)
 
 
 class ConfigError(ValueError):
@@ -196,6 +199,8 @@ class ReportConfig:
     # "reported" = each run's reported checkpoint (eval.select); "best_of_last" = the best of the last epochs
     # on the test set, kept by runs with eval.select=test_last (the public InfoSAM scripts allow that choice)
     checkpoint: str = "reported"
+    # where report files go: None = <runs_dir>/_reports; "" = print only, write nothing (read-only runs)
+    out_dir: Optional[str] = None
 
 
 @dataclass
@@ -280,8 +285,7 @@ def load_config(overrides: list[str] | None = None) -> BenchConfig:
     path = SWEEPS_DIR / f"{sweep}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown sweep {sweep!r}; valid choices: {', '.join(available_sweeps())}")
-    with path.open() as fh:
-        data = yaml.safe_load(fh) or {}
+    data = read_sweep_file(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a sweep file must be a mapping of keys to values")
     data.pop("description", None)
@@ -291,7 +295,11 @@ def load_config(overrides: list[str] | None = None) -> BenchConfig:
     cfg.sweep = sweep
     explicit = set(_dotted(data))
     for key, value in pairs.items():
-        dotted = OmegaConf.from_dotlist([f"{key}={value}"]) if value != "" else OmegaConf.create({})
+        if value == "":
+            raise ConfigError(f"override {key}= has no value (use {key}=null for none)")
+        if value[0] not in "[{" and isinstance(OmegaConf.select(base, key, default=None), ListConfig):
+            value = f"[{value}]"  # a scalar for a list key: a one-element list (methods=adapter)
+        dotted = _dotlist(key, value)
         if key == "launcher" and value and value[0] not in "{[":  # shorthand: launcher=inline
             dotted = OmegaConf.create({"launcher": {"name": value}})
         if key == "metrics":  # shorthand: metrics=clean shows the clean definitions in the report
@@ -306,6 +314,9 @@ def load_config(overrides: list[str] | None = None) -> BenchConfig:
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, BenchConfig)
     check_choices(obj)
+    check_values(obj)
+    for key in ("methods", "datasets", "seeds"):
+        setattr(obj, key, _unique(key, getattr(obj, key)))
     return obj
 
 
@@ -314,6 +325,116 @@ def _dotted(data: Any, prefix: str = "") -> list[str]:
     if not isinstance(data, dict) or (prefix and not data):
         return [prefix] if prefix else []
     return [k for key, value in data.items() for k in _dotted(value, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def read_sweep_file(path: Path) -> Any:
+    """The parsed YAML of a sweep file; a syntax error is one line naming the file and line."""
+    try:
+        with path.open() as fh:
+            return yaml.safe_load(fh) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+
+
+def _dotlist(key: str, value: str) -> DictConfig:
+    try:
+        return OmegaConf.from_dotlist([f"{key}={value}"])
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"malformed override {key}={value}: {problem}") from None
+
+
+def _unique(key: str, values: list[Any]) -> list[Any]:
+    """``values`` without repeated entries (a run listed twice is one run), with a warning."""
+    out: list[Any] = []
+    for value in values:
+        if value in out:
+            log.warning("%s lists %r more than once; it runs once", key, value)
+        else:
+            out.append(value)
+    return out
+
+
+@dataclass(frozen=True)
+class Range:
+    """Allowed values of a numeric key: ``low <= value <= high`` (``low < value`` when ``above``)."""
+
+    low: Optional[float] = None
+    high: Optional[float] = None
+    above: bool = False
+
+    def violation(self, value: float) -> Optional[str]:
+        if isinstance(value, float) and not math.isfinite(value):
+            return "a finite number"
+        if self.low is not None and (value <= self.low if self.above else value < self.low):
+            return f"> {self.low}" if self.above else f">= {self.low}"
+        if self.high is not None and value > self.high:
+            return f"<= {self.high}"
+        return None
+
+
+# Numeric keys and their ranges (null stays allowed where the schema has Optional); checked before launch.
+VALUE_RANGES: dict[str, Range] = {
+    "seed": Range(0),
+    "seeds": Range(0),
+    "backbone.img_size": Range(1),
+    "teacher.img_size": Range(1),
+    "train.epochs": Range(1),
+    "train.batch_size": Range(1),
+    "train.lr": Range(0, above=True),
+    "train.min_lr": Range(0),
+    "train.box_prob": Range(0, 1),
+    "train.box_jitter": Range(0),
+    "train.num_points": Range(1),
+    "train.grad_clip": Range(0, above=True),
+    "train.weight_decay": Range(0),
+    "train.num_workers": Range(0),
+    "train.log_every": Range(1),
+    "train.max_steps_per_epoch": Range(1),
+    "eval.num_points": Range(1),
+    "eval.box_jitter": Range(0),
+    "eval.batch_size": Range(1),
+    "eval.select_epochs": Range(1),
+    "eval.patience": Range(1),
+    "backbone.mask_tokens": Range(1),
+    "data.synth.train_size": Range(1),
+    "data.synth.val_size": Range(0),
+    "data.synth.test_size": Range(1),
+    "data.synth.min_side": Range(1),
+    "data.synth.max_side": Range(1),
+    "data.folder.test_fraction": Range(0, 1),
+    "data.folder.val_fraction": Range(0, 1),
+    "data.folder.epochs": Range(1),
+    "launcher.max_parallel": Range(1),
+    "launcher.runs_per_job": Range(1),
+    "launcher.timeout_min": Range(1),
+    "launcher.threads_per_job": Range(1),
+    "slurm.gpus_per_node": Range(0),
+    "slurm.cpus_per_task": Range(1),
+    "slurm.mem_gb": Range(1),
+    "slurm.array_parallelism": Range(1),
+}
+_MISSING = object()
+
+
+def check_values(cfg: Any) -> None:
+    """Every key of :data:`VALUE_RANGES` present in ``cfg`` (a sweep or one run) is a number in its range;
+    otherwise one line naming the key, the rule and the value."""
+    for dotted, rule in VALUE_RANGES.items():
+        value: Any = cfg
+        for part in dotted.split("."):
+            value = getattr(value, part, _MISSING)
+        if value is _MISSING or value is None:
+            continue
+        for item in value if isinstance(value, list) else [value]:
+            if isinstance(item, bool) or not isinstance(item, (int, float)):
+                raise ConfigError(f"{dotted} must be a number, got {item!r}")
+            need = rule.violation(item)
+            if need is not None:
+                raise ConfigError(f"{dotted} must be {need}, got {item!r}")
 
 
 CHOICES: dict[str, tuple[str, ...]] = {
@@ -344,8 +465,6 @@ def check_choices(cfg: RunConfig) -> None:
             raise ConfigError(f"unknown report.metrics {report.metrics!r}; valid: {', '.join(METRIC_DEFINITIONS)}")
         if report.checkpoint not in ("reported", "best_of_last"):
             raise ConfigError(f"unknown report.checkpoint {report.checkpoint!r}; valid: reported, best_of_last")
-    if cfg.eval.select_epochs < 1:
-        raise ConfigError(f"eval.select_epochs must be >= 1, got {cfg.eval.select_epochs}")
 
 
 def protocol_preset(name: str) -> dict[str, Any]:
@@ -384,6 +503,7 @@ def run_configs(cfg: BenchConfig) -> list[RunConfig]:
                         node = _merge(node, OmegaConf.from_dotlist([f"{key}={value}"]), f"grid {key}")
                     obj = OmegaConf.to_object(node)
                     assert isinstance(obj, RunConfig)
+                    check_values(obj)  # a grid point or a row's overrides may set a value out of range
                     runs.append(obj)
     return runs
 
@@ -422,9 +542,16 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
 
 
-def run_hash(run: RunConfig) -> str:
-    """A stable 10-hex-digit hash of everything in ``run`` that can change its result."""
+def run_hash(run: RunConfig, recorded: Optional[dict[str, str]] = None) -> str:
+    """A stable 10-hex-digit hash of everything in ``run`` that can change its result, including the
+    SHA-256 of each input file that exists (:mod:`bench.inputs`; ``recorded`` digests stand in for absent
+    files). A run without input files hashes its config alone."""
+    from bench.inputs import input_digests
+
     data = to_dict(run)
+    digests = {k: v for k, v in input_digests(run, recorded).items() if v}
+    if digests:
+        data["inputs"] = digests
     for dotted in UNHASHED_KEYS:
         parent, _, leaf = dotted.rpartition(".")
         node = data

@@ -13,6 +13,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -214,6 +215,22 @@ def _progress_text(dirs: list[RunDir]) -> str:
     return ""
 
 
+def job_failure(err: Exception, job: Any) -> str:
+    """Why a local job ended without a result, in one line."""
+    died = isinstance(err, submitit.core.utils.UncompletedJobError) and not isinstance(
+        err, submitit.core.utils.FailedJobError
+    )
+    if died:  # no result pickle: the process was killed (kill -9, the OOM killer) or crashed
+        code = getattr(getattr(job, "_process", None), "returncode", None)
+        how = f"by {signal.Signals(-code).name}" if isinstance(code, int) and code < 0 else "by a signal"
+        return (
+            f"job killed {how} (e.g. kill -9 or the out-of-memory killer) before it finished; "
+            "its runs resume from their last epoch checkpoint on the next launch"
+        )
+    text = str(err).strip()
+    return text.splitlines()[-1] if text else repr(err)
+
+
 def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
     # job processes unpickle bench.* by name: make the repository importable from any working directory
     paths = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -238,7 +255,7 @@ def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
                 try:
                     outcomes += _outcomes(group, job.result())
                 except Exception as err:  # the job process itself died; submitit re-raises its error
-                    message = str(err).strip().splitlines()[-1] if str(err).strip() else repr(err)
+                    message = job_failure(err, job)
                     log.error("job of %d run(s) failed: %s (log: %s)", len(group), message, job.paths.stderr)
                     outcomes += [Outcome(run, None, message) for run in group]
             finished = len(outcomes) + sum(rd.is_complete() for _, dirs, _ in running for rd in dirs)

@@ -230,6 +230,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         on_log=lambda row: atomic_write(progress, json.dumps(row).encode()),
         probe=(probe, use_box),
         selector=selector,
+        run_id=rd.name,
     )
     rd.write_train_log(result.log_rows)
     if parts.distiller is not None:
@@ -272,6 +273,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         "train_data_wait_fraction": round(result.data_fraction, 4),
         "eval_prompt": prompt,
         "provenance": provenance_record(parts),
+        "inputs": rd.inputs(),
         "status": "complete",
     }
     rd.write_metrics(record)

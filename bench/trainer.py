@@ -34,6 +34,7 @@ from bench.data import (
 from bench.encoders import CachedEncoder
 from bench.fileio import atomic_torch_save
 from bench.losses import structure_loss
+from bench.resume import resume
 from bench.selection import EpochSelector
 from methods.distill._base import Distiller, Features
 from methods.peft._base import PeftMethod
@@ -201,6 +202,7 @@ def train(
     on_log: Optional[Callable[[dict[str, Any]], None]] = None,
     probe: Optional[tuple[dict[str, Any], bool]] = None,
     selector: Optional[EpochSelector] = None,
+    run_id: Optional[str] = None,
 ) -> TrainResult:
     """Train for ``cfg.epochs`` epochs, resuming from ``checkpoint`` when it exists.
 
@@ -209,6 +211,8 @@ def train(
             ``on_epoch_end`` may ask for the features of this batch.
         selector: Scores candidate epochs for the checkpoint choice (``eval.select``) after each epoch,
             before its checkpoint is written; its state is part of the checkpoint.
+        run_id: The run's name, recorded in the checkpoint; a checkpoint of another run is refused
+            (:mod:`bench.resume`), a damaged one is moved aside and training starts from scratch.
     """
     params = parts.trainable()
     result = TrainResult()
@@ -222,15 +226,10 @@ def train(
         raise ValueError(f"training split has {len(data)} samples, fewer than one batch of {cfg.batch_size}")
     optimizer, scheduler = make_optimizer(cfg, params, len(data), n_steps)
     start_epoch = 0
-    if checkpoint.is_file():
-        state = torch.load(checkpoint, map_location="cpu", weights_only=True)
-        parts.load_state(state["parts"])
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
+    state = resume(checkpoint, run_id, parts, optimizer, scheduler, selector)
+    if state is not None:
         start_epoch, result.log_rows = state["epoch"], state["log"]
         result.skipped_empty = state.get("skipped_empty", 0)
-        if selector is not None:
-            selector.load_state_dict(state.get("selection", {}))
         log.info("%s: resumed from %s after epoch %d", desc, checkpoint, start_epoch)
     parts.student.eval()  # frozen BatchNorm statistics; SAM has no dropout
     if parts.distiller is not None:
@@ -290,6 +289,7 @@ def train(
             checkpoint,
             {
                 "epoch": epoch + 1,
+                "run": run_id,
                 "parts": parts.state(),
                 "optimizer": optimizer.state_dict(),
                 "scheduler": scheduler.state_dict(),

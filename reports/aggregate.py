@@ -5,23 +5,35 @@ Reads only ``metrics.json`` files (a run without one is not complete and is show
 
 from __future__ import annotations
 
-import json
+import logging
 import math
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 import pandas as pd
 
+from bench.results import CorruptMetricsError, check_record
+
+log = logging.getLogger(__name__)
+
 MISSING = "–"  # a cell without a complete run (never dropped)
 
 
-def load_record_map(runs_dir: str | Path, names: Iterable[str]) -> dict[str, dict[str, Any]]:
-    """``run name -> metrics record`` of the named runs that are complete."""
+def load_record_map(
+    runs_dir: str | Path, names: Iterable[str], problems: Optional[list[str]] = None
+) -> dict[str, dict[str, Any]]:
+    """``run name -> metrics record`` of the named runs that are complete; a damaged ``metrics.json`` is
+    skipped with a warning naming it (appended to ``problems`` if given)."""
     records = {}
     for name in names:
         path = Path(runs_dir) / name / "metrics.json"
         if path.is_file():
-            records[name] = json.loads(path.read_text())
+            try:
+                records[name] = check_record(path)
+            except CorruptMetricsError as err:
+                log.warning("skipped a damaged result: %s", err)
+                if problems is not None:
+                    problems.append(f"skipped a damaged result: {err}")
     return records
 
 

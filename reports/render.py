@@ -84,12 +84,19 @@ def _paper_text(cell: Cell) -> str:
     return text + (f", Δ {_diff_text(cell.diff)}" if cell.diff is not None else "")
 
 
-def _ours_md(cell: Cell) -> str:
+def _ours_md(cell: Cell, n_seeds: int = 0) -> str:
     if not cell.values:
         return MISSING
     text = format_cell(cell.mean, cell.se)
     text = f"**{text}**" if cell.best else text
-    return text + (MARK if significant(cell.p) else "")
+    return text + (MARK if significant(cell.p) else "") + (f" (n={cell.n})" if 0 < cell.n < n_seeds else "")
+
+
+def seeds_note(t: ReportTable) -> Optional[str]:
+    """The legend line for cells averaged over fewer seeds than the title says (None when there are none)."""
+    if not any(t.fewer_seeds(c) for c in t.cells.values()):
+        return None
+    return f"(n=K): averaged over only K of the {t.n_seeds} seeds (the other runs are missing or failed)."
 
 
 def _row_name(t: ReportTable, row: str) -> str:
@@ -119,6 +126,9 @@ def notes(t: ReportTable) -> list[str]:
                 f"*Synthetic stand-ins ({pairs}): the paper's numbers are on the real datasets, so Δ only "
                 "locates the reproduction, it does not measure it."
             )
+    fewer = seeds_note(t)
+    if fewer:
+        out.append(fewer)
     return out
 
 
@@ -130,19 +140,20 @@ def to_markdown(t: ReportTable, title: str) -> str:
         for j in range(len(t.columns)):
             c = t.cell(row, j)
             paper_text = _paper_text(c)
-            cells.append(_ours_md(c) + (f" ({paper_text})" if paper_text else ""))
+            cells.append(_ours_md(c, t.n_seeds) + (f" ({paper_text})" if paper_text else ""))
         lines.append("| " + " | ".join([_row_name(t, row)] + cells) + " |")
     return "\n".join(lines + [""] + notes(t)) + "\n"
 
 
-def _ours_latex(cell: Cell) -> str:
+def _ours_latex(cell: Cell, n_seeds: int = 0) -> str:
     if not cell.values:
         return LATEX_MISSING
     text = f"{100 * cell.mean:.1f}"
     if not math.isnan(cell.se):
         text += rf"~$\pm$~{100 * cell.se:.2f}"
     text = rf"\textbf{{{text}}}" if cell.best else text
-    return text + (r"$^\dagger$" if significant(cell.p) else "")
+    text += r"$^\dagger$" if significant(cell.p) else ""
+    return text + (rf"$^{{n={cell.n}}}$" if 0 < cell.n < n_seeds else "")
 
 
 def to_latex(t: ReportTable, caption: str) -> str:
@@ -175,7 +186,7 @@ def to_latex(t: ReportTable, caption: str) -> str:
     for row in t.rows:
         name = escape_latex(row + (" (not run)" if row in t.paper_only else ""))
         cells = [t.cell(row, j) for j in range(len(t.columns))]
-        lines.append(" & ".join([name] + [_ours_latex(c) for c in cells]) + r" \\")
+        lines.append(" & ".join([name] + [_ours_latex(c, t.n_seeds) for c in cells]) + r" \\")
         if any(c.paper is not None for c in cells):
             paper_cells = [
                 (f"{c.paper.mean:.1f}" + (f" ({escape_latex(_diff_text(c.diff))})" if c.diff is not None else ""))
@@ -189,5 +200,9 @@ def to_latex(t: ReportTable, caption: str) -> str:
                 )
                 + r" \\"
             )
-    lines += [r"\bottomrule", r"\end{tabular}", r"\end{table}"]
+    lines += [r"\bottomrule", r"\end{tabular}"]
+    fewer = seeds_note(t)
+    if fewer:  # the footnote of the n=K marks
+        lines.append(rf"\par\smallskip{{\footnotesize $^{{n=K}}$ {escape_latex(fewer.split(': ', 1)[1])}}}")
+    lines.append(r"\end{table}")
     return "\n".join(lines) + "\n"

@@ -1,6 +1,7 @@
 """``run_benchmark.py report``: the sweep's table (Markdown, LaTeX, CSV) and figures.
 
-Writes into ``<runs_dir>/_reports/`` (or ``out_dir``): ``<sweep>.md``, ``<sweep>.tex`` (booktabs),
+Writes atomically into ``<runs_dir>/_reports/`` (or ``report.out_dir``; ``-`` = print only):
+``<sweep>.md``, ``<sweep>.tex`` (booktabs),
 ``<sweep>.csv`` (one line per row × dataset × metric, values as fractions, with the paper's value, the
 difference and the Welch p-value), and the figures that apply (:mod:`reports.figures`) as
 ``<sweep>_<figure>.png`` and ``.pdf``. Returns the Markdown (printed by the CLI).
@@ -10,10 +11,13 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Optional
 
-from bench.config import BenchConfig, row_label, run_configs, run_name
+from bench.config import BenchConfig, row_label, run_configs
+from bench.fileio import atomic_write
 from bench.protocols import get_protocol
 from bench.provenance import mixed_provenance
+from bench.results import RunDir
 from bench.selection import BEST_OF_LAST_TEXT, selection_text
 from datasets._base import dataset_info
 
@@ -29,8 +33,9 @@ log = logging.getLogger(__name__)
 def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
     """Aggregate the sweep's complete runs and write the table files and figures; return the Markdown."""
     runs = run_configs(cfg)
-    names = [run_name(r) for r in runs]
-    by_name = load_record_map(cfg.runs_dir, names)
+    names = [RunDir(cfg.runs_dir, r).name for r in runs]  # by recorded digests where an input file is absent
+    problems: list[str] = []
+    by_name = load_record_map(cfg.runs_dir, names, problems)
     records = list(by_name.values())
     columns = []
     for dataset in cfg.datasets:
@@ -44,27 +49,46 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
     with_paper = protocol.paper_tables and definition == protocol.metrics
     table = build_table(cfg.sweep, labels, columns, seed_values(frame), with_paper=with_paper)
     seeds = sorted({r["seed"] for r in records})
+    table.n_seeds = len(seeds)  # cells over fewer seeds are marked (n=K)
     view = protocol_line(cfg, definition, with_paper)
     title = f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), {len(records)}/{len(runs)} runs complete\n{view}"
     markdown = render.to_markdown(table, title)
-    notes = mixed_provenance(records)
+    notes = problems + mixed_provenance(records)
     if notes:  # mixed commits / packages / weights, random-init runs
         markdown += "\n\n" + "\n".join(f"**warning:** {n}" for n in notes)
         for note in notes:
             log.warning("%s: %s", cfg.sweep, note)
-    out = Path(out_dir or Path(cfg.runs_dir) / "_reports")
-    out.mkdir(parents=True, exist_ok=True)
-    (out / f"{cfg.sweep}.md").write_text(markdown)
     caption = (
         f"{cfg.sweep}: mean ± SE over seeds {seeds} (×100); bold = best, † = Welch p < 0.05 vs the reference row. "
         + view
     )
-    (out / f"{cfg.sweep}.tex").write_text(render.to_latex(table, caption))
-    long_table(table).to_csv(out / f"{cfg.sweep}.csv", index=False)
-    figures = write_figures(cfg, list(zip(runs, names)), by_name, out)
-    publish_relation_modules(cfg, runs)
+    out = report_dir(cfg, out_dir)
+    if out is None:
+        return markdown
+    try:
+        atomic_write(out / f"{cfg.sweep}.md", markdown.encode())
+        atomic_write(out / f"{cfg.sweep}.tex", render.to_latex(table, caption).encode())
+        atomic_write(out / f"{cfg.sweep}.csv", long_table(table).to_csv(index=False).encode())
+        figures = write_figures(cfg, list(zip(runs, names)), by_name, out)
+        publish_relation_modules(cfg, runs)
+    except PermissionError as err:  # a colleague's read-only runs: the table is still printed
+        log.warning(
+            "cannot write the report into %s (%s); printed only; report.out_dir=DIR writes it elsewhere",
+            out,
+            err.strerror,
+        )
+        return markdown
     log.info("report written to %s/%s.{md,tex,csv} and %d figure files", out, cfg.sweep, len(figures))
     return markdown
+
+
+def report_dir(cfg: BenchConfig, out_dir: str | Path | None = None) -> Optional[Path]:
+    """Where the report files go: ``out_dir``, else ``report.out_dir``, else ``<runs_dir>/_reports``;
+    None for ``-`` (print only)."""
+    chosen = out_dir if out_dir is not None else cfg.report.out_dir
+    if str(chosen) == "-":
+        return None
+    return Path(chosen) if chosen else Path(cfg.runs_dir) / "_reports"
 
 
 def protocol_line(cfg: BenchConfig, definition: str, with_paper: bool) -> str:

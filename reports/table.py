@@ -72,9 +72,14 @@ class ReportTable:
     references: dict[str, Optional[str]]  # row -> the row it is tested against
     paper_rows: dict[str, str]  # row -> the paper's row name
     paper_only: list[str]  # rows the sweep does not run (paper values only)
+    n_seeds: int = 0  # seeds the title names; a cell averaged over fewer is marked (0 = no marking)
 
     def cell(self, row: str, col: int) -> Cell:
         return self.cells[(row, col)]
+
+    def fewer_seeds(self, cell: Cell) -> bool:
+        """Whether ``cell`` is averaged over fewer seeds than the table's title says."""
+        return 0 < cell.n < self.n_seeds
 
     @property
     def standins(self) -> list[tuple[str, str]]:

@@ -18,7 +18,6 @@ run in eval mode (frozen BatchNorm statistics; SAM has no dropout).
 
 from __future__ import annotations
 
-import hashlib
 import logging
 from dataclasses import dataclass
 from pathlib import Path
@@ -31,6 +30,7 @@ from PIL import Image
 from torch import nn
 
 from bench.config import BackboneConfig, ConfigError
+from bench.inputs import sha256_file
 from bench.registry import Registry
 
 log = logging.getLogger(__name__)
@@ -447,14 +447,6 @@ def backbone_family(name: str) -> Optional[str]:
 
 class CheckpointError(ValueError):
     """A checkpoint that is missing, unreadable or for another architecture."""
-
-
-def sha256_file(path: str | Path) -> str:
-    digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def attach_weights(
