@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from scipy.ndimage import convolve
-from scipy.ndimage import distance_transform_edt as bwdist
 
 from bench.metrics_convlora import convlora_scores
+from tests.bench.test_metric_definitions import np_smeasure, np_weighted_f  # the formulas, written out once
 
 EPS = np.spacing(1)
 
@@ -18,42 +17,6 @@ def _prepare(p255: np.ndarray, g255: np.ndarray):
     if pred.max() != pred.min():
         pred = (pred - pred.min()) / (pred.max() - pred.min())
     return pred, gt
-
-
-def _s_measure(pred, gt):
-    y = gt.mean()
-    if y == 0:
-        return 1 - pred.mean()
-    if y == 1:
-        return pred.mean()
-
-    def s_object(values):
-        return 2 * values.mean() / (values.mean() ** 2 + 1 + values.std(ddof=1) + EPS)
-
-    obj = y * s_object(pred[gt]) + (1 - y) * s_object(1 - pred[~gt])
-    h, w = gt.shape
-    cy, cx = np.argwhere(gt).mean(axis=0).round()
-    x, yy = int(cx) + 1, int(cy) + 1
-
-    def ssim(p, g):
-        n = p.size
-        mx, my = p.mean(), g.mean()
-        sx, sy = ((p - mx) ** 2).sum() / (n - 1), ((g - my) ** 2).sum() / (n - 1)
-        sxy = ((p - mx) * (g - my)).sum() / (n - 1)
-        a, b = 4 * mx * my * sxy, (mx**2 + my**2) * (sx + sy)
-        return a / (b + EPS) if a != 0 else (1.0 if b == 0 else 0.0)
-
-    g = gt.astype(np.float64)
-    quads = [
-        (slice(0, yy), slice(0, x)),
-        (slice(0, yy), slice(x, w)),
-        (slice(yy, h), slice(0, x)),
-        (slice(yy, h), slice(x, w)),
-    ]
-    w1, w2, w3 = x * yy / (h * w), yy * (w - x) / (h * w), (h - yy) * x / (h * w)
-    weights = [w1, w2, w3, 1 - w1 - w2 - w3]
-    region = sum(wt * ssim(pred[q], g[q]) for wt, q in zip(weights, quads))
-    return max(0.0, 0.5 * obj + 0.5 * region)
 
 
 def _e_measure_curve_mean(pred, gt):
@@ -76,26 +39,6 @@ def _e_measure_curve_mean(pred, gt):
     return float(np.mean(scores))
 
 
-def _weighted_f(pred, gt, beta2=0.3):
-    if not gt.any():
-        return 0.0
-    dst, idx = bwdist(gt == 0, return_indices=True)
-    e = np.abs(pred - gt)
-    et = e.copy()
-    et[~gt] = et[idx[0][~gt], idx[1][~gt]]
-    yy, xx = np.ogrid[-3:4, -3:4]
-    k = np.exp(-(xx * xx + yy * yy) / (2 * 25.0))
-    k[k < np.finfo(k.dtype).eps * k.max()] = 0
-    k /= k.sum()
-    ea = convolve(et, weights=k, mode="constant", cval=0)
-    min_e = np.where(gt & (ea < e), ea, e)
-    b = np.where(~gt, 2 - np.exp(np.log(0.5) / 5 * dst), 1.0)
-    ew = min_e * b
-    tpw, fpw = gt.sum() - ew[gt].sum(), ew[~gt].sum()
-    r, p = 1 - ew[gt].mean(), tpw / (tpw + fpw + EPS)
-    return (1 + beta2) * r * p / (r + beta2 * p + EPS)
-
-
 def _reference(logits: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     prob = 1 / (1 + np.exp(-logits))
     pred, g = _prepare(prob * 255, gt * 255.0)
@@ -106,9 +49,9 @@ def _reference(logits: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     tnr = (~p125 & ~t125).sum() / (~t125).sum() if (~t125).any() else None
     rates = [r for r in (tpr, tnr) if r is not None]
     return {
-        "sm": _s_measure(pred, g),
+        "sm": np_smeasure(pred, g),
         "em_mean": _e_measure_curve_mean(pred, g),
-        "wfm": _weighted_f(pred, g),
+        "wfm": np_weighted_f(pred, g, beta2=0.3),
         "mae": np.abs(pred - g).mean(),
         "iou": (hard & target).sum() / union if union else 0.0,
         "ber": 1 - np.mean(rates),

@@ -310,31 +310,16 @@ def test_square_preprocessing_and_input_resolution_scoring(tmp_path, monkeypatch
     assert seen == [test[i]["mask"].shape for i in range(len(test))]
 
 
-def test_promptless_decode_equals_the_official_sam_decoder_with_no_prompt():
+def test_promptless_sam2_decode_runs_on_the_whole_batch():
+    """(SAM's promptless path equals the official decoder: tests/bench/test_backbones.py.)"""
     from bench.backbones import Prompts, build_backbone
     from bench.config import BackboneConfig
 
-    model = build_backbone(BackboneConfig(name="tiny_sam")).eval()
-    images = torch.randn(3, 3, 64, 64, generator=torch.Generator().manual_seed(2))
-    with torch.no_grad():
-        z, _ = model.encode(images)
-        out = model.decode(z, Prompts())
-        sparse, dense = model.prompt_encoder(points=None, boxes=None, masks=None)
-        assert sparse.shape[1] == 0  # no prompt token at all
-        for i in range(3):
-            masks, iou = model.mask_decoder(
-                image_embeddings=z[i : i + 1],
-                image_pe=model.prompt_encoder.get_dense_pe(),
-                sparse_prompt_embeddings=sparse,
-                dense_prompt_embeddings=dense,
-                multimask_output=False,
-            )
-            torch.testing.assert_close(out.logits[i : i + 1], masks, rtol=0, atol=1e-5)
-            torch.testing.assert_close(out.iou[i : i + 1], iou, rtol=0, atol=1e-5)
     sam2 = build_backbone(BackboneConfig(name="tiny_sam2")).eval()
     with torch.no_grad():
         z2, feats = sam2.encode(torch.randn(2, 3, 128, 128))
-        assert torch.isfinite(sam2.decode(z2, Prompts(), feats).logits).all()
+        out = sam2.decode(z2, Prompts(), feats)
+    assert out.logits.shape[0] == 2 and torch.isfinite(out.logits).all()
 
 
 def test_one_mask_token_decoder_as_conv_lora():
