@@ -101,6 +101,17 @@ class RunDir:
         except RunBusyError:
             return True
 
+    def state(self) -> str:
+        """``done``, ``running``, ``failed``, ``interrupted`` (started, not running, no failure recorded: it
+        resumes on the next launch) or ``missing`` (never started)."""
+        if self.is_complete():
+            return "done"
+        if self.is_running():
+            return "running"
+        if (self.path / FAILED_FILE).is_file():
+            return "failed"
+        return "interrupted" if self.path.is_dir() else "missing"
+
     def start(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / FAILED_FILE).unlink(missing_ok=True)
