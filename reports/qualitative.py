@@ -3,7 +3,8 @@
 Rows are the kept test images of every dataset (``eval.keep_masks``: the first names, the same for every
 method; :mod:`bench.masks`), columns the image with its evaluation prompt, the ground truth, then each
 table row's binary prediction overlaid on the image (GT outline in green, prompt drawn, the image's
-headline metric in the corner). Each (dataset, row) shows its lowest complete seed. A row without a
+headline metric in the corner; images larger than :data:`MAX_SIDE` pixels are drawn downsampled). Each
+(dataset, row) shows its lowest complete seed. A row without a
 complete run, or whose runs kept no masks (older runs), is a blank panel saying so.
 """
 
@@ -32,6 +33,7 @@ Named = list[tuple[RunConfig, str]]
 PRED_RGB = np.array([1.0, 0.35, 0.0])
 GT_RGB = np.array([0.1, 0.85, 0.2])
 PANEL_INCHES = 1.8
+MAX_SIDE = 200  # panels show images at most this many pixels wide or high (keeps the PNG and PDF small)
 
 
 @dataclass
@@ -64,25 +66,38 @@ def _overlay(image: np.ndarray, mask: np.ndarray, rgb: np.ndarray, alpha: float 
     return out
 
 
-def _load(path: Path) -> np.ndarray:
+def _load(path: Path, scale: float = 1.0) -> np.ndarray:
+    """An image or mask, resized by ``scale`` (masks with nearest neighbour)."""
     with Image.open(path) as im:
+        if scale != 1.0:
+            size = (max(1, round(im.width * scale)), max(1, round(im.height * scale)))
+            im = im.resize(size, Image.NEAREST if im.mode in ("L", "1") else Image.BILINEAR)
         return np.asarray(im)
 
 
-def _draw_prompt(ax: Any, entry: dict[str, Any]) -> None:
+def _scale(path: Path) -> float:
+    """The factor that brings an image's longest side down to :data:`MAX_SIDE` (1 for small images)."""
+    with Image.open(path) as im:
+        return min(1.0, MAX_SIDE / max(im.size))
+
+
+def _draw_prompt(ax: Any, entry: dict[str, Any], scale: float) -> None:
     import matplotlib.patches as patches
 
     if entry.get("box"):
-        x0, y0, x1, y1 = entry["box"]
+        x0, y0, x1, y1 = (scale * v for v in entry["box"])
         ax.add_patch(patches.Rectangle((x0, y0), x1 - x0, y1 - y0, fill=False, edgecolor="yellow", linewidth=1.2))
     if entry.get("points"):
-        pts = np.asarray(entry["points"], dtype=float).reshape(-1, 2)
+        pts = scale * np.asarray(entry["points"], dtype=float).reshape(-1, 2)
         labels = np.asarray(entry.get("labels") or [1] * len(pts))
         ax.scatter(*pts[labels == 1].T, marker="o", s=22, c="lime", edgecolors="black", linewidths=0.6)
         ax.scatter(*pts[labels != 1].T, marker="x", s=22, c="red", linewidths=1.2)
 
 
-def _blank(ax: Any, text: str) -> None:
+def _blank(ax: Any, text: str, shape: tuple[int, ...]) -> None:
+    ax.set_xlim(0, shape[1])
+    ax.set_ylim(shape[0], 0)
+    ax.set_aspect("equal")
     ax.set_facecolor("#eeeeee")
     ax.text(0.5, 0.5, text, ha="center", va="center", fontsize=7, color="grey", transform=ax.transAxes)
 
@@ -110,9 +125,10 @@ def draw(
     for i, (dataset, name) in enumerate(rows):
         by_label = kept[dataset]
         base = next(e for e in (k.entry(name) for k in by_label.values()) if e is not None)
-        image, gt = _load(base["image"]), _load(base["gt"]) > 127
+        scale = _scale(base["image"])
+        image, gt = _load(base["image"], scale), _load(base["gt"], scale) > 127
         axes[i][0].imshow(image)
-        _draw_prompt(axes[i][0], base)
+        _draw_prompt(axes[i][0], base, scale)
         axes[i][0].set_ylabel(f"{dataset}\n{name}", fontsize=7)
         axes[i][1].imshow(_overlay(image, gt, GT_RGB))
         for j, label in enumerate(labels, start=2):
@@ -120,12 +136,13 @@ def draw(
             k = by_label.get(label)
             entry = k.entry(name) if k else None
             if entry is None:
-                _blank(ax, "no run" if (dataset, label) not in completed else "no masks kept")
+                _blank(ax, "no run" if (dataset, label) not in completed else "no masks kept", gt.shape)
                 continue
-            pred = _load(entry["pred"]) > 127
-            ax.imshow(_overlay(_load(entry["image"]), pred, PRED_RGB))
-            ax.contour(gt, levels=[0.5], colors=[tuple(GT_RGB)], linewidths=0.7)
-            _draw_prompt(ax, entry)
+            pred = _load(entry["pred"], scale) > 127
+            ax.imshow(_overlay(_load(entry["image"], scale), pred, PRED_RGB))
+            if gt.any():
+                ax.contour(gt, levels=[0.5], colors=[tuple(GT_RGB)], linewidths=0.7)
+            _draw_prompt(ax, entry, scale)
             text = _score_text(scores, label, dataset, k.seed, name) if k else ""
             if text:
                 ax.text(
@@ -138,7 +155,7 @@ def draw(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout(pad=0.3)
-    return save_figure(fig, stem, dpi=100)
+    return save_figure(fig, stem, dpi=90)
 
 
 def write_qualitative(cfg: BenchConfig, runs: Named, records: dict[str, dict[str, Any]], out: Path) -> list[Path]:

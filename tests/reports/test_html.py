@@ -10,13 +10,15 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 import pytest
+import torch
 from PIL import Image
 
 from bench.config import load_config, run_configs, run_name
+from bench.masks import MaskKeeper
 from bench.metrics import METRICS
 from bench.results import RunDir
 from reports.distributions import paired_counts, per_image_frame
-from reports.qualitative import collect
+from reports.qualitative import collect, write_qualitative
 from reports.report import build_report
 
 from .fake_runs import find_run, write_run
@@ -190,3 +192,39 @@ def test_per_image_values_follow_the_report_definition(tmp_path):
     assert clean["value"].tolist() == pytest.approx([0.0, 0.1, 0.2])
     assert infosam["value"].tolist() == pytest.approx([0.5, 0.6, 0.7])
     assert per_image_frame(tmp_path, named, {}, "clean").empty  # an incomplete run has no values
+
+
+class _Resize:
+    @staticmethod
+    def resized_shape(h: int, w: int) -> tuple[int, int]:
+        return h, w
+
+
+def test_qualitative_figure_of_large_images_stays_small_and_marks_runs_without_masks(tmp_path):
+    cfg = load_config(["sweep=smoke", f"runs_dir={tmp_path / 'runs'}", "datasets=[synth_polyp]"])
+    (zero, adapter) = run_configs(cfg)  # zero_shot keeps masks of 1200 x 900 images; adapter is an older run
+    rng = np.random.default_rng(0)
+    images = [{"image": rng.integers(0, 255, (900, 1200, 3), dtype=np.uint8)} for _ in range(2)]
+    for run in (zero, adapter):
+        write_run(cfg.runs_dir, run, {"sm": 0.5})
+    keeper = MaskKeeper(2, images, _Resize(), use_box=True)
+    batch = {
+        "name": ["a", "b"],
+        "size": torch.tensor([[900, 1200]] * 2),
+        "box": torch.tensor([[100.0, 100.0, 700.0, 600.0]] * 2),
+        "index": torch.arange(2),
+    }
+    gt = np.zeros((900, 1200), np.uint8)
+    gt[200:500, 300:800] = 1
+    for i in range(2):
+        keeper(batch, i, np.where(gt > 0, 3.0, -3.0), gt)
+    keeper.write(RunDir(cfg.runs_dir, zero).path)
+    runs = [(r, run_name(r)) for r in (zero, adapter)]
+    records = {n: RunDir(cfg.runs_dir, r).read_metrics() for r, n in runs}
+    png, pdf = write_qualitative(cfg, runs, records, tmp_path)
+    assert pdf.stat().st_size < 400_000 and png.stat().st_size < 400_000  # 4 full-size images would be ~10 MB
+    with Image.open(png) as im:
+        rgb = np.asarray(im.convert("RGB")).astype(int)
+    yellow = (rgb[..., 0] > 200) & (rgb[..., 1] > 200) & (rgb[..., 2] < 80)
+    assert yellow.sum() > 50  # the box prompts are drawn
+    assert im.width > im.height  # 2 image rows x 4 columns (image, GT, zero_shot, adapter's blank panel)
