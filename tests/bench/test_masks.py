@@ -82,3 +82,21 @@ def test_keeper_holds_the_first_names_in_any_arrival_order_and_the_last_evaluati
     keeper(batch, 1, np.full((8, 8), 1.0), gt)  # "b" scored again (a later checkpoint) replaces the first
     assert keeper.kept["b"].pred.all() and not keeper.kept["a"].pred.any()
     assert keeper.kept["a"].box == [2.0, 2.0, 6.0, 4.0]  # input frame (half size) -> the 8 x 8 original
+
+
+def test_kept_masks_in_the_model_input_frame(tmp_path):
+    cfg = sweep(tmp_path, "eval.keep_masks=1", "eval.resolution=input")
+    run = single_run(cfg)
+    execute_run(run, cfg.runs_dir)
+    path = RunDir(cfg.runs_dir, run).path
+    index = read_masks(path)
+    assert index["frame"] == "input" and len(index["images"]) == 1
+    entry = index["images"][0]
+    gt, pred = (np.asarray(Image.open(entry[k])) > 127 for k in ("gt", "pred"))
+    image = np.asarray(Image.open(entry["image"]))
+    assert image.shape[:2] == gt.shape == pred.shape and max(gt.shape) == 64  # tiny_sam's 64-px input frame
+    with (path / "per_image.csv").open(newline="") as fh:
+        iou = {row["name"]: float(row["iou"]) for row in csv.DictReader(fh)}
+    union = (gt | pred).sum()
+    assert np.isclose((gt & pred).sum() / union if union else 1.0, iou[entry["name"]], atol=1e-9)
+    np.testing.assert_allclose(entry["box"], mask_box(gt), atol=1.0)  # the box in that frame
