@@ -100,6 +100,14 @@ def table_html(t: ReportTable, uuid: str) -> str:
     return styler.to_html()
 
 
+def _weights(w: Optional[dict[str, Any]]) -> str:
+    """``backbone: sha256 prefix`` (or weights id, or "random init") of a weights record."""
+    if not w:
+        return "–"
+    ident = "random init" if w.get("random_init") else (w.get("sha256") or w.get("weights_id") or "?")
+    return f"{w['backbone']}: {str(ident)[:16]}"
+
+
 def _provenance_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Distinct reproducibility records of ``records`` with the runs that share each."""
     groups: dict[str, dict[str, Any]] = {}
@@ -108,20 +116,13 @@ def _provenance_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         if not isinstance(p, dict):
             key, row = "none", {"commit": "no record (older run)"}
         else:
-
-            def weights(w: Optional[dict[str, Any]]) -> str:
-                if not w:
-                    return "–"
-                ident = "random init" if w.get("random_init") else (w.get("sha256") or w.get("weights_id") or "?")
-                return f"{w['backbone']}: {str(ident)[:16]}"
-
             row = {
                 "commit": (p.get("commit") or "?")[:12] + (" (dirty)" if p.get("dirty") else ""),
                 **{k: (p.get("packages") or {}).get(k) or "–" for k in PACKAGES},
                 "python": p.get("python", "–"),
                 "device": p.get("device", "–"),
-                "student weights": weights(p.get("student_weights")),
-                "teacher weights": weights(p.get("teacher_weights")),
+                "student weights": _weights(p.get("student_weights")),
+                "teacher weights": _weights(p.get("teacher_weights")),
             }
             key = json.dumps(row, sort_keys=True)
         group = groups.setdefault(key, {**row, "runs": []})
@@ -231,7 +232,7 @@ def write_page(
         for s in sorted(statuses, key=lambda s: (STATES.index(s.state), s.dataset, s.label, s.seed))
     ]
     provenance = _provenance_rows(records)
-    prov_keys = [k for k in ("commit", *PACKAGES, "python", "device", "student weights", "teacher weights")]
+    prov_keys = ["commit", *PACKAGES, "python", "device", "student weights", "teacher weights"]
     html = TEMPLATE.render(
         sweep=sweep,
         headline=headline,
