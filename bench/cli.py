@@ -163,30 +163,21 @@ def cmd_report(args: list[str]) -> str:
 
 def cmd_status(args: list[str]) -> str:
     from bench.provenance import mixed_provenance
-    from bench.results import FAILED_FILE, RunDir
+    from bench.results import RunDir
 
     cfg = load_config(args)
     lines = []
     counts = {"done": 0, "running": 0, "failed": 0, "interrupted": 0, "missing": 0}
     for run in run_configs(cfg):
         rd = RunDir(cfg.runs_dir, run)
+        state = rd.state()
         detail = ""
-        problem = rd.metrics_problem()
-        if problem is not None:
-            state = "corrupt"  # redone (the damaged file moved aside) by the next run
-            detail = f"  {problem}"
-        elif rd.is_complete():
-            state = "done"
-        elif rd.is_running():
-            state = "running"
-        elif (rd.path / FAILED_FILE).is_file():
-            state = "failed"
+        if state == "corrupt":  # redone (the damaged file moved aside) by the next run
+            detail = f"  {rd.metrics_problem()}"
+        elif state == "failed":
             detail = f"  log: {rd.log_file}"
-        elif rd.path.is_dir():
-            state = "interrupted"  # started, not running now, no failure recorded: resumes on the next launch
+        elif state == "interrupted":
             detail = "  (resumes from its checkpoint)" if rd.checkpoint.is_file() else ""
-        else:
-            state = "missing"
         counts[state] = counts.get(state, 0) + 1
         lines.append(f"{state:<11} {run.dataset:<14} {row_label(run):<28} s{run.seed}  {rd.name}{detail}")
     head = ", ".join(f"{v} {k}" for k, v in counts.items())

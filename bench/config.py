@@ -105,6 +105,9 @@ class EvalConfig:
     # where the metrics are computed: "original" image size, or "input" = the model-input frame (the resized
     # image inside the S x S input, GT resized with nearest neighbour: Conv-LoRA scores its square 1024 frame)
     resolution: str = "original"
+    # the first N test images by name keep their predicted mask, GT, image and prompt in <run>/masks/ (for the
+    # report's qualitative figure); 0 = none. Does not change a run's results, so it is not in the run hash
+    keep_masks: int = 4
 
 
 @dataclass
@@ -237,6 +240,7 @@ UNHASHED_KEYS = (
     "data.root",
     "data.encoder_cache",
     "backbone.checkpoints_dir",
+    "eval.keep_masks",
 )
 
 

@@ -109,6 +109,7 @@ def evaluate(
     precision: str = "auto",
     channels_last: bool = False,
     resolution: str = "original",
+    keep: Optional[Callable[[dict[str, Any], int, np.ndarray, np.ndarray], None]] = None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """Score every image of ``data``; the logits are resized back to each image's own size, or with
     ``resolution="input"`` scored in the model-input frame (the resized image inside the S×S input) against
@@ -116,7 +117,8 @@ def evaluate(
 
     The model runs batch after batch while one background thread scores the previous batches
     (``py_sod_metrics`` is numpy on the CPU): on a GPU the metrics leave the model's critical path.
-    Images are scored in order, so the rows and means do not depend on timing.
+    Images are scored in order, so the rows and means do not depend on timing. ``keep(batch, i, logits, gt)``,
+    if given, sees every image's logits and GT as scored (:class:`bench.masks.MaskKeeper`).
 
     Returns:
         Per-image rows (``name`` + every metric of every definition, see the module docstring) and the
@@ -144,6 +146,8 @@ def evaluate(
                 pending.append(
                     scorer.submit(acc.add, batch["name"][i], logits[0, 0].cpu().numpy().astype("float64"), gt)
                 )
+                if keep is not None:
+                    keep(batch, i, logits[0, 0].cpu().numpy(), gt)
         for future in pending:
             future.result()  # re-raises a metric error (e.g. a non-binary mask) here
     return acc.rows(), acc.means()

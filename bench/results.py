@@ -180,6 +180,20 @@ class RunDir:
             os.close(fd)  # closing releases a lock we took
         return False
 
+    def state(self) -> str:
+        """``corrupt`` (a damaged ``metrics.json``: redone by the next run), ``done``, ``running``, ``failed``,
+        ``interrupted`` (started, not running, no failure recorded: it resumes on the next launch) or
+        ``missing`` (never started)."""
+        if self.metrics_problem() is not None:
+            return "corrupt"
+        if self.is_complete():
+            return "done"
+        if self.is_running():
+            return "running"
+        if (self.path / FAILED_FILE).is_file():
+            return "failed"
+        return "interrupted" if self.path.is_dir() else "missing"
+
     def start(self) -> None:
         self.path.mkdir(parents=True, exist_ok=True)
         (self.path / FAILED_FILE).unlink(missing_ok=True)

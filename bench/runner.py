@@ -19,6 +19,7 @@ from bench.data import PromptedDataset, collate, eval_points_split
 from bench.encoders import CachedEncoder
 from bench.evaluate import evaluate
 from bench.fileio import atomic_write
+from bench.masks import MaskKeeper
 from bench.protocols import get_protocol
 from bench.provenance import provenance_record
 from bench.results import RunDir
@@ -182,6 +183,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         )
 
     test_data = prompted(test_set)
+    keeper = MaskKeeper(run.eval.keep_masks, test_set, student, prompt == "box", run.eval.resolution)
 
     def score(data: PromptedDataset, what: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
         return evaluate(
@@ -195,6 +197,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
             precision=run.train.precision,
             channels_last=run.train.channels_last,
             resolution=run.eval.resolution,
+            keep=keeper if data is test_data and run.eval.keep_masks > 0 else None,
         )
 
     train_cfg = run.train
@@ -250,6 +253,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
             parts.load_state(selector.best_state)
         rows, means = score(test_data, "eval")
     rd.write_per_image(rows)
+    keeper.write(rd.path)
     trained = bool(result.log_rows)
     record = {
         **rd.identity(),

@@ -20,10 +20,10 @@ from .table import Cell, ReportTable
 LATEX_MISSING = "--"
 LATEX_METRICS = {
     "sm": r"$S_\alpha$",
-    "em_adp": r"$E_\phi^{adp}$",
-    "em_mean": r"$E_\phi^{mean}$",
-    "em_max": r"$E_\phi^{max}$",
-    "wfm": r"$F_\beta^{w}$",
+    "em_adp": r"$E_\phi^{\mathrm{adp}}$",
+    "em_mean": r"$E_\phi^{\mathrm{mean}}$",
+    "em_max": r"$E_\phi^{\mathrm{max}}$",
+    "wfm": r"$F_\beta^{\mathrm{w}}$",
     "mae": "MAE",
     "iou": "IoU",
     "dice": "Dice",

@@ -3,8 +3,11 @@
 Writes atomically into ``<runs_dir>/_reports/`` (or ``report.out_dir``; ``-`` = print only):
 ``<sweep>.md``, ``<sweep>.tex`` (booktabs),
 ``<sweep>.csv`` (one line per row × dataset × metric, values as fractions, with the paper's value, the
-difference and the Welch p-value), and the figures that apply (:mod:`reports.figures`) as
-``<sweep>_<figure>.png`` and ``.pdf``. Returns the Markdown (printed by the CLI).
+difference and the Welch p-value), the figures that apply (:mod:`reports.figures`) as
+``<sweep>_<figure>.png`` and ``.pdf``, the qualitative figure (:mod:`reports.qualitative`), the
+per-image distributions and win counts (:mod:`reports.distributions`), and the page that shows all of
+it with the run status and provenance, ``<sweep>.html`` (:mod:`reports.html`). Nothing is written into
+the runs themselves. Returns the Markdown (printed by the CLI).
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from datasets._base import dataset_info
 
 from . import render
 from .aggregate import load_record_map, long_frame, seed_values
+from .distributions import write_distributions
 from .figures import write_figures
+from .html import run_statuses, write_page
+from .qualitative import write_qualitative
 from .table import build_table, long_table
 from .transfer import publish_relation_modules
 
@@ -69,8 +75,19 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
         atomic_write(out / f"{cfg.sweep}.md", markdown.encode())
         atomic_write(out / f"{cfg.sweep}.tex", render.to_latex(table, caption).encode())
         atomic_write(out / f"{cfg.sweep}.csv", long_table(table).to_csv(index=False).encode())
-        figures = write_figures(cfg, list(zip(runs, names)), by_name, out)
+        named = list(zip(runs, names))
+        figures = write_figures(cfg, named, by_name, out)
+        figures += write_qualitative(cfg, named, by_name, out)
+        per_image, wins = write_distributions(
+            cfg.runs_dir, cfg.sweep, named, by_name, table.references, labels, definition, out
+        )
+        figures += per_image
         publish_relation_modules(cfg, runs)
+        statuses = run_statuses(cfg.runs_dir, runs)
+        write_page(
+            out / f"{cfg.sweep}.html", cfg.sweep, title.splitlines()[0].lstrip("# "), view, table,
+            render.notes(table), notes, figures, wins, statuses, records,
+        )  # fmt: skip
     except PermissionError as err:  # a colleague's read-only runs: the table is still printed
         log.warning(
             "cannot write the report into %s (%s); printed only; report.out_dir=DIR writes it elsewhere",
@@ -78,7 +95,7 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
             err.strerror,
         )
         return markdown
-    log.info("report written to %s/%s.{md,tex,csv} and %d figure files", out, cfg.sweep, len(figures))
+    log.info("report written to %s/%s.{md,tex,csv,html} and %d figure files", out, cfg.sweep, len(figures))
     return markdown
 
 

@@ -1,0 +1,36 @@
+"""Figure files written atomically (PNG + PDF): a reader never sees a half-written figure."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+from typing import Any
+
+from bench.fileio import atomic_write
+
+log = logging.getLogger(__name__)
+
+
+def pyplot() -> Any:
+    """``matplotlib.pyplot`` on the Agg backend (no display needed)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def save_figure(fig: Any, stem: Path, dpi: int = 110) -> list[Path]:
+    """Write ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (each through a temporary file) and close it."""
+    paths = []
+    for suffix in (".png", ".pdf"):
+        buf = io.BytesIO()
+        fig.savefig(buf, format=suffix[1:], dpi=dpi, bbox_inches="tight")
+        path = stem.with_suffix(suffix)
+        atomic_write(path, buf.getvalue())
+        paths.append(path)
+    pyplot().close(fig)
+    log.info("figure written to %s.{png,pdf}", stem)
+    return paths
