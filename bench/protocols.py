@@ -46,6 +46,7 @@ class Protocol:
         method_defaults: PEFT method name → option defaults (``peft.*``) applied where the run sets none.
         dataset_values: Dataset family (``"*"`` = every family) → dotted config values, applied to that
             dataset's runs unless the sweep file or the command line set the key.
+        report_metrics: Dataset family → the metrics its tables report (default: the dataset's own).
         metrics: The metric definition its tables report (a key of :data:`bench.evaluate.DEFINITIONS`).
         paper_tables: Whether the published InfoSAM values are comparable with its runs ("paper / Δ").
     """
@@ -55,6 +56,11 @@ class Protocol:
     preset: dict[str, Any] = field(default_factory=dict)
     method_defaults: dict[str, dict[str, Any]] = field(default_factory=dict)
     dataset_values: dict[str, dict[str, Any]] = field(default_factory=dict)
+    report_metrics: dict[str, tuple[str, ...]] = field(default_factory=dict)
+
+    def metrics_for(self, family: str, default: tuple[str, ...]) -> tuple[str, ...]:
+        """The metrics a table shows for a dataset family (the first decides "best" in checkpoint selection)."""
+        return self.report_metrics.get(family, default)
     metrics: str = "clean"
     paper_tables: bool = False
 
@@ -125,6 +131,14 @@ CONVLORA = Protocol(
         "sam_adapter": {"zero_init": False},
     },
     metrics="convlora",
+    report_metrics={  # run_semantic_segmentation.py: predictor.evaluate(test_df, metrics=...)
+        "polyp": ("sm", "em_mean", "wfm", "mae"),
+        "camouflage": ("sm", "em_mean", "wfm", "mae"),
+        "skin": ("iou",),
+        "leaf": ("iou",),
+        "road": ("iou",),
+        "shadow": ("ber",),
+    },
 )
 
 PROTOCOLS: dict[str, Protocol] = {p.name: p for p in (CLEAN, INFOSAM, CONVLORA)}

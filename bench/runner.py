@@ -152,6 +152,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     builder = DATASETS.get(run.dataset)
     train_set, test_set = builder("train", run.data), builder("test", run.data)
     info = test_set.info
+    report_metrics = get_protocol(run.protocol).metrics_for(info.family, tuple(info.metrics))
     parts = build_parts(run, device)
     student = parts.student
     train_data = PromptedDataset(
@@ -207,7 +208,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         rule=run.eval.select,
         epochs=int(train_cfg.epochs),
         k=run.eval.select_epochs,
-        metric=info.metrics[0],
+        metric=report_metrics[0],
         definition="clean" if run.eval.select == "val_best" else protocol.metrics,
         snapshot=parts.state,
         patience=run.eval.patience,
@@ -265,7 +266,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         "selection": selector.record(selection_text(selector.rule, run.eval.select_epochs))
         if trained
         else {"rule": "none", "text": "nothing trained: the pretrained model is evaluated"},
-        "report_metrics": list(info.metrics),
+        "report_metrics": list(report_metrics),
         "num_test_images": len(rows),
         "num_train_images": len(train_set),
         "trainable_params": trainable_parameters(student)

@@ -34,7 +34,7 @@ from .table import ReportTable
 
 log = logging.getLogger(__name__)
 
-STATES = ("done", "running", "failed", "interrupted", "missing")
+STATES = ("done", "running", "failed", "corrupt", "interrupted", "missing")  # RunDir.state
 
 
 @dataclass

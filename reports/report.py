@@ -46,7 +46,8 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
     columns = []
     for dataset in cfg.datasets:
         metrics = next((tuple(r["report_metrics"]) for r in records if r["dataset"] == dataset), None)
-        for metric in metrics or dataset_info(dataset).metrics:
+        info = dataset_info(dataset)
+        for metric in metrics or get_protocol(cfg.protocol).metrics_for(info.family, tuple(info.metrics)):
             columns.append((dataset, metric))
     labels = list(dict.fromkeys(row_label(r) for r in runs))
     protocol = get_protocol(cfg.protocol)

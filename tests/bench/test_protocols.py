@@ -389,6 +389,7 @@ def test_a_tiny_promptless_run_under_the_convlora_protocol(tmp_path):
     cfg = sweep(tmp_path, "protocol=convlora", "methods=[convlora]", "train.epochs=3")
     record = execute_run(single_run(cfg), cfg.runs_dir)
     assert record["metric_definition"] == "convlora" and record["eval_prompt"] == "none"
+    assert record["report_metrics"] == ["sm", "em_mean", "wfm", "mae"]  # what its script evaluates on polyps
     assert set(record["metrics_by_definition"]) == {"clean", "infosam", "convlora"}
     assert record["metrics"]["em_mean"] == record["metrics_by_definition"]["convlora"]["em_mean"]
     sel = record["selection"]

@@ -107,7 +107,7 @@ def test_smoke_page_parses_and_everything_it_references_exists(smoke_report):
     assert "<script" not in text and "<link" not in text
     status = page.tables["status"]
     assert sorted(row[0][1] for row in status[1:]) == ["done", "done"]
-    assert "2 done, 0 running, 0 failed, 0 interrupted, 0 missing" in text
+    assert "2 done, 0 running, 0 failed, 0 corrupt, 0 interrupted, 0 missing" in text
     commits = [row[0][1] for row in page.tables["provenance"][1:]]
     assert len(commits) == 1 and len(commits[0].split()[0]) == 12  # both runs, one record: this checkout
 
