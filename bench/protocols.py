@@ -61,6 +61,7 @@ class Protocol:
     def metrics_for(self, family: str, default: tuple[str, ...]) -> tuple[str, ...]:
         """The metrics a table shows for a dataset family (the first decides "best" in checkpoint selection)."""
         return self.report_metrics.get(family, default)
+
     metrics: str = "clean"
     paper_tables: bool = False
 
