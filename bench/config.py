@@ -172,6 +172,9 @@ class LauncherConfig:
     folder: Optional[str] = None  # submitit logs; None = <runs_dir>/_submitit
     timeout_min: int = 240
     threads_per_job: Optional[int] = None  # torch intra-op threads in each job; None = torch's default
+    # processes (GPUs) one run trains on with torch DDP: local = torch's elastic launcher, slurm = N tasks per
+    # node (bench/distributed.py); execution only, not in the run hash
+    gpus_per_run: int = 1
 
 
 @dataclass
