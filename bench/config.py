@@ -84,6 +84,10 @@ class TrainConfig:
     compile: bool = False
     compile_backend: str = "inductor"
     max_steps_per_epoch: Optional[int] = None  # debug: cut every epoch short
+    # activation checkpointing of the trainable encoder blocks (recomputed in the backward pass; bench/memory.py)
+    grad_checkpoint: bool = False
+    # micro-batches per optimizer step (gradients summed); per-sample losses only: batch-level distillers refuse
+    grad_accumulation: int = 1
 
 
 @dataclass
@@ -231,6 +235,8 @@ UNHASHED_KEYS = (
     "train.channels_last",
     "train.compile",
     "train.compile_backend",
+    "train.grad_checkpoint",
+    "train.grad_accumulation",
     "data.cache_dir",
     "data.root",
     "data.encoder_cache",

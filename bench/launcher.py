@@ -24,6 +24,7 @@ from tqdm import tqdm
 from bench import distributed
 from bench.accel import check_execution
 from bench.config import BenchConfig, ConfigError, RunConfig, run_configs, run_from_dict, to_dict
+from bench.memory import check_accumulation
 from bench.results import RunBusyError, RunDir
 
 log = logging.getLogger(__name__)
@@ -178,11 +179,15 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
         raise ConfigError("launcher.gpus_per_run must be >= 1")
     if cfg.launcher.threads_per_job is not None and cfg.launcher.threads_per_job < 1:
         raise ConfigError("launcher.threads_per_job must be >= 1 (or null for torch's default)")
+    from methods import resolve_method
+
     runs, pending = pending_runs(cfg)
     check_input_files(pending)
     for run in pending:  # a Slurm job checks its own node's devices: a login node often has no GPU
         check_execution(run.train, present=cfg.launcher.name != "slurm")
         distributed.check_batch(run.train.batch_size, cfg.launcher.gpus_per_run)
+        distiller = resolve_method(run.method).distiller_cls  # options are checked when the run builds
+        check_accumulation(run.train.grad_accumulation, run.train.batch_size, distiller, run.method)
     log.info("sweep %s: %d runs, %d complete, %d to run", cfg.sweep, len(runs), len(runs) - len(pending), len(pending))
     if not pending:
         return []

@@ -20,6 +20,7 @@ from bench.data import PromptedDataset, collate, eval_points_split
 from bench.encoders import CachedEncoder
 from bench.evaluate import evaluate
 from bench.fileio import atomic_write
+from bench.memory import check_accumulation, checkpoint_trainable_blocks, peak_memory_mb, reset_peak
 from bench.protocols import get_protocol
 from bench.provenance import provenance_record
 from bench.results import RunBusyError, RunDir
@@ -103,6 +104,9 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
         )
         student_blocks |= set(parts.distiller.student_blocks)
     parts.student_encoder = CachedEncoder(student, cache_root, tuple(student_blocks), run.data.cache_dtype)
+    check_accumulation(run.train.grad_accumulation, run.train.batch_size, spec.distiller_cls, run.method)
+    if run.train.grad_checkpoint:
+        checkpoint_trainable_blocks(student)
     return parts
 
 
@@ -173,6 +177,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     info = test_set.info
     parts = build_parts(run, device)
     student = parts.student
+    reset_peak(device)
     train_data = PromptedDataset(
         train_set,
         student,
@@ -295,6 +300,9 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         "train_data_wait_fraction": round(result.data_fraction, 4),
         "eval_prompt": prompt,
         "world_size": distributed.world().world_size,
+        "train_steps_per_second": round(result.steps / result.seconds, 4) if result.seconds > 0 else None,
+        "peak_memory_mb": round(peak_memory_mb(device)[0], 1),
+        "peak_memory_kind": peak_memory_mb(device)[1],
         "provenance": provenance_record(parts),
         "status": "complete",
     }

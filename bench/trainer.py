@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -35,6 +36,7 @@ from bench.data import (
 from bench.encoders import CachedEncoder
 from bench.fileio import atomic_torch_save
 from bench.losses import structure_loss
+from bench.memory import micro_batches
 from bench.selection import EpochSelector
 from methods.distill._base import Distiller, Features
 from methods.peft._base import PeftMethod
@@ -84,6 +86,7 @@ class TrainResult:
     skipped_empty: int = 0
     seconds: float = 0.0
     data_seconds: float = 0.0  # waiting for the loader (this process's epochs only, not resumed ones)
+    steps: int = 0  # optimizer steps taken in this process (not resumed ones)
 
     @property
     def data_fraction(self) -> float:
@@ -138,15 +141,26 @@ def train_step(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Forward, backward and optimizer update of one batch; returns the total loss and its terms (on the
     device: no host synchronisation). Each phase is a named profiler range (``python -m bench.profile``)."""
-    with autocast_for(device, cfg.precision):
-        if parts.ddp is not None:
-            terms = parts.ddp(batch, use_box, device, cfg)
-        else:
-            terms = compute_loss(parts, batch, use_box, device, cfg)
-    loss = torch.stack([t.float() for t in terms.values()]).sum()
     optimizer.zero_grad(set_to_none=True)
-    with record_function("step.backward"):
-        loss.backward()
+    chunks = micro_batches(batch, cfg.grad_accumulation) if cfg.grad_accumulation > 1 else [batch]
+    losses, chunk_terms, n = [], [], len(batch["valid"])
+    for i, chunk in enumerate(chunks):
+        # under DDP, gradients are all-reduced once, after the last micro-batch
+        sync = parts.ddp.no_sync() if parts.ddp is not None and i < len(chunks) - 1 else nullcontext()
+        with sync:
+            with autocast_for(device, cfg.precision):
+                if parts.ddp is not None:
+                    terms = parts.ddp(chunk, use_box, device, cfg)
+                else:
+                    terms = compute_loss(parts, chunk, use_box, device, cfg)
+            loss = torch.stack([t.float() for t in terms.values()]).sum()
+            with record_function("step.backward"):
+                (loss * (len(chunk["valid"]) / n)).backward()  # per-sample means: weighted by size
+        losses.append(loss.detach() * (len(chunk["valid"]) / n))
+        chunk_terms.append({k: t.detach().float() * (len(chunk["valid"]) / n) for k, t in terms.items()})
+    if len(chunks) > 1:  # the batch's values: size-weighted sums of the micro-batches'
+        loss = torch.stack(losses).sum()
+        terms = {k: torch.stack([t[k] for t in chunk_terms]).sum() for k in chunk_terms[0]}
     with record_function("step.optimizer"):
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -287,6 +301,7 @@ def train(
                 }
             use_box = None if cfg.prompt == "none" else use_box_for_batch(seed, epoch, step, cfg.box_prob)
             loss, terms = train_step(parts, batch, use_box, device, cfg, optimizer, params)
+            result.steps += 1
             scheduler.step()
             last = step == n_steps - 1
             if step % cfg.log_every == 0 or last:
