@@ -1,8 +1,9 @@
-"""launcher=slurm on a real one-node Slurm cluster (tests/launch/slurm_cluster.py): the job array,
+"""launcher=slurm on a real one-node Slurm cluster (tests/launch/slurm_cluster.py): the job array, a 2-task DDP run,
 preemption (USR2) -> requeue -> resume, a time-out -> requeue -> resume, and `status` while jobs run."""
 
 from __future__ import annotations
 
+import json
 import os
 import time
 from pathlib import Path
@@ -131,3 +132,26 @@ def test_time_limit_signal_requeues_and_resumes(slurm_cluster, tmp_path, monkeyp
     assert "Requeued job" in logs and "resumed from" in rd.log_file.read_text()
     reference, _ = _reference(tmp_path, *LONG, "train.epochs=8")
     assert metric_values(rd.path) == reference
+
+
+def test_one_run_on_two_slurm_tasks_trains_as_one_process(slurm_cluster, tmp_path, monkeypatch):
+    """launcher.gpus_per_run=2 on Slurm: one job of 2 tasks (gloo here), submitit's distributed environment."""
+    from ..bench.test_distributed import ARGS, _close, _log
+
+    _job_env(tmp_path, monkeypatch, delay=0.0)
+    cfg = sweep(tmp_path, *ARGS, *SLURM, "launcher.gpus_per_run=2", "launcher.timeout_min=10")
+    (run,) = run_configs(cfg)
+    rd = RunDir(cfg.runs_dir, run)
+    launch(cfg)
+    (job,) = slurm_cluster.jobs()
+    assert "#SBATCH --ntasks-per-node=2" in next(Path(cfg.launcher.folder).glob("*_submission.sh")).read_text()
+    _wait(slurm_cluster, rd.is_complete, 300, "the 2-task run to complete")
+    record = json.loads((rd.path / "metrics.json").read_text())
+    assert record["world_size"] == 2
+    single = sweep(tmp_path, *ARGS, runs="single")
+    execute_run(run, single.runs_dir)
+    one = RunDir(single.runs_dir, run).path
+    for r1, r2 in zip(_log(one), _log(rd.path), strict=True):
+        assert all(_close(r1[k], r2[k]) for k in r1), (r1, r2)
+    reference = json.loads((one / "metrics.json").read_text())["metrics"]
+    assert all(_close(v, record["metrics"][k]) for k, v in reference.items())
