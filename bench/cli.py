@@ -10,6 +10,7 @@ import sys
 import time
 from typing import Optional
 
+from bench import distributed
 from bench.config import ConfigError, available_sweeps, load_config, row_label, run_configs
 from bench.registry import UnknownNameError
 
@@ -122,6 +123,8 @@ def cmd_run(args: list[str]) -> str:
     busy = [o for o in outcomes if o.skipped]
     if cfg.launcher.name == "slurm":
         return f"submitted; follow with: python run_benchmark.py status sweep={cfg.sweep}"
+    if distributed.env_world().rank != 0:  # under torchrun: rank 0 reports
+        return ""
     report = build_report(cfg)
     summary = (
         f"\n{report}\nwall time {time.time() - t0:.0f}s; {len(outcomes) - len(busy)} runs executed, "

@@ -87,6 +87,10 @@ class TrainConfig:
     compile: bool = False
     compile_backend: str = "inductor"
     max_steps_per_epoch: Optional[int] = None  # debug: cut every epoch short
+    # activation checkpointing of the trainable encoder blocks (recomputed in the backward pass; bench/memory.py)
+    grad_checkpoint: bool = False
+    # micro-batches per optimizer step (gradients summed); per-sample losses only: batch-level distillers refuse
+    grad_accumulation: int = 1
 
 
 @dataclass
@@ -178,6 +182,9 @@ class LauncherConfig:
     folder: Optional[str] = None  # submitit logs; None = <runs_dir>/_submitit
     timeout_min: int = 240
     threads_per_job: Optional[int] = None  # torch intra-op threads in each job; None = torch's default
+    # processes (GPUs) one run trains on with torch DDP: local = torch's elastic launcher, slurm = N tasks per
+    # node (bench/distributed.py); execution only, not in the run hash
+    gpus_per_run: int = 1
 
 
 @dataclass
@@ -236,6 +243,8 @@ UNHASHED_KEYS = (
     "train.channels_last",
     "train.compile",
     "train.compile_backend",
+    "train.grad_checkpoint",
+    "train.grad_accumulation",
     "data.cache_dir",
     "data.root",
     "data.encoder_cache",

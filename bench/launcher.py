@@ -22,8 +22,10 @@ from typing import Any, Optional
 import submitit
 from tqdm import tqdm
 
+from bench import distributed
 from bench.accel import check_execution
 from bench.config import BenchConfig, ConfigError, RunConfig, run_configs, run_from_dict, to_dict
+from bench.memory import check_accumulation
 from bench.results import RunBusyError, RunDir
 
 log = logging.getLogger(__name__)
@@ -47,9 +49,13 @@ def execute_runs(runs: list[dict[str, Any]], runs_dir: str) -> list[dict[str, An
         try:
             results.append({"record": execute_run(run, runs_dir)})
         except RunBusyError as err:
+            if distributed.world().world_size > 1:
+                raise  # every rank must leave the run together
             log.warning("%s; skipped here", err)
             results.append({"skipped": str(err)})
         except Exception as err:  # one failed run must not stop the others; it is reported
+            if distributed.world().world_size > 1:
+                raise  # under DDP the ranks cannot go on separately: the job fails loudly
             message = f"{err.__class__.__name__}: {err}"
             log.error("run %s failed: %s", RunDir(runs_dir, run).name, message)
             results.append({"error": message})
@@ -64,7 +70,7 @@ class RunJob(submitit.helpers.Checkpointable):
     """
 
     def __call__(
-        self, runs: list[dict[str, Any]], runs_dir: str, threads: Optional[int] = None
+        self, runs: list[dict[str, Any]], runs_dir: str, threads: Optional[int] = None, ranks: int = 1
     ) -> list[dict[str, Any]]:
         from bench.cli import setup_logging
 
@@ -73,7 +79,19 @@ class RunJob(submitit.helpers.Checkpointable):
             import torch
 
             torch.set_num_threads(threads)
-        return execute_runs(runs, runs_dir)
+        return execute_group(runs, runs_dir, threads, ranks)
+
+
+def execute_group(
+    runs: list[dict[str, Any]], runs_dir: str, threads: Optional[int] = None, ranks: int = 1
+) -> list[dict[str, Any]]:
+    """Execute runs in this process, or each on ``ranks`` DDP processes: the N tasks of a Slurm job (submitit
+    exports their torch.distributed environment) or N local processes from torch's elastic launcher."""
+    if ranks > 1 and os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
+        submitit.helpers.TorchDistributedEnvironment().export(overwrite=True)
+    if ranks > 1 and distributed.env_world().world_size == 1:
+        return distributed.run_ranks(runs, runs_dir, ranks, threads)
+    return execute_runs(runs, runs_dir)
 
 
 @dataclass
@@ -100,6 +118,10 @@ def slurm_parameters(cfg: BenchConfig) -> dict[str, Any]:
         "slurm_array_parallelism": s.array_parallelism,
         "name": f"samfit-{cfg.sweep}",
     }
+    if cfg.launcher.gpus_per_run > 1:  # one task per rank, all on one node
+        params["tasks_per_node"] = cfg.launcher.gpus_per_run
+        if s.gpus_per_node:
+            params["gpus_per_node"] = max(s.gpus_per_node, cfg.launcher.gpus_per_run)
     optional = {
         "slurm_partition": s.partition,
         "slurm_account": s.account,
@@ -154,12 +176,19 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
         raise ConfigError(f"unknown launcher {cfg.launcher.name!r}; valid choices: {', '.join(LAUNCHERS)}")
     if cfg.launcher.max_parallel < 1 or cfg.launcher.runs_per_job < 1:
         raise ConfigError("launcher.max_parallel and launcher.runs_per_job must be >= 1")
+    if cfg.launcher.gpus_per_run < 1:
+        raise ConfigError("launcher.gpus_per_run must be >= 1")
     if cfg.launcher.threads_per_job is not None and cfg.launcher.threads_per_job < 1:
         raise ConfigError("launcher.threads_per_job must be >= 1 (or null for torch's default)")
+    from methods import resolve_method
+
     runs, pending = pending_runs(cfg)
     check_input_files(pending)
     for run in pending:  # a Slurm job checks its own node's devices: a login node often has no GPU
         check_execution(run.train, present=cfg.launcher.name != "slurm")
+        distributed.check_batch(run.train.batch_size, cfg.launcher.gpus_per_run)
+        distiller = resolve_method(run.method).distiller_cls  # options are checked when the run builds
+        check_accumulation(run.train.grad_accumulation, run.train.batch_size, distiller, run.method)
     log.info("sweep %s: %d runs, %d complete, %d to run", cfg.sweep, len(runs), len(runs) - len(pending), len(pending))
     if not pending:
         return []
@@ -169,7 +198,13 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
         executor = make_executor(cfg)
         with executor.batch():
             jobs = [
-                executor.submit(RunJob(), [to_dict(r) for r in group], cfg.runs_dir, cfg.launcher.threads_per_job)
+                executor.submit(
+                    RunJob(),
+                    [to_dict(r) for r in group],
+                    cfg.runs_dir,
+                    cfg.launcher.threads_per_job,
+                    cfg.launcher.gpus_per_run,
+                )
                 for group in _groups(pending, cfg.launcher.runs_per_job)
             ]
         log.info(
@@ -199,7 +234,8 @@ def _outcomes(group: list[RunConfig], results: list[dict[str, Any]]) -> list[Out
 def _run_inline(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
     outcomes = []
     for run in tqdm(pending, desc=f"sweep {cfg.sweep}", unit="run", dynamic_ncols=True):
-        outcomes += _outcomes([run], execute_runs([to_dict(run)], cfg.runs_dir))
+        results = execute_group([to_dict(run)], cfg.runs_dir, cfg.launcher.threads_per_job, cfg.launcher.gpus_per_run)
+        outcomes += _outcomes([run], results)
     return outcomes
 
 
@@ -244,7 +280,13 @@ def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
         while queue or running:
             while queue and len(running) < cfg.launcher.max_parallel:
                 group = queue.pop(0)
-                job = executor.submit(RunJob(), [to_dict(r) for r in group], cfg.runs_dir, cfg.launcher.threads_per_job)
+                job = executor.submit(
+                    RunJob(),
+                    [to_dict(r) for r in group],
+                    cfg.runs_dir,
+                    cfg.launcher.threads_per_job,
+                    cfg.launcher.gpus_per_run,
+                )
                 running.append((group, [RunDir(cfg.runs_dir, r) for r in group], job))
             time.sleep(1.0)
             for entry in list(running):

@@ -73,11 +73,13 @@ class MaskKeeper:
         n: how many images to keep (the first ``n`` names in sorted order).
         dataset: the test split (its samples give the images, read once per kept image when writing).
         backbone: the evaluated backbone (its ``resized_shape`` maps prompts back from the model input).
-        use_box: whether the evaluation prompt is the box (else points).
+        use_box: whether the evaluation prompt is the box (else points; None: promptless).
         resolution: ``eval.resolution`` (``original`` or ``input``): the frame of the logits and GT.
     """
 
-    def __init__(self, n: int, dataset: Any, backbone: Any, use_box: bool, resolution: str = "original") -> None:
+    def __init__(
+        self, n: int, dataset: Any, backbone: Any, use_box: Optional[bool], resolution: str = "original"
+    ) -> None:
         self.n = n
         self.dataset = dataset
         self.backbone = backbone
@@ -93,7 +95,9 @@ class MaskKeeper:
         rh, rw = self.backbone.resized_shape(*size)
         scale = np.array([gt.shape[1] / rw, gt.shape[0] / rh], dtype=np.float64)  # input frame -> logits frame
         box = points = labels = None
-        if self.use_box:
+        if self.use_box is None:  # promptless: nothing to draw
+            pass
+        elif self.use_box:
             box = (batch["box"][i].numpy().reshape(2, 2) * scale).reshape(-1).round(2).tolist()
         else:
             points = (batch["points"][i].numpy().reshape(-1, 2) * scale).round(2).tolist()
@@ -119,7 +123,8 @@ class MaskKeeper:
             atomic_write(folder / files["gt"], _png((kept.gt > 0).astype(np.uint8) * 255))
             atomic_write(folder / files["pred"], _png(kept.pred.astype(np.uint8) * 255))
             entries.append({"name": name, **files, "box": kept.box, "points": kept.points, "labels": kept.labels})
-        index = {"frame": self.resolution, "prompt": "box" if self.use_box else "points", "images": entries}
+        prompt = "none" if self.use_box is None else "box" if self.use_box else "points"
+        index = {"frame": self.resolution, "prompt": prompt, "images": entries}
         path = folder / INDEX_FILE
         atomic_write(path, json.dumps(index, indent=2).encode())
         log.info("kept the masks of %d test images in %s", len(entries), folder)

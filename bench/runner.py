@@ -12,6 +12,7 @@ from typing import Any
 
 import torch
 
+from bench import distributed
 from bench.accel import channels_last_convs, compile_backbone, pick_device
 from bench.backbones import Backbone, build_backbone
 from bench.config import BackboneConfig, ConfigError, RunConfig
@@ -20,9 +21,10 @@ from bench.encoders import CachedEncoder
 from bench.evaluate import evaluate
 from bench.fileio import atomic_write
 from bench.masks import MaskKeeper
+from bench.memory import check_accumulation, checkpoint_trainable_blocks, peak_memory_mb, reset_peak
 from bench.protocols import get_protocol
 from bench.provenance import provenance_record
-from bench.results import RunDir
+from bench.results import RunBusyError, RunDir
 from bench.selection import EpochSelector, selection_text
 from bench.trainer import TrainParts, train
 from datasets._base import DATASETS
@@ -103,6 +105,9 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
         )
         student_blocks |= set(parts.distiller.student_blocks)
     parts.student_encoder = CachedEncoder(student, cache_root, tuple(student_blocks), run.data.cache_dtype)
+    check_accumulation(run.train.grad_accumulation, run.train.batch_size, spec.distiller_cls, run.method)
+    if run.train.grad_checkpoint:
+        checkpoint_trainable_blocks(student)
     return parts
 
 
@@ -110,33 +115,52 @@ def execute_run(run: RunConfig, runs_dir: str | Path) -> dict[str, Any]:
     """Train and evaluate ``run`` into its directory; returns the metrics record.
 
     A complete run (``metrics.json`` present) is returned as it is. A partial one resumes from its
-    last epoch checkpoint.
+    last epoch checkpoint. Under DDP (bench/distributed.py) rank 0 owns the directory (lock, log, results)
+    and tells the other ranks whether to run; they execute the same run without writing.
     """
+    if not distributed.setup(run.train.device).is_main:
+        decision = distributed.broadcast(None)
+        if decision == "busy":
+            raise RunBusyError(f"run {RunDir(runs_dir, run).name} is being executed by another launcher")
+        if decision == "complete":
+            return RunDir(runs_dir, run).read_metrics()
+        return _execute(run, distributed.FollowerRunDir(runs_dir, run))
     rd = RunDir(runs_dir, run)
     if rd.is_complete():
         log.info("%s: complete, skipped", rd.name)
+        distributed.broadcast("complete")
         return rd.read_metrics()
-    with rd.lock():  # RunBusyError if another launcher is executing this run
-        if rd.is_complete():  # finished by another process while we were starting
-            log.info("%s: complete, skipped", rd.name)
-            return rd.read_metrics()
-        rd.start()
-        handler = logging.FileHandler(rd.log_file)
-        handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
-        root = logging.getLogger()
-        level = root.level
-        root.addHandler(handler)
-        root.setLevel(min(level, logging.INFO))  # the run's log keeps INFO even when the console does not
-        try:
-            return _execute(run, rd)
-        except Exception as err:
-            _log_traceback(handler, rd.name)
-            rd.write_failure(f"{err.__class__.__name__}: {err}")
-            raise
-        finally:
-            root.removeHandler(handler)
-            root.setLevel(level)
-            handler.close()
+    try:
+        with rd.lock():  # RunBusyError if another launcher is executing this run
+            if rd.is_complete():  # finished by another process while we were starting
+                log.info("%s: complete, skipped", rd.name)
+                distributed.broadcast("complete")
+                return rd.read_metrics()
+            distributed.broadcast("run")
+            return _execute_locked(run, rd)
+    except RunBusyError:
+        distributed.broadcast("busy")
+        raise
+
+
+def _execute_locked(run: RunConfig, rd: RunDir) -> dict[str, Any]:
+    rd.start()
+    handler = logging.FileHandler(rd.log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO))  # the run's log keeps INFO even when the console does not
+    try:
+        return _execute(run, rd)
+    except Exception as err:
+        _log_traceback(handler, rd.name)
+        rd.write_failure(f"{err.__class__.__name__}: {err}")
+        raise
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
 
 
 def _log_traceback(handler: logging.Handler, name: str) -> None:
@@ -146,7 +170,7 @@ def _log_traceback(handler: logging.Handler, name: str) -> None:
 
 
 def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
-    device = pick_device(run.train.device)
+    device = distributed.rank_device(pick_device(run.train.device))
     t0 = time.time()
     protocol = get_protocol(run.protocol)
     builder = DATASETS.get(run.dataset)
@@ -155,6 +179,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     report_metrics = get_protocol(run.protocol).metrics_for(info.family, tuple(info.metrics))
     parts = build_parts(run, device)
     student = parts.student
+    reset_peak(device)
     train_data = PromptedDataset(
         train_set,
         student,
@@ -184,21 +209,24 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         )
 
     test_data = prompted(test_set)
-    keeper = MaskKeeper(run.eval.keep_masks, test_set, student, prompt == "box", run.eval.resolution)
+    keeper = MaskKeeper(run.eval.keep_masks, test_set, student, use_box, run.eval.resolution)
 
     def score(data: PromptedDataset, what: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
-        return evaluate(
-            student,
-            parts.student_encoder,
+        return distributed.sharded_evaluate(  # under DDP: a shard per rank, rows gathered in order
+            lambda shard: evaluate(
+                student,
+                parts.student_encoder,
+                shard,
+                use_box,
+                device,
+                run.eval.batch_size,
+                desc=f"{rd.name} {what}",
+                precision=run.train.precision,
+                channels_last=run.train.channels_last,
+                resolution=run.eval.resolution,
+                keep=keeper if data is test_data and run.eval.keep_masks > 0 else None,
+            ),
             data,
-            use_box,
-            device,
-            run.eval.batch_size,
-            desc=f"{rd.name} {what}",
-            precision=run.train.precision,
-            channels_last=run.train.channels_last,
-            resolution=run.eval.resolution,
-            keep=keeper if data is test_data and run.eval.keep_masks > 0 else None,
         )
 
     train_cfg = run.train
@@ -231,13 +259,13 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         device,
         rd.checkpoint,
         desc=rd.name,
-        on_log=lambda row: atomic_write(progress, json.dumps(row).encode()),
+        on_log=(lambda row: atomic_write(progress, json.dumps(row).encode())) if distributed.world().is_main else None,
         probe=(probe, use_box),
         selector=selector,
         run_id=rd.name,
     )
     rd.write_train_log(result.log_rows)
-    if parts.distiller is not None:
+    if parts.distiller is not None and distributed.world().is_main:
         parts.distiller.save_artifacts(rd.path)
     t1 = time.time()
     extra: dict[str, Any] = {}
@@ -277,6 +305,10 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         "train_loop_seconds": round(result.seconds, 2),
         "train_data_wait_fraction": round(result.data_fraction, 4),
         "eval_prompt": prompt,
+        "world_size": distributed.world().world_size,
+        "train_steps_per_second": round(result.steps / result.seconds, 4) if result.seconds > 0 else None,
+        "peak_memory_mb": round(peak_memory_mb(device)[0], 1),
+        "peak_memory_kind": peak_memory_mb(device)[1],
         "provenance": provenance_record(parts),
         "inputs": rd.inputs(),
         "status": "complete",

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import math
 import time
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Optional
@@ -20,6 +21,7 @@ from torch.profiler import record_function
 from torch.utils.data import DataLoader, Subset
 from tqdm import tqdm
 
+from bench import distributed
 from bench.accel import autocast_for, images_to
 from bench.backbones import Backbone, Prompts
 from bench.config import TrainConfig
@@ -34,6 +36,7 @@ from bench.data import (
 from bench.encoders import CachedEncoder
 from bench.fileio import atomic_torch_save
 from bench.losses import structure_loss
+from bench.memory import micro_batches
 from bench.resume import resume
 from bench.selection import EpochSelector
 from methods.distill._base import Distiller, Features
@@ -56,6 +59,7 @@ class TrainParts:
     distiller: Optional[Distiller] = None
     teacher: Optional[Backbone] = None
     teacher_encoder: Optional[CachedEncoder] = None
+    ddp: Optional[nn.Module] = None  # under DDP: the student and distiller wrapped (bench/distributed.py)
 
     def trainable(self) -> list[nn.Parameter]:
         params = [p for p in self.student.parameters() if p.requires_grad]
@@ -83,6 +87,7 @@ class TrainResult:
     skipped_empty: int = 0
     seconds: float = 0.0
     data_seconds: float = 0.0  # waiting for the loader (this process's epochs only, not resumed ones)
+    steps: int = 0  # optimizer steps taken in this process (not resumed ones)
 
     @property
     def data_fraction(self) -> float:
@@ -120,7 +125,9 @@ def compute_loss(
         terms.update(parts.peft.loss_terms())
     if teacher is not None:
         with record_function("loss.distiller"):
-            terms.update(parts.distiller(student, teacher, batch))
+            # batch-level losses see the whole batch under DDP (an identity on one process)
+            gathered = distributed.gather_features(student), distributed.gather_features(teacher)
+            terms.update(parts.distiller(*gathered, distributed.gather_batch(batch)))
     return terms
 
 
@@ -135,12 +142,26 @@ def train_step(
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Forward, backward and optimizer update of one batch; returns the total loss and its terms (on the
     device: no host synchronisation). Each phase is a named profiler range (``python -m bench.profile``)."""
-    with autocast_for(device, cfg.precision):
-        terms = compute_loss(parts, batch, use_box, device, cfg)
-    loss = torch.stack([t.float() for t in terms.values()]).sum()
     optimizer.zero_grad(set_to_none=True)
-    with record_function("step.backward"):
-        loss.backward()
+    chunks = micro_batches(batch, cfg.grad_accumulation) if cfg.grad_accumulation > 1 else [batch]
+    losses, chunk_terms, n = [], [], len(batch["valid"])
+    for i, chunk in enumerate(chunks):
+        # under DDP, gradients are all-reduced once, after the last micro-batch
+        sync = parts.ddp.no_sync() if parts.ddp is not None and i < len(chunks) - 1 else nullcontext()
+        with sync:
+            with autocast_for(device, cfg.precision):
+                if parts.ddp is not None:
+                    terms = parts.ddp(chunk, use_box, device, cfg)
+                else:
+                    terms = compute_loss(parts, chunk, use_box, device, cfg)
+            loss = torch.stack([t.float() for t in terms.values()]).sum()
+            with record_function("step.backward"):
+                (loss * (len(chunk["valid"]) / n)).backward()  # per-sample means: weighted by size
+        losses.append(loss.detach() * (len(chunk["valid"]) / n))
+        chunk_terms.append({k: t.detach().float() * (len(chunk["valid"]) / n) for k, t in terms.items()})
+    if len(chunks) > 1:  # the batch's values: size-weighted sums of the micro-batches'
+        loss = torch.stack(losses).sum()
+        terms = {k: torch.stack([t[k] for t in chunk_terms]).sum() for k in chunk_terms[0]}
     with record_function("step.optimizer"):
         if cfg.grad_clip:
             torch.nn.utils.clip_grad_norm_(params, cfg.grad_clip)
@@ -188,7 +209,8 @@ def cosine_horizon(cfg: TrainConfig, n_samples: int, n_steps: int) -> int:
 
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
-    atomic_torch_save(path, payload)
+    if distributed.world().is_main:  # under DDP the ranks hold the same state: rank 0 writes it
+        atomic_torch_save(path, payload)
 
 
 def train(
@@ -225,6 +247,7 @@ def train(
     if n_steps == 0:
         raise ValueError(f"training split has {len(data)} samples, fewer than one batch of {cfg.batch_size}")
     optimizer, scheduler = make_optimizer(cfg, params, len(data), n_steps)
+    rank_batch = distributed.check_batch(cfg.batch_size, distributed.world().world_size)
     start_epoch = 0
     state = resume(checkpoint, run_id, parts, optimizer, scheduler, selector)
     if state is not None:
@@ -234,6 +257,7 @@ def train(
     parts.student.eval()  # frozen BatchNorm statistics; SAM has no dropout
     if parts.distiller is not None:
         parts.distiller.train()
+    parts.ddp = distributed.wrap_ddp(parts, compute_loss, device)
     for epoch in range(start_epoch, cfg.epochs):
         if selector is not None and selector.stop_early():
             log.info("%s: no better validation score in %s epochs: stopped after %d", desc, selector.patience, epoch)
@@ -241,8 +265,8 @@ def train(
         data.epoch = epoch
         order = epoch_order(len(data), seed, epoch)[: n_steps * cfg.batch_size]
         loader = DataLoader(
-            Subset(data, order),
-            batch_size=cfg.batch_size,
+            Subset(data, distributed.shard_order(order, cfg.batch_size)),
+            batch_size=rank_batch,
             shuffle=False,
             drop_last=True,
             num_workers=cfg.num_workers,
@@ -258,7 +282,17 @@ def train(
             if cfg.prompt != "none" and not bool(valid.all()):  # no box or point on an empty mask
                 result.skipped_empty += int((~valid).sum())
                 keep = valid.nonzero().flatten().tolist()
-                if len(keep) < 2:
+            else:
+                keep = list(range(len(valid)))
+            kept = distributed.all_equal(len(keep))  # DDP: the ranks' batches must keep equal sizes
+            if len(kept) > 1 and len(set(kept)) > 1:
+                log.warning(
+                    "%s: ranks keep %s samples of batch %d (empty masks); skipped on all ranks", desc, kept, step
+                )
+                t_ready = time.perf_counter()
+                continue
+            if len(keep) < len(valid):
+                if sum(kept) < 2:
                     t_ready = time.perf_counter()
                     continue
                 batch = {
@@ -266,17 +300,21 @@ def train(
                 }
             use_box = None if cfg.prompt == "none" else use_box_for_batch(seed, epoch, step, cfg.box_prob)
             loss, terms = train_step(parts, batch, use_box, device, cfg, optimizer, params)
+            result.steps += 1
             scheduler.step()
             last = step == n_steps - 1
             if step % cfg.log_every == 0 or last:
-                value = float(loss.detach())  # host sync only when logging
+                # host sync only when logging; under DDP the mean over ranks (= the global batch's loss)
+                values = distributed.mean_over_ranks(
+                    {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+                )
+                value = values.pop("loss")
                 if not math.isfinite(value):
                     raise NonFiniteLossError(
-                        f"{desc}: loss is {value} at epoch {epoch + 1} step {step + 1} "
-                        f"(terms: { {k: float(v.detach()) for k, v in terms.items()} })"
+                        f"{desc}: loss is {value} at epoch {epoch + 1} step {step + 1} (terms: {values})"
                     )
                 row = {"epoch": epoch + 1, "step": step + 1, "lr": scheduler.get_last_lr()[0], "loss": value}
-                row.update({k: float(v.detach()) for k, v in terms.items()})
+                row.update(values)
                 result.log_rows.append(row)
                 bar.set_postfix(loss=f"{value:.4f}")
                 if on_log is not None:
@@ -298,7 +336,8 @@ def train(
                 "selection": selector.state_dict() if selector is not None else {},
             },
         )
-        if parts.distiller is not None and probe is not None:
+        distributed.barrier()  # every rank past the epoch only once its checkpoint is on disk
+        if parts.distiller is not None and probe is not None and distributed.world().is_main:
             batch, use_box = probe
             parts.distiller.on_epoch_end(
                 epoch + 1, lambda: probe_features(parts, batch, use_box, device, cfg), checkpoint.parent
