@@ -115,6 +115,8 @@ def test_usr2_preemption_requeues_and_resumes_to_the_uninterrupted_metrics(slurm
     assert (rd.path / "train_log.csv").read_text() == (ref_dir / "train_log.csv").read_text()
 
 
+@pytest.mark.slow  # timing-dependent: slurmctld checks limits every 30 s and the job must have imported by then;
+# it timed out once in a full-suite run on a machine at load 6-9, so it runs outside the CI gate (pytest -m slow)
 def test_time_limit_signal_requeues_and_resumes(slurm_cluster, tmp_path, monkeypatch):
     """A 2-minute limit: Slurm sends USR2 90 s before it (submitit's --signal=USR2@90), i.e. 30-60 s into the
     job given slurmctld's 30-s check period (a 1-minute limit would signal the job while Python still imports,
