@@ -565,6 +565,11 @@ def run_hash(run: RunConfig, recorded: Optional[dict[str, str]] = None) -> str:
     digests = {k: v for k, v in input_digests(run, recorded).items() if v}
     if digests:
         data["inputs"] = digests
+    return config_digest(data)
+
+
+def config_digest(data: dict[str, Any]) -> str:
+    """10 hex digits of the SHA-256 of a run's config dict without :data:`UNHASHED_KEYS` (modified in place)."""
     for dotted in UNHASHED_KEYS:
         parent, _, leaf = dotted.rpartition(".")
         node = data
