@@ -98,7 +98,21 @@ def _public_init(module: nn.Module) -> None:
             nn.init.zeros_(m.bias)
 
 
-class TaskFeature(nn.Module):
+class _WrapsBase(nn.Module):
+    """A wrapper that keeps the original module as ``base_layer`` and forwards attribute look-ups it does not
+    have to it (code reading ``block.attn`` or ``patch_embed.proj`` keeps working)."""
+
+    def __getattr__(self, name: str):
+        try:
+            return super().__getattr__(name)
+        except AttributeError:
+            base = self.__dict__["_modules"].get("base_layer")
+            if base is None:
+                raise
+            return getattr(base, name)
+
+
+class TaskFeature(_WrapsBase):
     """Wraps ``patch_embed``: returns its output unchanged and keeps F (B, h, w, c) for the blocks.
 
     Args:
@@ -132,17 +146,8 @@ class TaskFeature(nn.Module):
         self.feature = self.embedding_generator(tokens) + hfc.permute(0, 2, 3, 1)
         return out
 
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            base = self.__dict__["_modules"].get("base_layer")
-            if base is None:
-                raise
-            return getattr(base, name)
 
-
-class PromptedBlock(nn.Module):
+class PromptedBlock(_WrapsBase):
     """``block(x + shared_mlp(GELU(W_i F)))``, F resampled to the block's input grid."""
 
     def __init__(self, base: nn.Module, task: TaskFeature, shared_mlp: nn.Linear, last: bool) -> None:
@@ -179,15 +184,6 @@ class PromptedBlock(nn.Module):
             feature = fmap.permute(0, 2, 3, 1)
         prompt = self.shared_mlp(self.lightweight_mlp(feature))  # (B, h, w, C)
         return self.base_layer(x + prompt.reshape(x.shape))
-
-    def __getattr__(self, name: str):
-        try:
-            return super().__getattr__(name)
-        except AttributeError:
-            base = self.__dict__["_modules"].get("base_layer")
-            if base is None:
-                raise
-            return getattr(base, name)
 
 
 def _parents(root: nn.Module) -> dict[int, tuple[nn.Module, str]]:
