@@ -154,6 +154,15 @@ def mean_over_ranks(values: dict[str, float]) -> dict[str, float]:
     return dict(zip(values, (t / world().world_size).tolist()))
 
 
+def gather_objects(value: T) -> list[T]:
+    """Every rank's picklable ``value``, in rank order (``[value]`` on one process)."""
+    if world().world_size == 1:
+        return [value]
+    parts: list[Any] = [None] * world().world_size
+    dist.all_gather_object(parts, value)
+    return parts
+
+
 def all_equal(flag: int) -> list[int]:
     """Every rank's ``flag`` (e.g. its batch size after dropping empty masks)."""
     if world().world_size == 1:
@@ -256,6 +265,9 @@ class FollowerRunDir(RunDir):
         pass
 
     def write_failure(self, message: str) -> None:
+        pass
+
+    def write_masks(self, keeper: Any) -> None:
         pass
 
 

@@ -106,6 +106,15 @@ class MaskKeeper:
         while len(self.kept) > self.n:
             del self.kept[max(self.kept)]
 
+    def merge(self, parts: list[dict[str, _Kept]]) -> None:
+        """Join the images kept by every rank (``parts``, e.g. from
+        :func:`bench.distributed.gather_objects`): a sharded evaluation scores each image on one rank only,
+        so each rank holds the first names of its own shard; the first ``n`` names overall remain."""
+        merged: dict[str, _Kept] = {}
+        for part in parts:
+            merged.update(part)
+        self.kept = {name: merged[name] for name in sorted(merged)[: self.n]}
+
     def write(self, run_path: str | Path) -> Optional[Path]:
         """Write the kept images into ``<run_path>/masks/`` (index last); returns the index path."""
         if not self.kept:

@@ -116,6 +116,10 @@ class RunDir:
                 self.name = found
         self.path = Path(runs_dir) / self.name
 
+    def write_masks(self, keeper: Any) -> None:
+        """The kept test masks (a :class:`bench.masks.MaskKeeper`) into ``masks/``."""
+        keeper.write(self.path)
+
     @property
     def checkpoint(self) -> Path:
         return self.path / "checkpoint.pt"

@@ -282,7 +282,8 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
             parts.load_state(selector.best_state)
         rows, means = score(test_data, "eval")
     rd.write_per_image(rows)
-    keeper.write(rd.path)
+    keeper.merge(distributed.gather_objects(keeper.kept))  # under DDP each rank scored its own shard
+    rd.write_masks(keeper)  # rank 0 only
     trained = bool(result.log_rows)
     record = {
         **rd.identity(),

@@ -12,10 +12,13 @@ import textwrap
 import time
 from pathlib import Path
 
+import numpy as np
 import pytest
+from PIL import Image
 
 from bench.config import ConfigError, run_configs, run_hash
 from bench.launcher import launch
+from bench.masks import read_masks
 from bench.results import RunDir
 
 from .test_runs import REPO, sweep, sweep_args
@@ -79,6 +82,13 @@ def test_two_ranks_train_and_score_as_one_process(one_and_two):
     rows1 = (one / "per_image.csv").read_text().splitlines()
     rows2 = (two / "per_image.csv").read_text().splitlines()
     assert [r.split(",")[0] for r in rows1] == [r.split(",")[0] for r in rows2]  # gathered in dataset order
+    # the kept masks come from every rank's shard (rank r scores images r, r + 2, ...), written by rank 0
+    kept1, kept2 = (read_masks(d) for d in (one, two))
+    names = [e["name"] for e in kept1["images"]]
+    assert len(names) == 4 and [e["name"] for e in kept2["images"]] == names
+    for e1, e2 in zip(kept1["images"], kept2["images"]):  # logits ~1e-7 apart: a pixel at 0 may flip
+        p1, p2 = (np.asarray(Image.open(e["pred"])) for e in (e1, e2))
+        assert p1.shape == p2.shape and (p1 != p2).mean() < 1e-3, e1["name"]
 
 
 def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path):
@@ -92,6 +102,7 @@ import sys
 from bench.cli import setup_logging
 from bench.config import load_config
 from bench.launcher import launch
+from bench.masks import read_masks
 setup_logging()
 launch(load_config(sys.argv[1:]))
 """
