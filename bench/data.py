@@ -118,6 +118,11 @@ def collate(items: list[dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
+def take(batch: dict[str, Any], indices: list[int]) -> dict[str, Any]:
+    """The samples ``indices`` of a collated batch (tensors indexed along dim 0, lists picked)."""
+    return {k: (v[indices] if isinstance(v, torch.Tensor) else [v[i] for i in indices]) for k, v in batch.items()}
+
+
 def batch_prompts(batch: dict[str, Any], use_box: Optional[bool]) -> Prompts:
     """The batch's box prompts (``True``), point prompts (``False``) or none (``None``: promptless)."""
     if use_box is None:

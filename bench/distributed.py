@@ -163,6 +163,20 @@ def gather_objects(value: T) -> list[T]:
     return parts
 
 
+def balance_valid(batch: dict[str, Any]) -> tuple[dict[str, Any], list[int], int]:
+    """When the ranks keep unequal numbers of samples (empty masks dropped), share the whole batch's
+    valid samples out again: every rank gets ``K // N`` of the ``K`` valid ones, in batch order.
+
+    Returns the gathered batch, this rank's indices into it and how many valid samples are left over
+    (``K mod N``: not trained on at this step, as a 1-process run would).
+    """
+    full = gather_batch(batch)
+    valid = full["valid"].nonzero().flatten().tolist()
+    w = world()
+    per = len(valid) // w.world_size
+    return full, valid[w.rank * per : (w.rank + 1) * per], len(valid) - per * w.world_size
+
+
 def all_equal(flag: int) -> list[int]:
     """Every rank's ``flag`` (e.g. its batch size after dropping empty masks)."""
     if world().world_size == 1:

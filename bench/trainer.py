@@ -31,6 +31,7 @@ from bench.data import (
     collate,
     epoch_order,
     steps_per_epoch,
+    take,
     use_box_for_batch,
 )
 from bench.encoders import CachedEncoder
@@ -285,19 +286,27 @@ def train(
             else:
                 keep = list(range(len(valid)))
             kept = distributed.all_equal(len(keep))  # DDP: the ranks' batches must keep equal sizes
-            if len(kept) > 1 and len(set(kept)) > 1:
-                log.warning(
-                    "%s: ranks keep %s samples of batch %d (empty masks); skipped on all ranks", desc, kept, step
-                )
-                t_ready = time.perf_counter()
-                continue
-            if len(keep) < len(valid):
-                if sum(kept) < 2:
+            if sum(kept) < len(valid) * len(kept):  # some sample of the global batch has an empty mask
+                if sum(kept) < 2:  # batch-level losses need two samples
                     t_ready = time.perf_counter()
                     continue
-                batch = {
-                    k: (v[keep] if isinstance(v, torch.Tensor) else [v[i] for i in keep]) for k, v in batch.items()
-                }
+                if len(set(kept)) > 1:  # unequal over the ranks: share the valid samples out again
+                    full, mine, left = distributed.balance_valid(batch)
+                    if not mine:
+                        t_ready = time.perf_counter()
+                        continue
+                    if left:
+                        log.warning(
+                            "%s: batch %d keeps %d valid samples over %d ranks; %d not trained on",
+                            desc,
+                            step,
+                            sum(kept),
+                            len(kept),
+                            left,
+                        )
+                    batch = take(full, mine)
+                else:
+                    batch = take(batch, keep)
             use_box = None if cfg.prompt == "none" else use_box_for_batch(seed, epoch, step, cfg.box_prob)
             loss, terms = train_step(parts, batch, use_box, device, cfg, optimizer, params)
             result.steps += 1

@@ -162,3 +162,36 @@ def test_killing_one_rank_fails_the_run_loudly_and_a_relaunch_resumes(one_and_tw
     for r1, r2 in zip(resumed, uninterrupted):
         assert all(_close(r1[k], r2[k]) for k in r1), (r1, r2)
     assert all(_close(v, ref.record["metrics"][k]) for k, v in outcome.record["metrics"].items())
+
+
+def _balance_rank(rank: int, port: int, out: str) -> None:
+    """One gloo rank of the empty-mask test: rank 0 keeps 2 of its 2 samples, rank 1 one of 2."""
+    import torch
+    import torch.distributed as dist
+
+    from bench import distributed
+    from bench.data import take
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
+    try:
+        valid = torch.tensor([True, True]) if rank == 0 else torch.tensor([False, True])
+        batch = {"image": torch.arange(2) + 10 * rank, "name": [f"r{rank}s{i}" for i in range(2)], "valid": valid}
+        full, mine, left = distributed.balance_valid(batch)
+        Path(out, f"{rank}.json").write_text(json.dumps({"names": take(full, mine)["name"], "left": left}))
+    finally:
+        dist.destroy_process_group()
+
+
+def test_ranks_with_unequal_empty_masks_share_the_valid_samples_out_again(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    mp.spawn(_balance_rank, args=(port, str(tmp_path)), nprocs=2, join=True)
+    got = [json.loads((tmp_path / f"{r}.json").read_text()) for r in (0, 1)]
+    # the 3 valid samples of the global batch [r0s0, r0s1, r1s0 (empty), r1s1]: one each, one left over
+    assert [g["names"] for g in got] == [["r0s0"], ["r0s1"]]
+    assert [g["left"] for g in got] == [1, 1]
