@@ -6,9 +6,11 @@ from __future__ import annotations
 import logging
 import os
 import shlex
+import signal
 import sys
+import threading
 import time
-from typing import Optional
+from typing import Any, Optional
 
 from bench import distributed
 from bench.config import ConfigError, available_sweeps, load_config, row_label, run_configs
@@ -24,7 +26,20 @@ class RunsFailed(Exception):
 
 
 class Interrupted(Exception):
-    """Ctrl-C (SIGINT); the text says how many runs are complete and how many resume (exit code 130)."""
+    """Ctrl-C (SIGINT) or SIGTERM; the text says how many runs are complete and how many resume (exit code
+    130 after SIGINT, 143 after SIGTERM)."""
+
+    def __init__(self, text: str, code: int = 130) -> None:
+        super().__init__(text)
+        self.code = code
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised by the SIGTERM handler of ``main``: the same stop as Ctrl-C (the launcher cancels its jobs)."""
+
+
+def _raise_terminated(signum: int, frame: Any) -> None:
+    raise Terminated()
 
 
 def setup_logging(level: int = logging.INFO) -> None:
@@ -117,8 +132,9 @@ def cmd_run(args: list[str]) -> str:
     t0 = time.time()
     try:
         outcomes = launch(cfg)
-    except KeyboardInterrupt:
-        raise Interrupted(interrupted_summary(cfg)) from None
+    except KeyboardInterrupt as stop:
+        code = 143 if isinstance(stop, Terminated) else 130
+        raise Interrupted(interrupted_summary(cfg), code) from None
     failed = [o for o in outcomes if o.error]
     busy = [o for o in outcomes if o.skipped]
     if cfg.launcher.name == "slurm":
@@ -270,6 +286,17 @@ def cmd_export(args: list[str]) -> str:
 
 
 def main(argv: Optional[list[str]] = None) -> int:
+    """The command line; SIGTERM (kill, a cluster's stop) ends it as Ctrl-C does: jobs cancelled, one line."""
+    if threading.current_thread() is not threading.main_thread():
+        return _main(argv)
+    previous = signal.signal(signal.SIGTERM, _raise_terminated)
+    try:
+        return _main(argv)
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+def _main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ["SAMFIT_COMMAND"] = shlex.join(["python", "run_benchmark.py", *argv])  # provenance (jobs inherit it)
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
@@ -296,7 +323,7 @@ def main(argv: Optional[list[str]] = None) -> int:
         return 1
     except (Interrupted, KeyboardInterrupt) as stop:
         sys.stderr.write(f"{stop or 'interrupted'}\n")
-        return 130
+        return stop.code if isinstance(stop, Interrupted) else 143 if isinstance(stop, Terminated) else 130
     except OSError as err:  # disk full, permissions, ...: one line naming the file, the traceback in debug
         log.debug("I/O error", exc_info=True)
         where = f"{err.filename}: " if err.filename else ""

@@ -96,3 +96,51 @@ def test_a_local_job_killed_with_sigkill_is_reported_as_killed_and_resumes(tmp_p
     cfg.launcher.name = "inline"
     (again,) = launch(cfg)
     assert again.record is not None and "resumed from" in rd.log_file.read_text()
+
+
+def _descendants(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        for task in Path(f"/proc/{p}/task").glob("*"):
+            children = task / "children"
+            if children.is_file():
+                found = [int(c) for c in children.read_text().split()]
+                out += found
+                todo += found
+    return out
+
+
+def _alive(pid: int) -> bool:
+    stat = Path(f"/proc/{pid}/stat")
+    try:
+        return stat.read_text().split(") ")[1][0] != "Z"  # a zombie has exited
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def test_sigterm_of_a_local_launch_stops_its_jobs_and_exits_143(tmp_path):
+    args = sweep_args(tmp_path, *LONG, "launcher.name=local", "launcher.timeout_min=10")
+    rd = RunDir(sweep(tmp_path, *LONG).runs_dir, run_configs(sweep(tmp_path, *LONG))[0])
+    child = subprocess.Popen(
+        [sys.executable, str(REPO / "run_benchmark.py"), "run", *args],
+        env=_slow_env(tmp_path),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        _wait_for(lambda: bool(_progress(rd)), what="the job's first logged step")
+        jobs = _descendants(child.pid)
+        assert jobs, "the local launch started no job process"
+        child.send_signal(signal.SIGTERM)
+        out, err = child.communicate(timeout=60)
+        _wait_for(lambda: not any(_alive(p) for p in jobs), what="the job processes to end")
+    finally:
+        if child.poll() is None:
+            child.kill()
+    assert child.returncode == 143
+    # our own stop is one line; submitit's local controller, cancelled with SIGINT, prints its own
+    # KeyboardInterrupt traceback to the inherited stderr (as it does on Ctrl-C in a terminal)
+    assert "interrupted; 0 runs complete, 1 resumable" in err.splitlines(), err[-3000:]
+    assert "bench/" not in err and "Terminated" not in err, err[-3000:]
