@@ -432,3 +432,20 @@ def test_renyi_rejects_bad_alpha_and_method():
         renyi_entropy(g, 3.0, method="frobenius")
     with pytest.raises(ValueError):
         RelationModule(dim=4, kind="mlp")
+
+
+def test_without_l_d_the_student_trains_exactly_as_the_plain_adapter(tmp_path):
+    """L_r trains only the relation module; the student learns from the teacher through L_d alone. So
+    ``adapter+infosam`` with λ2 = 0 must give the ``adapter`` run's scores bit for bit (same student
+    operations in the same order), and with λ2 > 0 it must not (the test can fail both ways)."""
+    from bench.launcher import launch
+    from tests.bench.test_runs import sweep
+
+    def scores(runs: str, *extra: str) -> dict:
+        (outcome,) = launch(sweep(tmp_path, *extra, runs=runs))
+        assert outcome.error is None, outcome.error
+        return outcome.record["metrics_by_definition"]
+
+    adapter = scores("adapter", "methods=[adapter]")
+    assert scores("no_l_d", "methods=[adapter+infosam]", "distill.lambda2=0") == adapter
+    assert scores("infosam", "methods=[adapter+infosam]") != adapter
