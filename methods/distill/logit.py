@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from ._base import DISTILLERS, DistillContext, Features
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+
 from ._common import FeatureDistiller, bernoulli_kl, check_positive, check_weight, resize_map
 
 

@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from ._base import DISTILLERS, DistillContext, Features
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+
 from ._common import FeatureDistiller, check_weight
 
 EPS = 1e-7

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._base import DISTILLERS, DistillContext, Features
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+
 from ._common import FeatureDistiller, bernoulli_kl, check_weight, conv_adapter, linear_adapter, resize_map
 
 IOU_EPS = 1e-6

@@ -21,8 +21,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from bench.contracts.distill import DISTILLERS, DistillContext, Distiller, Features
 from bench.fileio import atomic_torch_save
-from methods.distill._base import DISTILLERS, DistillContext, Distiller, Features
 
 from .losses import relation_compression_loss, relation_distillation_loss
 from .relation import RELATION_KINDS, FixedDotRelation, RelationModule

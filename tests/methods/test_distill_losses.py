@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-import methods
 from bench.config import ConfigError
-from methods.distill._base import DISTILLERS, DistillContext, Features, build_options
+from bench.contracts import methods
+from bench.contracts.composite import CompositeDistiller, composite_options
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+from bench.contracts.options import build_options
 from methods.distill._common import pair_by_depth, resize_map
-from methods.distill._composite import CompositeDistiller, composite_options
 from methods.distill.ibd import ibd_feature_loss
 from methods.distill.logit import logit_kd_loss
 from methods.distill.mobilesam import embedding_mse

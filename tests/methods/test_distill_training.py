@@ -7,14 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-import datasets  # noqa: F401  (registration)
 from bench.backbones import BACKBONES, build_backbone
 from bench.backbones.sam import SamViT
 from bench.backbones.tiny import tiny_vit_encoder
-from bench.config import BackboneConfig, load_config, run_configs
+from bench.config import BackboneConfig
 from bench.data import batch_prompts
 from bench.results import RunDir
 from bench.runner import build_parts, execute_run
+from bench.sweep import load_config, run_configs
 from bench.trainer import compute_loss, model_features
 
 from ..bench.test_runs import sweep_args

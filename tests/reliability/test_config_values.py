@@ -7,9 +7,10 @@ import shutil
 
 import pytest
 
-import bench.config
+import bench.sweep
 from bench.cli import cmd_list, main
-from bench.config import ConfigError, load_config, run_configs
+from bench.config import ConfigError
+from bench.sweep import load_config, run_configs
 
 
 @pytest.mark.parametrize(
@@ -70,9 +71,9 @@ def sweeps_copy(tmp_path, monkeypatch):
     folder = tmp_path / "sweeps"
     folder.mkdir()
     for name in ("smoke", "demo"):
-        shutil.copy(bench.config.SWEEPS_DIR / f"{name}.yaml", folder)
+        shutil.copy(bench.sweep.SWEEPS_DIR / f"{name}.yaml", folder)
     (folder / "bad.yaml").write_text("methods: [adapter\ndatasets: [synth_polyp]\n")
-    monkeypatch.setattr(bench.config, "SWEEPS_DIR", folder)
+    monkeypatch.setattr(bench.sweep, "SWEEPS_DIR", folder)
     return folder
 
 

@@ -1,4 +1,4 @@
-"""One command that measures a GPU: ``python -m bench.gpu_check [--json PATH] [key=value ...]``.
+"""One command that measures a GPU: ``python -m tools.gpu_check [--json PATH] [key=value ...]``.
 
 In one process it prints, on ``train.device`` (auto = the first GPU):
 
@@ -33,11 +33,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.accel import pick_device
-from bench.cli import setup_logging
-from bench.config import RunConfig, load_config, run_configs
+from bench.config import RunConfig
+from bench.logs import setup_logging
 from bench.memory import peak_memory_mb, reset_peak
-from bench.perf import first_batch, loss_time, prompted_train_set, step_times, training_step
 from bench.runner import build_parts
+from bench.sweep import load_config, run_configs
+from tools.perf import first_batch, loss_time, prompted_train_set, step_times, training_step
 
 log = logging.getLogger("samfit.gpu_check")
 
@@ -194,7 +195,7 @@ def render(r: dict[str, Any]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     setup_logging(logging.WARNING)
-    parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     parser.add_argument("--repeat", type=int, default=5, help="timed steps per measurement (median)")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. backbone.img_size=256)")

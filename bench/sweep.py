@@ -1,0 +1,197 @@
+"""A sweep: ``sweeps/<name>.yaml`` and the command line's overrides on the schema (:mod:`bench.config`), expanded
+into runs (methods × datasets × seeds × grid) with their stable hashes.
+
+Order of precedence: dataclass defaults ← the protocol's preset (:mod:`bench.protocols`) ← the sweep file ←
+the command line. A protocol's per-dataset values (by the dataset's family, from the dataset registry) fill
+in what neither the sweep file nor the command line set.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any, Optional
+
+import yaml
+from omegaconf import DictConfig, ListConfig, OmegaConf
+
+from bench.config import (
+    RUN_KEYS,
+    BenchConfig,
+    ConfigError,
+    RunConfig,
+    check_choices,
+    check_values,
+    config_digest,
+    grid_points,
+    merge_checked,
+    method_entry,
+    to_dict,
+)
+from bench.contracts.dataset import dataset_info
+from bench.inputs import input_digests
+from bench.protocols import get_protocol
+
+SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
+log = logging.getLogger(__name__)
+
+
+def available_sweeps() -> list[str]:
+    return sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
+
+
+def parse_overrides(args: list[str]) -> dict[str, str]:
+    """Split ``key=value`` words; a word without ``=`` is an error naming it."""
+    out: dict[str, str] = {}
+    for arg in args:
+        key, sep, value = arg.partition("=")
+        if not sep or not key or key != key.strip():
+            raise ConfigError(f"malformed override {arg!r}: expected key=value (e.g. train.epochs=2)")
+        out[key] = value
+    return out
+
+
+def load_config(overrides: list[str] | None = None) -> BenchConfig:
+    """Build the sweep config: schema defaults, then ``sweeps/<sweep>.yaml``, then overrides."""
+    pairs = parse_overrides(overrides or [])
+    base = OmegaConf.structured(BenchConfig)
+    sweep = pairs.pop("sweep", base.sweep)
+    path = SWEEPS_DIR / f"{sweep}.yaml"
+    if not path.is_file():
+        raise ConfigError(f"unknown sweep {sweep!r}; valid choices: {', '.join(available_sweeps())}")
+    data = read_sweep_file(path)
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a sweep file must be a mapping of keys to values")
+    data.pop("description", None)
+    protocol = pairs.get("protocol") or data.get("protocol") or base.protocol
+    cfg = merge_checked(base, protocol_preset(str(protocol)), f"protocol {protocol}")
+    cfg = merge_checked(cfg, data, str(path))
+    cfg.sweep = sweep
+    explicit = set(_dotted(data))
+    for key, value in pairs.items():
+        if value == "":
+            raise ConfigError(f"override {key}= has no value (use {key}=null for none)")
+        if value[0] not in "[{" and isinstance(OmegaConf.select(base, key, default=None), ListConfig):
+            value = f"[{value}]"  # a scalar for a list key: a one-element list (methods=adapter)
+        dotted = _dotlist(key, value)
+        if key == "launcher" and value and value[0] not in "{[":  # shorthand: launcher=inline
+            dotted = OmegaConf.create({"launcher": {"name": value}})
+        if key == "metrics":  # shorthand: metrics=clean shows the clean definitions in the report
+            dotted = OmegaConf.create({"report": {"metrics": value}})
+        if key == "device":  # shorthand: device=cuda runs every run of the sweep on that device
+            dotted = OmegaConf.create({"train": {"device": value}})
+        if key == "backbone" and value and value[0] not in "{[":  # a new backbone: its own size and weights
+            dotted = OmegaConf.create({"backbone": {"name": value, "checkpoint": None, "img_size": None}})
+        cfg = merge_checked(cfg, dotted, f"override {key}={value}")
+        explicit |= set(_dotted(OmegaConf.to_container(dotted)))
+    cfg.explicit_keys = sorted(explicit)
+    obj = OmegaConf.to_object(cfg)
+    assert isinstance(obj, BenchConfig)
+    check_choices(obj)
+    check_values(obj)
+    for key in ("methods", "datasets", "seeds"):
+        setattr(obj, key, _unique(key, getattr(obj, key)))
+    return obj
+
+
+def _dotted(data: Any, prefix: str = "") -> list[str]:
+    """The dotted leaf keys of a nested mapping (``{"train": {"lr": 1}}`` → ``["train.lr"]``)."""
+    if not isinstance(data, dict) or (prefix and not data):
+        return [prefix] if prefix else []
+    return [k for key, value in data.items() for k in _dotted(value, f"{prefix}.{key}" if prefix else str(key))]
+
+
+def read_sweep_file(path: Path) -> Any:
+    """The parsed YAML of a sweep file; a syntax error is one line naming the file and line."""
+    try:
+        with path.open() as fh:
+            return yaml.safe_load(fh) or {}
+    except yaml.YAMLError as err:
+        mark = getattr(err, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
+
+
+def _dotlist(key: str, value: str) -> DictConfig:
+    try:
+        return OmegaConf.from_dotlist([f"{key}={value}"])
+    except yaml.YAMLError as err:
+        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
+        raise ConfigError(f"malformed override {key}={value}: {problem}") from None
+
+
+def _unique(key: str, values: list[Any]) -> list[Any]:
+    """``values`` without repeated entries (a run listed twice is one run), with a warning."""
+    out: list[Any] = []
+    for value in values:
+        if value in out:
+            log.warning("%s lists %r more than once; it runs once", key, value)
+        else:
+            out.append(value)
+    return out
+
+
+def protocol_preset(name: str) -> dict[str, Any]:
+    """The nested config defaults of protocol ``name`` (``protocol`` itself included)."""
+    nested: dict[str, Any] = {"protocol": name}
+    for dotted, value in get_protocol(name).preset.items():
+        node = nested
+        *parents, leaf = dotted.split(".")
+        for part in parents:
+            node = node.setdefault(part, {})
+        node[leaf] = value
+    return nested
+
+
+def run_configs(cfg: BenchConfig) -> list[RunConfig]:
+    """Expand a sweep into its runs: methods × datasets × seeds × grid, in that order."""
+    whole = to_dict(cfg)
+    base = OmegaConf.merge(OmegaConf.structured(RunConfig), {k: whole[k] for k in RUN_KEYS})
+    points = grid_points(cfg)
+    runs = []
+    for entry in cfg.methods:
+        method, label, extra = method_entry(entry)
+        if "protocol" in extra:
+            raise ConfigError(f"methods entry {entry!r}: a row cannot change the protocol (set it for the whole sweep)")
+        for dataset in cfg.datasets:
+            per_dataset = protocol_dataset_values(cfg, dataset)
+            for seed in cfg.seeds:
+                for point in points:
+                    variant = ",".join([label] * bool(label) + [f"{k}={v}" for k, v in point.items()])
+                    node = OmegaConf.merge(
+                        base, {"method": method, "dataset": dataset, "seed": seed, "variant": variant}
+                    )
+                    for key, value in {**per_dataset, **extra, **point}.items():
+                        node = merge_checked(node, OmegaConf.from_dotlist([f"{key}={value}"]), f"grid {key}")
+                    obj = OmegaConf.to_object(node)
+                    assert isinstance(obj, RunConfig)
+                    check_values(obj)  # a grid point or a row's overrides may set a value out of range
+                    runs.append(obj)
+    return runs
+
+
+def protocol_dataset_values(cfg: "BenchConfig", dataset: str) -> dict[str, Any]:
+    """The protocol's per-dataset values for ``dataset`` (by its family), minus the keys the sweep file or
+    the command line set (:attr:`BenchConfig.explicit_keys`)."""
+    table = get_protocol(cfg.protocol).dataset_values
+    if not table:
+        return {}
+    family = dataset_info(dataset).family
+    values = {**table.get("*", {}), **table.get(family, {})}
+    return {k: v for k, v in values.items() if k not in cfg.explicit_keys}
+
+
+def run_hash(run: RunConfig, recorded: Optional[dict[str, str]] = None) -> str:
+    """A stable 10-hex-digit hash of everything in ``run`` that can change its result, including the
+    SHA-256 of each input file that exists (:mod:`bench.inputs`; ``recorded`` digests stand in for absent
+    files). A run without input files hashes its config alone."""
+    data = to_dict(run)
+    digests = {k: v for k, v in input_digests(run, recorded).items() if v}
+    if digests:
+        data["inputs"] = digests
+    return config_digest(data)
+
+
+def run_name(run: RunConfig) -> str:
+    return f"{run.dataset}__{run.method}__s{run.seed}__{run_hash(run)}"
