@@ -91,4 +91,10 @@ class Distiller(nn.Module):
 
 
 DISTILLERS: Registry[type[Distiller]] = Registry("distiller", "methods")
-"""Distillers, registered with ``@DISTILLERS.register("name")`` in any module under ``methods/``."""
+"""Distillers, registered with ``@DISTILLERS.register("name", **properties)`` in any module under ``methods/``.
+
+Declared properties (the contract tests read them; default False unless noted):
+    feature_matching: every term is zero when the student's features equal the teacher's.
+    owns_parameters: the distiller has trainable parts (regressors, attention ...); default True.
+    same_embed_width: student and teacher must have the same embedding width (a module shared by both).
+"""

@@ -48,7 +48,7 @@ class LogitOptions:
         check_positive("temperature", self.temperature)
 
 
-@DISTILLERS.register("logit")
+@DISTILLERS.register("logit", feature_matching=True, owns_parameters=False)
 class LogitKD(FeatureDistiller):
     """Soft mask-logit distillation; returns ``{"l_kd": weight · T² · KL}``. No trainable parts."""
 

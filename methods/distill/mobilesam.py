@@ -41,7 +41,7 @@ class MobileSAMOptions:
         check_weight("weight", self.weight)
 
 
-@DISTILLERS.register("mobilesam")
+@DISTILLERS.register("mobilesam", feature_matching=True)
 class MobileSAMDistiller(FeatureDistiller):
     """Image-embedding MSE; returns ``{"l_embed": weight · MSE}``."""
 

@@ -50,7 +50,7 @@ class PKDOptions:
         check_weight("weight", self.weight)
 
 
-@DISTILLERS.register("pkd")
+@DISTILLERS.register("pkd", feature_matching=True)
 class PKD(FeatureDistiller):
     """Pearson-correlation distillation of the image embedding; returns ``{"l_pkd": weight · loss}``."""
 

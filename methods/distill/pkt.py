@@ -53,7 +53,7 @@ class PKTOptions:
         check_weight("weight", self.weight)
 
 
-@DISTILLERS.register("pkt")
+@DISTILLERS.register("pkt", feature_matching=True, owns_parameters=False)
 class PKT(FeatureDistiller):
     """PKT on globally pooled image embeddings; returns ``{"l_pkt": weight · loss}``."""
 

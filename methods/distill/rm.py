@@ -14,6 +14,6 @@ from bench.contracts.distill import DISTILLERS
 from methods.infosam import InfoSAM
 
 
-@DISTILLERS.register("rm")
+@DISTILLERS.register("rm", same_embed_width=True)
 class RelationModuleAddOn(InfoSAM):
     """InfoSAM's L_r + L_d under the name ``rm`` (no behaviour of its own)."""

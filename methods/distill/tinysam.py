@@ -75,7 +75,7 @@ class TinySAMOptions:
             raise ValueError(f"hard_mask_weighting must be true or false, got {self.hard_mask_weighting!r}")
 
 
-@DISTILLERS.register("tinysam")
+@DISTILLERS.register("tinysam", feature_matching=True)
 class TinySAMDistiller(FeatureDistiller):
     """Full-stage distillation; returns ``{"l_embed", "l_token", "l_mask"}`` (weighted)."""
 

@@ -98,7 +98,7 @@ class InfoSAMOptions:
                 raise ValueError("lr_relation='fixed_dot' has no relation module to load relation_ckpt into")
 
 
-@DISTILLERS.register("infosam")
+@DISTILLERS.register("infosam", same_embed_width=True)
 class InfoSAM(Distiller):
     """InfoSAM: λ1·L_r + λ2·L_d over B×B Gram matrices of the batch (use batch 4 with drop_last).
 
