@@ -203,9 +203,9 @@ def cmd_download(args: list[str]) -> str:
     """``download backbone=NAME | dataset=NAME [url=URL] [sha256=HEX] [checkpoints_dir=DIR] [data.root=DIR]``."""
     from bench.config import BackboneConfig
     from bench.download import download_backbone, download_dataset, listing
-    from bench.sweep import parse_overrides
+    from bench.overrides import command_args
 
-    pairs = parse_overrides(args)
+    pairs = command_args(args)
     backbone, dataset = pairs.pop("backbone", ""), pairs.pop("dataset", "")
     url, sha256 = pairs.pop("url", None) or None, pairs.pop("sha256", None) or None
     checkpoints_dir = pairs.pop("checkpoints_dir", None) or pairs.pop("backbone.checkpoints_dir", None)

@@ -32,7 +32,7 @@ from bench.backbones import Backbone, Prompts, build_backbone
 from bench.config import ConfigError, run_from_dict, to_dict
 from bench.contracts.peft import PEFT_METHODS, Foldable
 from bench.fileio import atomic_torch_save
-from bench.sweep import parse_overrides
+from bench.overrides import command_args
 from bench.trained import TrainedModel, load_trained
 
 log = logging.getLogger(__name__)
@@ -190,7 +190,7 @@ def rebuild(path: str | Path, checkpoints_dir: Optional[str] = None) -> Backbone
 
 def export_command(args: list[str]) -> str:
     """``export run=RUN_DIR out=FILE [checkpoints_dir=DIR]``."""
-    pairs = parse_overrides(args)
+    pairs = command_args(args)
     run_dir, out = pairs.pop("run", ""), pairs.pop("out", "")
     checkpoints_dir = pairs.pop("checkpoints_dir", None)
     if pairs:

@@ -31,8 +31,8 @@ from bench.backbones import Prompts
 from bench.config import ConfigError
 from bench.contracts.dataset import DatasetError
 from bench.images import IMAGE_EXTS, read_image, read_mask
+from bench.overrides import command_args
 from bench.prompts import EmptyMaskError, mask_box, to_input_frame
-from bench.sweep import parse_overrides
 from bench.trained import load_trained
 
 log = logging.getLogger(__name__)
@@ -201,7 +201,7 @@ def predict(opts: PredictOptions) -> list[Path]:
 
 
 def predict_command(args: list[str]) -> str:
-    pairs = parse_overrides(args)
+    pairs = command_args(args)
     known = set(PredictOptions.__dataclass_fields__)
     unknown = sorted(set(pairs) - known)
     if unknown:

@@ -24,8 +24,8 @@ from PIL import Image
 from tqdm import tqdm
 
 from bench.config import ConfigError
+from bench.overrides import command_args
 from bench.protocols import get_protocol
-from bench.sweep import parse_overrides
 
 log = logging.getLogger(__name__)
 
@@ -110,7 +110,7 @@ def score_folder(protocol: str, pred: Path, gt: Path) -> tuple[list[dict[str, An
 
 
 def cmd_score(args: list[str]) -> str:
-    pairs = parse_overrides(args)
+    pairs = command_args(args)
     unknown = sorted(set(pairs) - {"protocol", "pred", "gt", "out"})
     if unknown or not {"pred", "gt"} <= set(pairs):
         raise ConfigError(f"usage: {USAGE}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))

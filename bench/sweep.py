@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, ListConfig, OmegaConf, open_dict
 
 from bench.config import (
     RUN_KEYS,
@@ -30,6 +30,7 @@ from bench.config import (
 )
 from bench.contracts.dataset import dataset_info
 from bench.inputs import input_digests
+from bench.overrides import Change, parse_changes
 from bench.protocols import get_protocol
 
 SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
@@ -40,22 +41,12 @@ def available_sweeps() -> list[str]:
     return sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
 
 
-def parse_overrides(args: list[str]) -> dict[str, str]:
-    """Split ``key=value`` words; a word without ``=`` is an error naming it."""
-    out: dict[str, str] = {}
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if not sep or not key or key != key.strip():
-            raise ConfigError(f"malformed override {arg!r}: expected key=value (e.g. train.epochs=2)")
-        out[key] = value
-    return out
-
-
 def load_config(overrides: list[str] | None = None) -> BenchConfig:
-    """Build the sweep config: schema defaults, then ``sweeps/<sweep>.yaml``, then overrides."""
-    pairs = parse_overrides(overrides or [])
+    """Build the sweep config: schema defaults, then ``sweeps/<sweep>.yaml``, then overrides (in Hydra's
+    override grammar, :mod:`bench.overrides`)."""
+    changes = parse_changes(overrides or [])
     base = OmegaConf.structured(BenchConfig)
-    sweep = pairs.pop("sweep", base.sweep)
+    sweep = str(_single(changes, "sweep", base.sweep))
     path = SWEEPS_DIR / f"{sweep}.yaml"
     if not path.is_file():
         raise ConfigError(f"unknown sweep {sweep!r}; valid choices: {', '.join(available_sweeps())}")
@@ -63,26 +54,20 @@ def load_config(overrides: list[str] | None = None) -> BenchConfig:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: a sweep file must be a mapping of keys to values")
     data.pop("description", None)
-    protocol = pairs.get("protocol") or data.get("protocol") or base.protocol
+    protocol = _single(changes, "protocol", None, pop=False) or data.get("protocol") or base.protocol
     cfg = merge_checked(base, protocol_preset(str(protocol)), f"protocol {protocol}")
     cfg = merge_checked(cfg, data, str(path))
     cfg.sweep = sweep
     explicit = set(_dotted(data))
-    for key, value in pairs.items():
-        if value == "":
-            raise ConfigError(f"override {key}= has no value (use {key}=null for none)")
-        if value[0] not in "[{" and isinstance(OmegaConf.select(base, key, default=None), ListConfig):
-            value = f"[{value}]"  # a scalar for a list key: a one-element list (methods=adapter)
-        dotted = _dotlist(key, value)
-        if key == "launcher" and value and value[0] not in "{[":  # shorthand: launcher=inline
-            dotted = OmegaConf.create({"launcher": {"name": value}})
-        if key == "metrics":  # shorthand: metrics=clean shows the clean definitions in the report
-            dotted = OmegaConf.create({"report": {"metrics": value}})
-        if key == "device":  # shorthand: device=cuda runs every run of the sweep on that device
-            dotted = OmegaConf.create({"train": {"device": value}})
-        if key == "backbone" and value and value[0] not in "{[":  # a new backbone: its own size and weights
-            dotted = OmegaConf.create({"backbone": {"name": value, "checkpoint": None, "img_size": None}})
-        cfg = merge_checked(cfg, dotted, f"override {key}={value}")
+    for change in changes:
+        if change.action == "delete":
+            cfg = _delete(cfg, base, change)
+            explicit.add(change.key)
+            continue
+        if change.action == "add" and OmegaConf.select(cfg, change.key, default=_UNSET) is not _UNSET:
+            raise ConfigError(f"override {change.text}: {change.key} is already set; use {change.key}=... to change it")
+        dotted = OmegaConf.create(_shorthand(base, change))
+        cfg = merge_checked(cfg, dotted, f"override {change.text}")
         explicit |= set(_dotted(OmegaConf.to_container(dotted)))
     cfg.explicit_keys = sorted(explicit)
     obj = OmegaConf.to_object(cfg)
@@ -92,6 +77,63 @@ def load_config(overrides: list[str] | None = None) -> BenchConfig:
     for key in ("methods", "datasets", "seeds"):
         setattr(obj, key, _unique(key, getattr(obj, key)))
     return obj
+
+
+_UNSET = object()
+
+
+def _single(changes: list[Change], key: str, default: Any, pop: bool = True) -> Any:
+    """The value of the last ``key=value`` among ``changes`` (removed from them when ``pop``)."""
+    found = [c for c in changes if c.key == key]
+    if not found:
+        return default
+    if found[-1].sweep or found[-1].action != "set":
+        raise ConfigError(f"override {found[-1].text}: {key} takes one name")
+    if pop:
+        changes[:] = [c for c in changes if c.key != key]
+    return found[-1].value
+
+
+def _nested(key: str, value: Any) -> dict[str, Any]:
+    for part in reversed(key.split(".")):
+        value = {part: value}
+    return value
+
+
+def _shorthand(base: DictConfig, change: Change) -> dict[str, Any]:
+    """The nested mapping one ``key=value`` (or sweep) sets, with the suite's shorthands."""
+    key, value = change.key, change.value
+    is_list = isinstance(OmegaConf.select(base, key, default=None), ListConfig)
+    if change.sweep and not is_list:  # a sweep over a scalar key is a grid axis
+        return {"grid": {key: value}}
+    if is_list and not isinstance(value, list):
+        value = [value]  # a scalar for a list key: a one-element list (methods=adapter)
+    if isinstance(value, str):
+        if key == "launcher":  # shorthand: launcher=inline
+            return {"launcher": {"name": value}}
+        if key == "backbone":  # a new backbone: its own size and weights
+            return {"backbone": {"name": value, "checkpoint": None, "img_size": None}}
+    if key == "metrics":  # shorthand: metrics=clean shows the clean definitions in the report
+        return {"report": {"metrics": value}}
+    if key == "device":  # shorthand: device=cuda runs every run of the sweep on that device
+        return {"train": {"device": value}}
+    return _nested(key, value)
+
+
+def _delete(cfg: DictConfig, base: DictConfig, change: Change) -> DictConfig:
+    """``~key``: back to the schema default, or out of a free-form dict (``~peft.r``)."""
+    key = change.key
+    default = OmegaConf.select(base, key, default=_UNSET)
+    if default is not _UNSET:
+        OmegaConf.update(cfg, key, default, merge=False)
+        return cfg
+    parent_key, _, leaf = key.rpartition(".")
+    parent = OmegaConf.select(cfg, parent_key, default=None) if parent_key else cfg
+    if not isinstance(parent, DictConfig) or leaf not in parent:
+        raise ConfigError(f"override {change.text}: {key} is not set, nothing to remove")
+    with open_dict(parent):
+        del parent[leaf]
+    return cfg
 
 
 def _dotted(data: Any, prefix: str = "") -> list[str]:
@@ -111,14 +153,6 @@ def read_sweep_file(path: Path) -> Any:
         where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
         problem = getattr(err, "problem", None) or str(err).splitlines()[0]
         raise ConfigError(f"{where}: malformed YAML: {problem}") from None
-
-
-def _dotlist(key: str, value: str) -> DictConfig:
-    try:
-        return OmegaConf.from_dotlist([f"{key}={value}"])
-    except yaml.YAMLError as err:
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"malformed override {key}={value}: {problem}") from None
 
 
 def _unique(key: str, values: list[Any]) -> list[Any]:

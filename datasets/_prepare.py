@@ -18,7 +18,8 @@ import numpy as np
 
 from bench.config import ConfigError, FolderDataConfig
 from bench.contracts.dataset import DATASETS, DatasetError
-from bench.sweep import load_config, parse_overrides
+from bench.overrides import command_args
+from bench.sweep import load_config
 from datasets._real import REAL_SPECS, RealSpec, Scan, dataset_folder, load_pair, locate, scan
 from datasets.folder import scan_folder
 
@@ -150,7 +151,7 @@ def dataset_status(data_root: str | Path) -> dict[str, str]:
 
 def prepare_command(args: list[str]) -> str:
     """``prepare dataset=NAME [src=PATH]``: check a downloaded copy (read-only); problems exit with code 2."""
-    pairs = parse_overrides(args)
+    pairs = command_args(args)
     name, src = pairs.pop("dataset", ""), pairs.pop("src", "")
     if not name:
         raise ConfigError("prepare needs dataset=NAME (and src=PATH, the downloaded copy)")

@@ -19,7 +19,7 @@ import torch
 from bench.backbones import Prompts, build_backbone
 from bench.config import BackboneConfig, ConfigError
 from bench.logs import setup_logging
-from bench.sweep import parse_overrides
+from bench.overrides import command_args
 
 BACKBONES = [
     "sam_vit_b",
@@ -63,7 +63,7 @@ def measure(name: str, repeat: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     setup_logging(logging.ERROR)  # random-weight warnings would interleave with the table
     try:
-        args = parse_overrides(list(sys.argv[1:] if argv is None else argv))
+        args = command_args(list(sys.argv[1:] if argv is None else argv))
         names = args.pop("names", ",".join(BACKBONES)).split(",")
         repeat = int(args.pop("repeat", "3"))
         threads = int(args.pop("threads", str(torch.get_num_threads())))

@@ -28,8 +28,9 @@ from torch.profiler import ProfilerActivity, profile
 from bench.accel import pick_device
 from bench.config import RunConfig
 from bench.logs import setup_logging
+from bench.overrides import command_args
 from bench.runner import build_parts
-from bench.sweep import load_config, parse_overrides, run_configs
+from bench.sweep import load_config, run_configs
 from tools.perf import first_batch, prompted_train_set, sync, training_step
 
 log = logging.getLogger("samfit.profile")
@@ -105,7 +106,7 @@ def render(profiles: list[StepProfile], run: RunConfig, repeat: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     setup_logging(logging.WARNING)
     args = list(sys.argv[1:] if argv is None else argv)
-    own = {k: v for k, v in parse_overrides(args).items() if k.startswith("profile.")}
+    own = {k: v for k, v in command_args(args).items() if k.startswith("profile.")}
     rest = [a for a in args if not a.startswith("profile.")]
     repeat, top = int(own.pop("profile.repeat", "3")), int(own.pop("profile.top", "12"))
     if own:

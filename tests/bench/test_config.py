@@ -15,7 +15,8 @@ import torch
 from bench import cli
 from bench.accel import autocast_for
 from bench.config import BenchConfig, ConfigError, RunConfig, TrainConfig
-from bench.sweep import load_config, parse_overrides, run_configs, run_hash, run_name
+from bench.overrides import command_args
+from bench.sweep import load_config, run_configs, run_hash, run_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -74,8 +75,8 @@ def test_later_override_wins_and_dotted_launcher_key_works():
     assert cfg.launcher.max_parallel == 3
 
 
-def test_parse_overrides_keeps_everything_after_the_first_equals_sign():
-    assert parse_overrides(["a.b=x=y", "c="]) == {"a.b": "x=y", "c": ""}
+def test_command_args_keep_everything_after_the_first_equals_sign():
+    assert command_args(["a.b=x=y", "c="]) == {"a.b": "x=y", "c": ""}
 
 
 # ----------------------------------------------------------------------------- config errors

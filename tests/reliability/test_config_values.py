@@ -26,8 +26,15 @@ from bench.sweep import load_config, run_configs
         ("eval.batch_size=0", "eval.batch_size must be >= 1, got 0"),
         ("seeds=[0,-2]", "seeds must be >= 0, got -2"),
         ("launcher.max_parallel=0", "launcher.max_parallel must be >= 1, got 0"),
-        ("train.epochs=", "override train.epochs= has no value (use train.epochs=null for none)"),
-        ("methods=[adapter", "malformed override methods=[adapter: expected ',' or ']', but got '<stream end>'"),
+        (
+            "train.epochs=",
+            "override train.epochs= has no value (use train.epochs=null for none, train.epochs='' for an empty string)",
+        ),
+        (
+            "methods=[adapter",
+            "malformed override 'methods=[adapter': no viable alternative at input '[adapter' "
+            "(expected key=value, e.g. train.epochs=2)",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(override, message):
