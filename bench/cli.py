@@ -77,6 +77,12 @@ def spec_needs_teacher(methods, run) -> bool:
 
 
 def cmd_list(args: list[str]) -> str:
+    """``list``: the registered names and the sweeps; ``list method=NAME``: that method's options."""
+    wanted = [a for a in args if a.startswith("method=")]
+    if wanted:
+        from bench.help import method_help
+
+        return "\n\n".join(method_help(a.partition("=")[2]) for a in wanted)
     methods, backbones, datasets = _registries()
     from bench.contracts.distill import DISTILLERS
     from bench.contracts.peft import PEFT_METHODS
@@ -242,6 +248,11 @@ def cmd_export(args: list[str]) -> str:
 def main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ["SAMFIT_COMMAND"] = shlex.join(["python", "run_benchmark.py", *argv])  # provenance (jobs inherit it)
+    if argv and argv[0] in ("-h", "--help", "help"):
+        from bench.help import help_text
+
+        sys.stdout.write(help_text() + "\n")
+        return 0
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
     setup_logging()
     handler = {

@@ -51,3 +51,24 @@ def test_the_older_forms_keep_working():
 def test_sweep_takes_one_name():
     with pytest.raises(ConfigError, match="sweep takes one name"):
         load_config(["sweep=smoke,demo"])
+
+
+def test_help_prints_the_commands_groups_grammar_and_option_help(capsys):
+    from bench.cli import COMMANDS, main
+
+    assert main(["--help"]) == 0 and main(["-h"]) == 0
+    text = capsys.readouterr().out
+    assert all(f"\n  {command} " in text for command in COMMANDS)
+    assert "  train.*     epochs, batch_size" in text and "key=a,b,c" in text
+    assert "    r = 4  rank of each low-rank update (InfoSAM: 4)" in text  # LoraOptions' metadata help
+
+
+def test_list_method_prints_that_methods_options_namespaced_per_part(capsys):
+    from bench.cli import main
+
+    assert main(["list", "method=lora+tinysam+rm"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "method lora+tinysam+rm: PEFT lora + distiller(s) tinysam, rm"
+    assert "  distill.tinysam.* (tinysam)" in lines and "  distill.rm.* (rm)" in lines
+    assert "    lambda2 = 0.5  weight λ2 of L_d (Eq. 14)" in lines
+    assert main(["list", "method=nope"]) == 2
