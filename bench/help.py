@@ -59,7 +59,8 @@ def method_help(name: str) -> str:
         + (f" + distiller(s) {', '.join(spec.distillers)}" if spec.distillers else "")
     ]
     peft_cls = PEFT_METHODS.get(spec.peft)
-    lines += [f"  peft.* ({spec.peft}; {(peft_cls.__doc__ or '').strip().splitlines()[0] if peft_cls.__doc__ else ''})"]
+    summary = (peft_cls.__doc__ or "").strip().splitlines()[:1]
+    lines.append(f"  peft.* ({'; '.join([spec.peft, *summary])})")
     lines += options_lines(peft_cls.Options)
     for part in spec.distillers:
         prefix = f"distill.{part}.*" if len(spec.distillers) > 1 else "distill.*"
