@@ -13,8 +13,11 @@ import time
 from typing import Any, Optional
 
 from bench import distributed
-from bench.config import ConfigError, available_sweeps, load_config, row_label, run_configs
+from bench.config import ConfigError, row_label
+from bench.discovery import dataset_tools
+from bench.logs import setup_logging
 from bench.registry import UnknownNameError
+from bench.sweep import available_sweeps, load_config, run_configs
 
 log = logging.getLogger("samfit")
 
@@ -42,17 +45,10 @@ def _raise_terminated(signum: int, frame: Any) -> None:
     raise Terminated()
 
 
-def setup_logging(level: int = logging.INFO) -> None:
-    root = logging.getLogger()
-    if not root.handlers:
-        logging.basicConfig(level=level, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
-
-
 def _registries():
-    import datasets  # noqa: F401  (registration)
-    import methods
     from bench.backbones import BACKBONES
-    from datasets._base import DATASETS
+    from bench.contracts import methods
+    from bench.contracts.dataset import DATASETS
 
     return methods, BACKBONES, DATASETS
 
@@ -96,11 +92,16 @@ def spec_needs_teacher(methods, run) -> bool:
 
 
 def cmd_list(args: list[str]) -> str:
+    """``list``: the registered names and the sweeps; ``list method=NAME``: that method's options."""
+    wanted = [a for a in args if a.startswith("method=")]
+    if wanted:
+        from bench.help import method_help
+
+        return "\n\n".join(method_help(a.partition("=")[2]) for a in wanted)
     methods, backbones, datasets = _registries()
-    from bench.prepare import dataset_status
+    from bench.contracts.distill import DISTILLERS
+    from bench.contracts.peft import PEFT_METHODS
     from bench.protocols import PROTOCOLS
-    from methods.distill._base import DISTILLERS
-    from methods.peft._base import PEFT_METHODS
 
     cfg = load_config(args)
     lines = [
@@ -109,7 +110,7 @@ def cmd_list(args: list[str]) -> str:
         + ", ".join(DISTILLERS.names())
         + "   (use as <distiller>, <peft>+<distiller>, or chained: tinysam+rm)",
         f"datasets (data.root={cfg.data.root}):",
-        *(f"  {name:<20} {state}" for name, state in dataset_status(cfg.data.root).items()),
+        *(f"  {name:<20} {state}" for name, state in dataset_tools().dataset_status(cfg.data.root).items()),
         "backbones:          " + ", ".join(backbones.names()),
         "protocols:          " + "; ".join(f"{p.name} = {p.summary}" for p in PROTOCOLS.values()),
         "sweeps:",
@@ -217,41 +218,16 @@ def cmd_params(args: list[str]) -> str:
 
 def cmd_prepare(args: list[str]) -> str:
     """``prepare dataset=NAME [src=PATH]``: check a downloaded copy (read-only); problems exit with code 2."""
-    from bench.config import parse_overrides
-    from bench.prepare import check_copy, real_spec
-
-    pairs = parse_overrides(args)
-    name, src = pairs.pop("dataset", ""), pairs.pop("src", "")
-    if not name:
-        raise ConfigError("prepare needs dataset=NAME (and src=PATH, the downloaded copy)")
-    cfg = load_config([f"{k}={v}" for k, v in pairs.items()])
-    if name == "folder":
-        from bench.prepare import check_folder
-
-        if src:
-            cfg.data.folder.root = src
-        report = check_folder(cfg.data.folder)
-        if not report.ok:
-            raise ConfigError(f"prepare folder: {cfg.data.folder.root} is not ready\n{report.text()}")
-        return report.text()
-    spec = real_spec(name)
-    if not src:
-        from datasets._real import dataset_folder
-
-        found = dataset_folder(spec, cfg.data.root)
-        src = str(found if found is not None else f"{cfg.data.root}/{spec.folders[0]}")
-    report = check_copy(name, src, cfg.data.root)
-    if not report.ok:
-        raise ConfigError(f"prepare {name}: {src} is not ready\n{report.text()}")
-    return report.text()
+    return dataset_tools().prepare_command(args)
 
 
 def cmd_download(args: list[str]) -> str:
     """``download backbone=NAME | dataset=NAME [url=URL] [sha256=HEX] [checkpoints_dir=DIR] [data.root=DIR]``."""
-    from bench.config import BackboneConfig, parse_overrides
+    from bench.config import BackboneConfig
     from bench.download import download_backbone, download_dataset, listing
+    from bench.overrides import command_args
 
-    pairs = parse_overrides(args)
+    pairs = command_args(args)
     backbone, dataset = pairs.pop("backbone", ""), pairs.pop("dataset", "")
     url, sha256 = pairs.pop("url", None) or None, pairs.pop("sha256", None) or None
     checkpoints_dir = pairs.pop("checkpoints_dir", None) or pairs.pop("backbone.checkpoints_dir", None)
@@ -299,6 +275,11 @@ def main(argv: Optional[list[str]] = None) -> int:
 def _main(argv: Optional[list[str]] = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     os.environ["SAMFIT_COMMAND"] = shlex.join(["python", "run_benchmark.py", *argv])  # provenance (jobs inherit it)
+    if argv and argv[0] in ("-h", "--help", "help"):
+        from bench.help import help_text
+
+        sys.stdout.write(help_text() + "\n")
+        return 0
     command = argv.pop(0) if argv and argv[0] in COMMANDS else "run"
     setup_logging()
     handler = {

@@ -13,14 +13,12 @@ import json
 import logging
 import math
 from dataclasses import dataclass, field, fields
-from pathlib import Path
 from typing import Any, Optional
 
 import yaml
-from omegaconf import DictConfig, ListConfig, OmegaConf
+from omegaconf import DictConfig, OmegaConf
 from omegaconf.errors import OmegaConfBaseException
 
-SWEEPS_DIR = Path(__file__).resolve().parent.parent / "sweeps"
 log = logging.getLogger(__name__)
 
 
@@ -253,11 +251,7 @@ UNHASHED_KEYS = (
 )
 
 
-def available_sweeps() -> list[str]:
-    return sorted(p.stem for p in SWEEPS_DIR.glob("*.yaml"))
-
-
-def _merge(base: DictConfig, other: Any, origin: str) -> DictConfig:
+def merge_checked(base: DictConfig, other: Any, origin: str) -> DictConfig:
     try:
         return OmegaConf.merge(base, other)  # type: ignore[return-value]
     except OmegaConfBaseException as err:
@@ -277,98 +271,6 @@ def _explain(err: OmegaConfBaseException, key: str) -> str:
             valid = ""
         return f"unknown key {key!r}" + (f"; valid keys here: {valid}" if valid else "")
     return f"bad value for {key!r}: {msg}" if key else msg
-
-
-def parse_overrides(args: list[str]) -> dict[str, str]:
-    """Split ``key=value`` words; a word without ``=`` is an error naming it."""
-    out: dict[str, str] = {}
-    for arg in args:
-        key, sep, value = arg.partition("=")
-        if not sep or not key or key != key.strip():
-            raise ConfigError(f"malformed override {arg!r}: expected key=value (e.g. train.epochs=2)")
-        out[key] = value
-    return out
-
-
-def load_config(overrides: list[str] | None = None) -> BenchConfig:
-    """Build the sweep config: schema defaults, then ``sweeps/<sweep>.yaml``, then overrides."""
-    pairs = parse_overrides(overrides or [])
-    base = OmegaConf.structured(BenchConfig)
-    sweep = pairs.pop("sweep", base.sweep)
-    path = SWEEPS_DIR / f"{sweep}.yaml"
-    if not path.is_file():
-        raise ConfigError(f"unknown sweep {sweep!r}; valid choices: {', '.join(available_sweeps())}")
-    data = read_sweep_file(path)
-    if not isinstance(data, dict):
-        raise ConfigError(f"{path}: a sweep file must be a mapping of keys to values")
-    data.pop("description", None)
-    protocol = pairs.get("protocol") or data.get("protocol") or base.protocol
-    cfg = _merge(base, protocol_preset(str(protocol)), f"protocol {protocol}")
-    cfg = _merge(cfg, data, str(path))
-    cfg.sweep = sweep
-    explicit = set(_dotted(data))
-    for key, value in pairs.items():
-        if value == "":
-            raise ConfigError(f"override {key}= has no value (use {key}=null for none)")
-        if value[0] not in "[{" and isinstance(OmegaConf.select(base, key, default=None), ListConfig):
-            value = f"[{value}]"  # a scalar for a list key: a one-element list (methods=adapter)
-        dotted = _dotlist(key, value)
-        if key == "launcher" and value and value[0] not in "{[":  # shorthand: launcher=inline
-            dotted = OmegaConf.create({"launcher": {"name": value}})
-        if key == "metrics":  # shorthand: metrics=clean shows the clean definitions in the report
-            dotted = OmegaConf.create({"report": {"metrics": value}})
-        if key == "device":  # shorthand: device=cuda runs every run of the sweep on that device
-            dotted = OmegaConf.create({"train": {"device": value}})
-        if key == "backbone" and value and value[0] not in "{[":  # a new backbone: its own size and weights
-            dotted = OmegaConf.create({"backbone": {"name": value, "checkpoint": None, "img_size": None}})
-        cfg = _merge(cfg, dotted, f"override {key}={value}")
-        explicit |= set(_dotted(OmegaConf.to_container(dotted)))
-    cfg.explicit_keys = sorted(explicit)
-    obj = OmegaConf.to_object(cfg)
-    assert isinstance(obj, BenchConfig)
-    check_choices(obj)
-    check_values(obj)
-    for key in ("methods", "datasets", "seeds"):
-        setattr(obj, key, _unique(key, getattr(obj, key)))
-    return obj
-
-
-def _dotted(data: Any, prefix: str = "") -> list[str]:
-    """The dotted leaf keys of a nested mapping (``{"train": {"lr": 1}}`` → ``["train.lr"]``)."""
-    if not isinstance(data, dict) or (prefix and not data):
-        return [prefix] if prefix else []
-    return [k for key, value in data.items() for k in _dotted(value, f"{prefix}.{key}" if prefix else str(key))]
-
-
-def read_sweep_file(path: Path) -> Any:
-    """The parsed YAML of a sweep file; a syntax error is one line naming the file and line."""
-    try:
-        with path.open() as fh:
-            return yaml.safe_load(fh) or {}
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}" if mark is not None else str(path)
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"{where}: malformed YAML: {problem}") from None
-
-
-def _dotlist(key: str, value: str) -> DictConfig:
-    try:
-        return OmegaConf.from_dotlist([f"{key}={value}"])
-    except yaml.YAMLError as err:
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise ConfigError(f"malformed override {key}={value}: {problem}") from None
-
-
-def _unique(key: str, values: list[Any]) -> list[Any]:
-    """``values`` without repeated entries (a run listed twice is one run), with a warning."""
-    out: list[Any] = []
-    for value in values:
-        if value in out:
-            log.warning("%s lists %r more than once; it runs once", key, value)
-        else:
-            out.append(value)
-    return out
 
 
 @dataclass(frozen=True)
@@ -480,62 +382,6 @@ def check_choices(cfg: RunConfig) -> None:
             raise ConfigError(f"unknown report.checkpoint {report.checkpoint!r}; valid: reported, best_of_last")
 
 
-def protocol_preset(name: str) -> dict[str, Any]:
-    """The nested config defaults of protocol ``name`` (``protocol`` itself included)."""
-    from bench.protocols import get_protocol
-
-    nested: dict[str, Any] = {"protocol": name}
-    for dotted, value in get_protocol(name).preset.items():
-        node = nested
-        *parents, leaf = dotted.split(".")
-        for part in parents:
-            node = node.setdefault(part, {})
-        node[leaf] = value
-    return nested
-
-
-def run_configs(cfg: BenchConfig) -> list[RunConfig]:
-    """Expand a sweep into its runs: methods × datasets × seeds × grid, in that order."""
-    whole = to_dict(cfg)
-    base = OmegaConf.merge(OmegaConf.structured(RunConfig), {k: whole[k] for k in RUN_KEYS})
-    points = grid_points(cfg)
-    runs = []
-    for entry in cfg.methods:
-        method, label, extra = method_entry(entry)
-        if "protocol" in extra:
-            raise ConfigError(f"methods entry {entry!r}: a row cannot change the protocol (set it for the whole sweep)")
-        for dataset in cfg.datasets:
-            per_dataset = protocol_dataset_values(cfg, dataset)
-            for seed in cfg.seeds:
-                for point in points:
-                    variant = ",".join([label] * bool(label) + [f"{k}={v}" for k, v in point.items()])
-                    node = OmegaConf.merge(
-                        base, {"method": method, "dataset": dataset, "seed": seed, "variant": variant}
-                    )
-                    for key, value in {**per_dataset, **extra, **point}.items():
-                        node = _merge(node, OmegaConf.from_dotlist([f"{key}={value}"]), f"grid {key}")
-                    obj = OmegaConf.to_object(node)
-                    assert isinstance(obj, RunConfig)
-                    check_values(obj)  # a grid point or a row's overrides may set a value out of range
-                    runs.append(obj)
-    return runs
-
-
-def protocol_dataset_values(cfg: "BenchConfig", dataset: str) -> dict[str, Any]:
-    """The protocol's per-dataset values for ``dataset`` (by its family), minus the keys the sweep file or
-    the command line set (:attr:`BenchConfig.explicit_keys`)."""
-    from bench.protocols import get_protocol
-
-    table = get_protocol(cfg.protocol).dataset_values
-    if not table:
-        return {}
-    from datasets._base import dataset_info  # the registry; only protocols with per-dataset values need it
-
-    family = dataset_info(dataset).family
-    values = {**table.get("*", {}), **table.get(family, {})}
-    return {k: v for k, v in values.items() if k not in cfg.explicit_keys}
-
-
 def method_entry(entry: Any) -> tuple[str, str, dict[str, Any]]:
     """(method name, row label, overrides) of one ``methods`` entry."""
     if isinstance(entry, str):
@@ -555,19 +401,6 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
 
 
-def run_hash(run: RunConfig, recorded: Optional[dict[str, str]] = None) -> str:
-    """A stable 10-hex-digit hash of everything in ``run`` that can change its result, including the
-    SHA-256 of each input file that exists (:mod:`bench.inputs`; ``recorded`` digests stand in for absent
-    files). A run without input files hashes its config alone."""
-    from bench.inputs import input_digests
-
-    data = to_dict(run)
-    digests = {k: v for k, v in input_digests(run, recorded).items() if v}
-    if digests:
-        data["inputs"] = digests
-    return config_digest(data)
-
-
 def config_digest(data: dict[str, Any]) -> str:
     """10 hex digits of the SHA-256 of a run's config dict without :data:`UNHASHED_KEYS` (modified in place)."""
     for dotted in UNHASHED_KEYS:
@@ -578,10 +411,6 @@ def config_digest(data: dict[str, Any]) -> str:
         node.pop(leaf, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
-
-
-def run_name(run: RunConfig) -> str:
-    return f"{run.dataset}__{run.method}__s{run.seed}__{run_hash(run)}"
 
 
 def row_label(run: RunConfig) -> str:
@@ -597,7 +426,7 @@ def grid_points(cfg: "BenchConfig") -> list[dict[str, Any]]:
 
 
 def run_from_dict(data: dict[str, Any]) -> RunConfig:
-    obj = OmegaConf.to_object(_merge(OmegaConf.structured(RunConfig), data, "run config"))
+    obj = OmegaConf.to_object(merge_checked(OmegaConf.structured(RunConfig), data, "run config"))
     assert isinstance(obj, RunConfig)
     return obj
 

@@ -15,6 +15,7 @@ import torch
 from torch.utils.data import Dataset
 
 from bench.backbones import Backbone, Prompts
+from bench.contracts.dataset import SegmentationDataset
 from bench.prompts import (
     EmptyMaskError,
     jitter_box,
@@ -24,7 +25,6 @@ from bench.prompts import (
     to_input_frame,
     translate_box,
 )
-from datasets._base import SegmentationDataset
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,10 @@
-"""Import every module of a package so that its files register themselves (one file = one entry)."""
+"""The one place where ``bench`` reaches its plugins: import every module of a plugin package so that its
+files register themselves (one file = one entry).
+
+The registries (:class:`bench.registry.Registry`) name their packages (``methods.peft``, ``datasets``,
+``bench.backbones`` ...) and call :func:`discover` on their first lookup; nothing else under ``bench/``
+imports ``methods`` or ``datasets`` (``tests/test_import_graph.py`` checks it).
+"""
 
 from __future__ import annotations
 
@@ -8,7 +14,20 @@ from types import ModuleType
 
 
 def import_submodules(package: ModuleType) -> None:
-    """Import all modules of ``package`` whose names do not start with ``_``."""
+    """Import all modules of ``package`` and of its sub-packages whose names do not start with ``_``."""
     for info in pkgutil.iter_modules(package.__path__):
         if not info.name.startswith("_"):
-            importlib.import_module(f"{package.__name__}.{info.name}")
+            module = importlib.import_module(f"{package.__name__}.{info.name}")
+            if info.ispkg:
+                import_submodules(module)
+
+
+def dataset_tools() -> ModuleType:
+    """The checks of the real datasets' files (:mod:`datasets._prepare`): ``prepare``, the presence lines of
+    ``list`` and the launcher's look for each dataset's folder; they read layouts only ``datasets/`` knows."""
+    return importlib.import_module("datasets._prepare")
+
+
+def discover(package: str) -> None:
+    """Import the package named ``package`` and all its public modules (already imported ones are cached)."""
+    import_submodules(importlib.import_module(package))

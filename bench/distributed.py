@@ -2,7 +2,7 @@
 
 A run executes unchanged under ``torchrun --nproc_per_node=N`` (or N Slurm tasks: submitit's
 ``TorchDistributedEnvironment`` exports the same variables), or with ``launcher.gpus_per_run=N`` through
-torch's elastic launcher (:func:`run_ranks`). NCCL on GPUs, gloo on the CPU.
+torch's elastic launcher (:func:`bench.launcher.run_ranks`). NCCL on GPUs, gloo on the CPU.
 
 * The global batch is ``train.batch_size``; rank r takes samples ``r*b .. (r+1)*b`` of each batch
   (b = batch_size / world size), so the union of the ranks' batches is the single-process batch.
@@ -31,8 +31,8 @@ import torch.distributed as dist
 from torch import nn
 
 from bench.config import ConfigError
+from bench.contracts.distill import Features
 from bench.results import RunDir
-from methods.distill._base import Features
 
 log = logging.getLogger(__name__)
 
@@ -283,41 +283,3 @@ class FollowerRunDir(RunDir):
 
     def write_masks(self, keeper: Any) -> None:
         pass
-
-
-def _rank_entry(runs: list[dict[str, Any]], runs_dir: str, threads: Optional[int]) -> list[dict[str, Any]]:
-    from bench.cli import setup_logging
-    from bench.launcher import execute_runs
-
-    setup_logging()
-    if threads:
-        torch.set_num_threads(threads)
-    try:
-        return execute_runs(runs, runs_dir)
-    finally:
-        if dist.is_initialized():
-            dist.destroy_process_group()
-
-
-def run_ranks(
-    runs: list[dict[str, Any]], runs_dir: str, ranks: int, threads: Optional[int] = None
-) -> list[dict[str, Any]]:
-    """Execute ``runs`` on ``ranks`` local processes started by torch's elastic launcher (rank 0's results).
-
-    A rank that dies or fails stops the others and raises ``ChildFailedError`` (the run resumes from its
-    last epoch checkpoint on the next launch).
-    """
-    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
-
-    config = LaunchConfig(
-        min_nodes=1,
-        max_nodes=1,
-        nproc_per_node=ranks,
-        run_id=f"samfit-{os.getpid()}",
-        rdzv_backend="c10d",
-        rdzv_endpoint="127.0.0.1:0",
-        max_restarts=0,
-        monitor_interval=0.5,
-    )
-    results = elastic_launch(config, _rank_entry)(runs, runs_dir, threads)
-    return results[0]

@@ -144,9 +144,10 @@ def download_dataset(name: str, data_root: str, url: Optional[str] = None, sha25
 
     Datasets without a public archive raise ConfigError saying where to get them and where to put them.
     """
-    from bench.prepare import check_copy, real_spec
+    from bench.discovery import dataset_tools
 
-    spec = real_spec(name)
+    checks = dataset_tools()
+    spec = checks.real_spec(name)
     found = ARCHIVE_URL.search(spec.source)
     target_name = spec.folders[0]
     if url is None and (name not in ARCHIVE_DATASETS or found is None):
@@ -168,7 +169,7 @@ def download_dataset(name: str, data_root: str, url: Optional[str] = None, sha25
     target = Path(data_root) / target_name
     count = _extract(archive, target)
     lines.append(f"extracted {count} entries into {target}")
-    report = check_copy(name, target, data_root)
+    report = checks.check_copy(name, target, data_root)
     if not report.ok:
         raise ConfigError("\n".join(lines) + f"\nprepare {name}: {target} is not ready\n{report.text()}")
     return "\n".join(lines + [report.text()])

@@ -29,46 +29,23 @@ import torch
 from torch import nn
 
 from bench.backbones import Backbone, Prompts, build_backbone
-from bench.config import ConfigError, parse_overrides, run_from_dict, to_dict
+from bench.config import ConfigError, run_from_dict, to_dict
+from bench.contracts.peft import PEFT_METHODS, Foldable
 from bench.fileio import atomic_torch_save
+from bench.overrides import command_args
 from bench.trained import TrainedModel, load_trained
 
 log = logging.getLogger(__name__)
 
-MERGEABLE = ("lora", "ssf", "bitfit", "decoder_only", "zero_shot")
 PEFT_FORMAT = "samfit-peft"
 # refusal threshold of the self-check, relative to the largest logit: a folding bug gives O(1) differences,
 # float32 re-association of a correct fold ~1e-7 of the logits' scale
 RELATIVE_TOLERANCE = 1e-5
 
 
-def _lora_delta(module: nn.Module) -> torch.Tensor:
-    """ΔW (out, in) of a ``LoraQKV``, laid out like the fused ``qkv`` weight (see ``LoraQKV.delta``)."""
-    if module.form == "fused":
-        return module.lora_B["qkv"] @ module.lora_A["qkv"]
-    parts = [(module.lora_B[p] @ module.lora_A[p]).reshape(module.groups, s, -1) for p, s in zip("qkv", module.split)]
-    return torch.cat(parts, dim=1).reshape(module.base_layer.out_features, -1)
-
-
 def _fold(module: nn.Module) -> Optional[nn.Module]:
-    """The plain layer equal to a PEFT wrapper, or None if ``module`` is not one."""
-    from methods.peft.lora import LoraQKV
-    from methods.peft.ssf import ScaleShift
-
-    if isinstance(module, LoraQKV):
-        base = copy.deepcopy(module.base_layer)
-        delta = module.scale * _lora_delta(module).double()  # in float64, then one rounding to the weight's dtype
-        base.weight.data = (base.weight.data.double() + delta).to(base.weight.dtype)
-        return base
-    if isinstance(module, ScaleShift):
-        base = copy.deepcopy(_fold(module.base_layer) or module.base_layer)
-        if getattr(base, "bias", None) is None or getattr(base, "weight", None) is None:
-            raise ConfigError(f"ssf: cannot fold into {type(base).__name__} without weight and bias")
-        scale = module.scale.data
-        base.weight.data = base.weight.data * (scale[:, None] if base.weight.dim() == 2 else scale)
-        base.bias.data = base.bias.data * scale + module.shift.data
-        return base
-    return None
+    """The plain layer equal to a PEFT wrapper (:class:`bench.contracts.peft.Foldable`), or None."""
+    return module.fold() if isinstance(module, Foldable) else None
 
 
 def merge(model: Backbone) -> Backbone:
@@ -134,7 +111,7 @@ def export_trained(trained: TrainedModel, out: str | Path) -> str:
     """Write the export of ``trained`` to ``out`` (see the module docstring); returns the report text."""
     out = Path(out)
     model = trained.model
-    if trained.peft_name in MERGEABLE and model.decoder_extension is None:
+    if PEFT_METHODS.meta(trained.peft_name).get("mergeable") and model.decoder_extension is None:
         merged = merge(model)
         plain = merged.state_dict()
         if model.family == "sam2":
@@ -191,7 +168,7 @@ def _report(out: Path, kind: str, diff: float) -> str:
 
 def rebuild(path: str | Path, checkpoints_dir: Optional[str] = None) -> Backbone:
     """The fine-tuned model of a ``samfit-peft`` export (needs the pretrained backbone weights)."""
-    from methods import method_options
+    from bench.contracts.methods import method_options
 
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != PEFT_FORMAT:
@@ -213,7 +190,7 @@ def rebuild(path: str | Path, checkpoints_dir: Optional[str] = None) -> Backbone
 
 def export_command(args: list[str]) -> str:
     """``export run=RUN_DIR out=FILE [checkpoints_dir=DIR]``."""
-    pairs = parse_overrides(args)
+    pairs = command_args(args)
     run_dir, out = pairs.pop("run", ""), pairs.pop("out", "")
     checkpoints_dir = pairs.pop("checkpoints_dir", None)
     if pairs:

@@ -1,6 +1,6 @@
 """The files a run reads besides its dataset (checkpoints, relation modules) and their content digests.
 
-A run's hash (:func:`bench.config.run_hash`) covers the SHA-256 of every input file that exists, so a
+A run's hash (:func:`bench.sweep.run_hash`) covers the SHA-256 of every input file that exists, so a
 checkpoint overwritten at the same path gives a new run instead of reusing the old numbers. Digests are
 cached in ``<data.cache_dir>/digests.json`` keyed by (absolute path, size, mtime_ns): a multi-GB checkpoint
 is read once until it changes. A run records its digests in ``inputs.json`` (and ``metrics.json``), so its

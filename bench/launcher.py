@@ -24,9 +24,11 @@ from tqdm import tqdm
 
 from bench import distributed
 from bench.accel import check_execution
-from bench.config import BenchConfig, ConfigError, RunConfig, run_configs, run_from_dict, to_dict
+from bench.config import BenchConfig, ConfigError, RunConfig, run_from_dict, to_dict
+from bench.logs import setup_logging
 from bench.memory import check_accumulation
 from bench.results import RunBusyError, RunDir
+from bench.sweep import run_configs
 
 log = logging.getLogger(__name__)
 
@@ -72,8 +74,6 @@ class RunJob(submitit.helpers.Checkpointable):
     def __call__(
         self, runs: list[dict[str, Any]], runs_dir: str, threads: Optional[int] = None, ranks: int = 1
     ) -> list[dict[str, Any]]:
-        from bench.cli import setup_logging
-
         setup_logging()
         if threads:
             import torch
@@ -90,7 +90,7 @@ def execute_group(
     if ranks > 1 and os.environ.get("SUBMITIT_EXECUTOR") == "slurm" and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
         submitit.helpers.TorchDistributedEnvironment().export(overwrite=True)
     if ranks > 1 and distributed.env_world().world_size == 1:
-        return distributed.run_ranks(runs, runs_dir, ranks, threads)
+        return run_ranks(runs, runs_dir, ranks, threads)
     return execute_runs(runs, runs_dir)
 
 
@@ -151,10 +151,10 @@ def check_input_files(runs: list[RunConfig]) -> None:
     """Fail before launching when a file a run needs is missing: checkpoints of student and teacher, and
     the dataset folders under ``data.root`` (a quick look for the layout; the files are verified when a
     run reads them)."""
-    from bench.prepare import dataset_status
+    from bench.discovery import dataset_tools
 
     roots = {run.data.root for run in runs}
-    status = {root: dataset_status(root) for root in roots}
+    status = {root: dataset_tools().dataset_status(root) for root in roots}
     for run in runs:
         state = status[run.data.root].get(run.dataset, "")
         if state.startswith("missing"):
@@ -180,7 +180,7 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
         raise ConfigError("launcher.gpus_per_run must be >= 1")
     if cfg.launcher.threads_per_job is not None and cfg.launcher.threads_per_job < 1:
         raise ConfigError("launcher.threads_per_job must be >= 1 (or null for torch's default)")
-    from methods import resolve_method
+    from bench.contracts.methods import resolve_method
 
     runs, pending = pending_runs(cfg)
     check_input_files(pending)
@@ -309,3 +309,41 @@ def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
         for _, _, job in running:
             job.cancel(check=False)
     return outcomes
+
+
+def _rank_entry(runs: list[dict[str, Any]], runs_dir: str, threads: Optional[int]) -> list[dict[str, Any]]:
+    import torch
+    import torch.distributed as dist
+
+    setup_logging()
+    if threads:
+        torch.set_num_threads(threads)
+    try:
+        return execute_runs(runs, runs_dir)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
+
+
+def run_ranks(
+    runs: list[dict[str, Any]], runs_dir: str, ranks: int, threads: Optional[int] = None
+) -> list[dict[str, Any]]:
+    """Execute ``runs`` on ``ranks`` local processes started by torch's elastic launcher (rank 0's results).
+
+    A rank that dies or fails stops the others and raises ``ChildFailedError`` (the run resumes from its
+    last epoch checkpoint on the next launch).
+    """
+    from torch.distributed.launcher.api import LaunchConfig, elastic_launch
+
+    config = LaunchConfig(
+        min_nodes=1,
+        max_nodes=1,
+        nproc_per_node=ranks,
+        run_id=f"samfit-{os.getpid()}",
+        rdzv_backend="c10d",
+        rdzv_endpoint="127.0.0.1:0",
+        max_restarts=0,
+        monitor_interval=0.5,
+    )
+    results = elastic_launch(config, _rank_entry)(runs, runs_dir, threads)
+    return results[0]

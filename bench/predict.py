@@ -28,11 +28,12 @@ from tqdm import tqdm
 
 from bench.accel import pick_device
 from bench.backbones import Prompts
-from bench.config import ConfigError, parse_overrides
+from bench.config import ConfigError
+from bench.contracts.dataset import DatasetError
+from bench.images import IMAGE_EXTS, read_image, read_mask
+from bench.overrides import command_args
 from bench.prompts import EmptyMaskError, mask_box, to_input_frame
 from bench.trained import load_trained
-from datasets._base import DatasetError
-from datasets._real import IMAGE_EXTS, read_image, read_mask
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +201,7 @@ def predict(opts: PredictOptions) -> list[Path]:
 
 
 def predict_command(args: list[str]) -> str:
-    pairs = parse_overrides(args)
+    pairs = command_args(args)
     known = set(PredictOptions.__dataclass_fields__)
     unknown = sorted(set(pairs) - known)
     if unknown:

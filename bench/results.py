@@ -29,9 +29,10 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
-from bench.config import RunConfig, dump_yaml, row_label, run_hash, run_name
+from bench.config import RunConfig, dump_yaml, row_label
 from bench.fileio import atomic_write
 from bench.inputs import input_digests, input_record
+from bench.sweep import run_hash, run_name
 
 log = logging.getLogger(__name__)
 

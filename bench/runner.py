@@ -16,6 +16,10 @@ from bench import distributed
 from bench.accel import channels_last_convs, compile_backbone, pick_device
 from bench.backbones import Backbone, build_backbone
 from bench.config import BackboneConfig, ConfigError, RunConfig
+from bench.contracts.dataset import DATASETS
+from bench.contracts.distill import DistillContext
+from bench.contracts.methods import method_options
+from bench.contracts.peft import trainable_parameters
 from bench.data import PromptedDataset, collate, eval_points_split
 from bench.encoders import CachedEncoder
 from bench.evaluate import evaluate
@@ -27,10 +31,6 @@ from bench.provenance import provenance_record
 from bench.results import RunBusyError, RunDir
 from bench.selection import EpochSelector, selection_text
 from bench.trainer import TrainParts, train
-from datasets._base import DATASETS
-from methods import method_options
-from methods.distill._base import DistillContext
-from methods.peft._base import trainable_parameters
 
 log = logging.getLogger(__name__)
 

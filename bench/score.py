@@ -23,7 +23,8 @@ import numpy as np
 from PIL import Image
 from tqdm import tqdm
 
-from bench.config import ConfigError, parse_overrides
+from bench.config import ConfigError
+from bench.overrides import command_args
 from bench.protocols import get_protocol
 
 log = logging.getLogger(__name__)
@@ -82,10 +83,10 @@ def pair_files(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
 
 def score_folder(protocol: str, pred: Path, gt: Path) -> tuple[list[dict[str, Any]], dict[str, float]]:
     """Per-image rows (protocol values first) and their means."""
+    from bench.contracts.dataset import DatasetError
     from bench.evaluate import score_logits
+    from bench.images import read_mask
     from bench.runner import headline_metrics
-    from datasets._base import DatasetError
-    from datasets._real import read_mask
 
     definition = get_protocol(protocol).metrics
     rows = []
@@ -109,7 +110,7 @@ def score_folder(protocol: str, pred: Path, gt: Path) -> tuple[list[dict[str, An
 
 
 def cmd_score(args: list[str]) -> str:
-    pairs = parse_overrides(args)
+    pairs = command_args(args)
     unknown = sorted(set(pairs) - {"protocol", "pred", "gt", "out"})
     if unknown or not {"pred", "gt"} <= set(pairs):
         raise ConfigError(f"usage: {USAGE}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))

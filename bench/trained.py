@@ -30,7 +30,7 @@ class TrainedModel:
 
 def load_trained(run_dir: str | Path, checkpoints_dir: str | None = None) -> TrainedModel:
     """The finished run's student with its trained weights; ConfigError naming what is missing."""
-    from methods import method_options
+    from bench.contracts.methods import method_options
 
     run_dir = Path(run_dir)
     config = run_dir / "config.yaml"

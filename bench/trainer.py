@@ -25,6 +25,8 @@ from bench import distributed
 from bench.accel import autocast_for, images_to
 from bench.backbones import Backbone, Prompts
 from bench.config import TrainConfig
+from bench.contracts.distill import Distiller, Features
+from bench.contracts.peft import PeftMethod
 from bench.data import (
     PromptedDataset,
     batch_prompts,
@@ -40,8 +42,6 @@ from bench.losses import structure_loss
 from bench.memory import micro_batches
 from bench.resume import resume
 from bench.selection import EpochSelector
-from methods.distill._base import Distiller, Features
-from methods.peft._base import PeftMethod
 
 log = logging.getLogger(__name__)
 
@@ -142,7 +142,7 @@ def train_step(
     params: list[nn.Parameter],
 ) -> tuple[torch.Tensor, dict[str, torch.Tensor]]:
     """Forward, backward and optimizer update of one batch; returns the total loss and its terms (on the
-    device: no host synchronisation). Each phase is a named profiler range (``python -m bench.profile``)."""
+    device: no host synchronisation). Each phase is a named profiler range (``python -m tools.profile``)."""
     optimizer.zero_grad(set_to_none=True)
     chunks = micro_batches(batch, cfg.grad_accumulation) if cfg.grad_accumulation > 1 else [batch]
     losses, chunk_terms, n = [], [], len(batch["valid"])

@@ -11,7 +11,7 @@ folders / CSV files exist is used; it may sit in the dataset folder itself or up
 Rules (the same for every dataset, so nothing is skipped by accident):
 
 * **Pairing.** In a folder source, a file is a sample image if its extension is one of
-  :data:`IMAGE_EXTS`; hidden files, sub-folders and other extensions (``.csv``, ``.json``, ``.txt``
+  :data:`bench.images.IMAGE_EXTS`; hidden files, sub-folders and other extensions (``.csv``, ``.json``, ``.txt``
   ...) are never samples. Files matching the source's ``ignore`` patterns (e.g. ISIC's
   ``*_superpixels.png``) or not matching its ``keep`` pattern (COD10K keeps ``*-CAM-*``, i.e. drops
   the non-camouflaged images) are dropped from both folders. The mask of image ``<stem>.<ext>`` is
@@ -20,7 +20,7 @@ Rules (the same for every dataset, so nothing is skipped by accident):
   or two masks with one stem, and two samples with one name are errors naming the files.
 * **Masks** are binarised at half range: values in ``{0, 1}`` are taken as they are; otherwise the
   threshold is half the value range (127.5 for 8-bit, 32767.5 for 16-bit files), so JPEG masks with
-  values near 0 and 255 are fine. A file with more than :data:`MAX_MID_FRACTION` of its pixels far
+  values near 0 and 255 are fine. A file with more than :data:`bench.images.MAX_MID_FRACTION` of its pixels far
   from both ends (between 10 % and 90 % of the range) is not a mask and is rejected, as is a file
   whose largest value lies between 10 % and 50 % of the range (e.g. label-index masks 0/38).
 * **Validation split.** When a layout has no validation files, ``RealSpec.val_fraction`` of the
@@ -50,12 +50,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterator, Optional, Union
 
-import numpy as np
-from PIL import Image
-
 from bench.config import DataConfig
-from bench.fileio import atomic_write
-from datasets._base import (
+from bench.contracts.dataset import (
     SPLITS,
     DatasetError,
     DatasetInfo,
@@ -64,13 +60,12 @@ from datasets._base import (
     check_sample,
     register_dataset,
 )
+from bench.fileio import atomic_write
+from bench.images import IMAGE_EXTS, read_image, read_mask
 
 logger = logging.getLogger(__name__)
 
-IMAGE_EXTS: tuple[str, ...] = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 SPLIT_SEED = "samfit-split-v1"
-MAX_MID_FRACTION = 0.25  # share of pixels far from both ends above which a file is not a mask
-_MID_BAND = (0.1, 0.9)
 _SEARCH_DEPTH = 2
 _MAX_LISTED = 10
 
@@ -175,79 +170,6 @@ class Scan:
     problems: list[str]
     warnings: list[str]
     val_drawn: bool
-
-
-# ------------------------------------------------------------------------------------- decoding
-def _decode(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as im:
-            im.load()
-            return im.copy()
-    except FileNotFoundError:
-        raise DatasetError(f"{path}: file not found") from None
-    except (OSError, SyntaxError, ValueError, Image.DecompressionBombError) as err:
-        raise DatasetError(f"{path}: unreadable or truncated image file ({err})") from None
-
-
-def read_image(path: Path) -> np.ndarray:
-    """Decode an image file as (H, W, 3) uint8 RGB; :class:`DatasetError` naming the file otherwise."""
-    im = _decode(path)
-    if im.mode in ("I;16", "I;16B", "I;16L", "I", "F"):
-        arr = np.asarray(im, dtype=np.float64)
-        arr = arr / max(float(arr.max()), 1.0) * 255.0
-        im = Image.fromarray(arr.astype(np.uint8))
-    return np.ascontiguousarray(np.asarray(im.convert("RGB"), dtype=np.uint8))
-
-
-def _mask_values(path: Path) -> tuple[np.ndarray, float]:
-    """Raw mask values (H, W) and the value range of the file's sample type."""
-    im = _decode(path)
-    if im.mode == "1":
-        return np.asarray(im, dtype=np.uint8), 1.0
-    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
-        arr = np.asarray(im).astype(np.int64)
-        return arr, 255.0 if arr.max(initial=0) <= 255 else 65535.0
-    if im.mode == "F":
-        raise DatasetError(f"{path}: floating-point image, not a mask")
-    if im.mode == "P":  # palette masks: the index is the label (0/1, or 0/255)
-        return np.asarray(im, dtype=np.uint8), 255.0
-    if im.mode not in ("L", "LA"):
-        rgb = np.asarray(im.convert("RGB"), dtype=np.uint8)
-        if not (np.array_equal(rgb[..., 0], rgb[..., 1]) and np.array_equal(rgb[..., 0], rgb[..., 2])):
-            rgb = np.asarray(im.convert("L"), dtype=np.uint8)[..., None]
-        return rgb[..., 0], 255.0
-    return np.asarray(im.convert("L"), dtype=np.uint8), 255.0
-
-
-def binarize_mask(values: np.ndarray, value_range: float, where: str) -> np.ndarray:
-    """Binarise raw mask values at half range (see module docstring); (H, W) uint8 in {0, 1}.
-
-    Raises:
-        DatasetError: naming ``where`` when the values are clearly not a binary mask.
-    """
-    if values.size == 0:
-        raise DatasetError(f"{where}: empty mask")
-    top = float(values.max())
-    if top <= 1:
-        return values.astype(np.uint8)
-    lo, hi = _MID_BAND[0] * value_range, _MID_BAND[1] * value_range
-    if lo < top < value_range / 2:
-        raise DatasetError(
-            f"{where}: mask values 0..{top:.0f} are neither 0/1 nor 0/{value_range:.0f} (label-index mask?)"
-        )
-    mid = float(np.count_nonzero((values > lo) & (values < hi))) / values.size
-    if mid > MAX_MID_FRACTION:
-        raise DatasetError(
-            f"{where}: not a binary mask ({mid:.0%} of pixels lie between {lo:.0f} and {hi:.0f}; "
-            f"a mask has values near 0 and {value_range:.0f}, or 0/1)"
-        )
-    return (values > value_range / 2).astype(np.uint8)
-
-
-def read_mask(path: Path) -> np.ndarray:
-    """Decode and binarise a mask file; (H, W) uint8 in {0, 1}."""
-    values, value_range = _mask_values(path)
-    return binarize_mask(values, value_range, str(path))
 
 
 def load_pair(pair: Pair, split: str) -> Sample:

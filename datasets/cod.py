@@ -23,7 +23,7 @@ Folder ``<data.root>/cod`` (or Conv-LoRA's archive name ``camo_sem_seg``) holds 
 
 from __future__ import annotations
 
-from datasets._base import DatasetInfo
+from bench.contracts.dataset import DatasetInfo
 from datasets._real import Folder, Layout, RealSpec, Source, convlora_csv, register_real
 
 _INFO = DatasetInfo(family="camouflage", metrics=("sm", "em_adp", "wfm"))

@@ -17,7 +17,7 @@ import math
 from pathlib import Path
 
 from bench.config import ConfigError, DataConfig, FolderDataConfig
-from datasets._base import SPLITS, DatasetError, DatasetInfo, Sample, SegmentationDataset, register_dataset
+from bench.contracts.dataset import SPLITS, DatasetError, DatasetInfo, Sample, SegmentationDataset, register_dataset
 from datasets._real import (
     Csv,
     Folder,

@@ -15,7 +15,7 @@ Folder ``<data.root>/isic2017`` holds one of:
 
 from __future__ import annotations
 
-from datasets._base import DatasetInfo
+from bench.contracts.dataset import DatasetInfo
 from datasets._real import Folder, Layout, RealSpec, convlora_csv, register_real
 
 

@@ -23,7 +23,7 @@ Folder ``<data.root>/polyp`` (or ``polyp`` archive name as is) holds one of:
 
 from __future__ import annotations
 
-from datasets._base import DatasetInfo
+from bench.contracts.dataset import DatasetInfo
 from datasets._real import Folder, Layout, RealSpec, convlora_csv, register_real
 
 _INFO = DatasetInfo(family="polyp", metrics=("sm", "em_adp", "wfm"))

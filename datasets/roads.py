@@ -15,7 +15,7 @@ Folder ``<data.root>/massachusetts_roads`` (or Conv-LoRA's archive name ``road_s
 
 from __future__ import annotations
 
-from datasets._base import DatasetInfo
+from bench.contracts.dataset import DatasetInfo
 from datasets._real import Folder, Layout, RealSpec, convlora_csv, register_real
 
 

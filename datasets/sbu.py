@@ -14,7 +14,7 @@ Folder ``<data.root>/sbu`` (or Conv-LoRA's archive name ``SBU-shadow``) holds on
 
 from __future__ import annotations
 
-from datasets._base import DatasetInfo
+from bench.contracts.dataset import DatasetInfo
 from datasets._real import Folder, Layout, RealSpec, convlora_csv, register_real
 
 SBU = RealSpec(

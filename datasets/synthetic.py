@@ -47,8 +47,7 @@ import cv2
 import numpy as np
 
 from bench.config import DataConfig, SynthConfig
-from bench.fileio import atomic_write
-from datasets._base import (
+from bench.contracts.dataset import (
     DatasetError,
     DatasetInfo,
     Sample,
@@ -56,6 +55,7 @@ from datasets._base import (
     check_sample,
     register_dataset,
 )
+from bench.fileio import atomic_write
 
 logger = logging.getLogger(__name__)
 

@@ -17,8 +17,8 @@ from typing import Any, Optional
 import numpy as np
 
 from bench.config import BenchConfig, RunConfig, row_label, to_dict
+from bench.contracts.dataset import dataset_info
 from bench.metrics import BF1_TOLERANCES, METRICS
-from datasets._base import dataset_info
 
 from . import plots
 from .render import LATEX_METRICS

@@ -103,7 +103,7 @@ def canonical_label(label: str) -> str:
     ``adapter+vid``, as ``methods.resolve_method``), and ``=2.0`` reads as ``=2``."""
     base, sep, variant = label.partition(" [")
     try:
-        from methods import resolve_method
+        from bench.contracts.methods import resolve_method
 
         spec = resolve_method(base)
         if spec.distiller and "+" not in base:

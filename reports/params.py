@@ -2,7 +2,7 @@
 
 A parameter counts if it is *trained*: marked ``requires_grad`` after :meth:`PeftMethod.apply`,
 which leaves frozen what the method's forward never reaches (the hypernetwork MLPs of the unused
-mask tokens, the IoU head that no loss reads; ``methods.peft._base.unused_decoder_modules``), so the
+mask tokens, the IoU head that no loss reads; ``bench.contracts.peft.unused_decoder_modules``), so the
 count is what the optimizer updates. As in the Conv-LoRA paper's table: millions and the ratio to
 the pretrained backbone's parameter count, with and without the mask decoder.
 
@@ -30,8 +30,8 @@ import torch
 
 from bench.backbones import build_backbone
 from bench.config import BenchConfig
+from bench.contracts.peft import PEFT_METHODS, build_peft
 from bench.protocols import method_defaults
-from methods.peft._base import PEFT_METHODS, build_peft
 
 log = logging.getLogger(__name__)
 

@@ -16,13 +16,14 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from bench.config import BenchConfig, row_label, run_configs
+from bench.config import BenchConfig, row_label
+from bench.contracts.dataset import dataset_info
 from bench.fileio import atomic_write
 from bench.protocols import get_protocol
 from bench.provenance import mixed_provenance
 from bench.results import RunDir
 from bench.selection import BEST_OF_LAST_TEXT, selection_text
-from datasets._base import dataset_info
+from bench.sweep import run_configs
 
 from . import render
 from .aggregate import load_record_map, long_frame, seed_values

@@ -1,6 +1,9 @@
-"""Backbones: one file per model family, each registering its variants in ``BACKBONES``."""
+"""Backbones: one file per model family, each registering its variants in ``BACKBONES``.
 
-from . import litemedsam, mobilesam, sam, sam2, tiny  # noqa: F401  (registration)
+The families are found by discovery (:mod:`bench.discovery`) on the first lookup in ``BACKBONES``: adding a
+file here is all it takes.
+"""
+
 from ._base import (
     BACKBONES,
     Backbone,

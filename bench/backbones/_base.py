@@ -355,7 +355,7 @@ class Backbone(nn.Module):
         """Decode one single-mask prediction per (embedding, prompt) pair, for the whole batch at once.
 
         ``blocks`` carries the intermediate encoder features a PEFT method asked for
-        (:meth:`methods.peft._base.PeftMethod.feature_blocks`); the plain decoder does not use them, a
+        (:meth:`bench.contracts.peft.PeftMethod.feature_blocks`); the plain decoder does not use them, a
         :class:`DecoderExtension` (``self.decoder_extension``, e.g. HQ-SAM's) may.
 
         ``MaskDecoder.forward`` expands one image over many prompts (it repeats the embedding per
@@ -426,23 +426,19 @@ class Backbone(nn.Module):
 
 
 BackboneBuilder = Callable[[BackboneConfig], Backbone]
-BACKBONES: Registry[BackboneBuilder] = Registry("backbone")
+BACKBONES: Registry[BackboneBuilder] = Registry("backbone", "bench.backbones")
+"""Backbone builders, one module per model family under ``bench/backbones/`` (discovered)."""
 
 
 def register_backbone(name: str, family: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
-    """Decorator registering a builder under ``name`` with its model ``family`` (readable without building)."""
-
-    def decorator(builder: BackboneBuilder) -> BackboneBuilder:
-        builder.family = family  # type: ignore[attr-defined]
-        BACKBONES.add(name, builder)
-        return builder
-
-    return decorator
+    """Decorator registering a builder under ``name`` with its model ``family`` (readable without building):
+    ``@BACKBONES.register(name, family=family)``."""
+    return BACKBONES.register(name, family=family)
 
 
 def backbone_family(name: str) -> Optional[str]:
     """Family of a registered backbone (None when its builder declares none); unknown names raise."""
-    return getattr(BACKBONES.get(name), "family", None) or None
+    return BACKBONES.meta(name).get("family") or None
 
 
 class CheckpointError(ValueError):

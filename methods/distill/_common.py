@@ -3,7 +3,7 @@
 CNN-era distillers assume a ladder of CNN stages. Here a *stage* is the encoder block that ends it
 (:meth:`bench.backbones.Backbone.stage_ends`: ViT-B blocks 2, 5, 8, 11 (global attention), ViT-L
 5, 11, 17, 23, LiteMedSAM's TinyViT 1, 7, 9); the backbones already return block tokens as
-(B, C_l, h_l, w_l) maps (:class:`methods.distill._base.Features`). Where the student's and the
+(B, C_l, h_l, w_l) maps (:class:`bench.contracts.distill.Features`). Where the student's and the
 teacher's widths differ, the distiller owns a learned 1×1 conv / linear adapter on the student side
 (FitNets-style); where spatial sizes differ, the teacher map is resized to the student's.
 """
@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import DistillContext, Distiller, Features
+from bench.contracts.distill import DistillContext, Distiller, Features
 
 
 def check_weight(name: str, value: Any) -> None:

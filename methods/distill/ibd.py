@@ -38,7 +38,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import DISTILLERS, DistillContext, Features
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+
 from ._common import FeatureDistiller, bernoulli_kl, check_weight, resize_map, stage_dims
 
 

@@ -20,7 +20,8 @@ from typing import Any
 
 import torch
 
-from ._base import DISTILLERS, DistillContext, Features
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+
 from ._common import FeatureDistiller, bernoulli_kl, check_positive, check_weight, resize_map
 
 
@@ -47,7 +48,7 @@ class LogitOptions:
         check_positive("temperature", self.temperature)
 
 
-@DISTILLERS.register("logit")
+@DISTILLERS.register("logit", feature_matching=True, owns_parameters=False)
 class LogitKD(FeatureDistiller):
     """Soft mask-logit distillation; returns ``{"l_kd": weight · T² · KL}``. No trainable parts."""
 

@@ -21,7 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._base import DISTILLERS, DistillContext, Features
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+
 from ._common import FeatureDistiller, check_weight, conv_adapter, resize_map
 
 
@@ -40,7 +41,7 @@ class MobileSAMOptions:
         check_weight("weight", self.weight)
 
 
-@DISTILLERS.register("mobilesam")
+@DISTILLERS.register("mobilesam", feature_matching=True)
 class MobileSAMDistiller(FeatureDistiller):
     """Image-embedding MSE; returns ``{"l_embed": weight · MSE}``."""
 

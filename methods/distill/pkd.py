@@ -21,7 +21,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._base import DISTILLERS, DistillContext, Features
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+
 from ._common import FeatureDistiller, check_weight, conv_adapter, resize_map
 
 
@@ -49,7 +50,7 @@ class PKDOptions:
         check_weight("weight", self.weight)
 
 
-@DISTILLERS.register("pkd")
+@DISTILLERS.register("pkd", feature_matching=True)
 class PKD(FeatureDistiller):
     """Pearson-correlation distillation of the image embedding; returns ``{"l_pkd": weight · loss}``."""
 

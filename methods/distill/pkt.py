@@ -18,7 +18,8 @@ from typing import Any
 
 import torch
 
-from ._base import DISTILLERS, DistillContext, Features
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+
 from ._common import FeatureDistiller, check_weight
 
 EPS = 1e-7
@@ -52,7 +53,7 @@ class PKTOptions:
         check_weight("weight", self.weight)
 
 
-@DISTILLERS.register("pkt")
+@DISTILLERS.register("pkt", feature_matching=True, owns_parameters=False)
 class PKT(FeatureDistiller):
     """PKT on globally pooled image embeddings; returns ``{"l_pkt": weight · loss}``."""
 

@@ -5,16 +5,15 @@ Module", Table 5: TinySAM and MobileSAM "w RM"). ``rm`` is a thin subclass of
 :class:`methods.infosam.InfoSAM` registered under a second name: the same relation module, λ1·L_r and
 λ2·L_d, and the same options (``distill.rm.*`` when chained, e.g. ``tinysam+rm``). Alone (``rm`` =
 ``adapter+rm``) it is exactly ``adapter+infosam``; its purpose is the chained form, where
-:mod:`methods.distill._composite` adds its terms to the other distiller's.
+:mod:`bench.contracts.composite` adds its terms to the other distiller's.
 """
 
 from __future__ import annotations
 
+from bench.contracts.distill import DISTILLERS
 from methods.infosam import InfoSAM
 
-from ._base import DISTILLERS
 
-
-@DISTILLERS.register("rm")
+@DISTILLERS.register("rm", same_embed_width=True)
 class RelationModuleAddOn(InfoSAM):
     """InfoSAM's L_r + L_d under the name ``rm`` (no behaviour of its own)."""

@@ -30,7 +30,8 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from ._base import DISTILLERS, DistillContext, Features
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+
 from ._common import FeatureDistiller, bernoulli_kl, check_weight, conv_adapter, linear_adapter, resize_map
 
 IOU_EPS = 1e-6
@@ -74,7 +75,7 @@ class TinySAMOptions:
             raise ValueError(f"hard_mask_weighting must be true or false, got {self.hard_mask_weighting!r}")
 
 
-@DISTILLERS.register("tinysam")
+@DISTILLERS.register("tinysam", feature_matching=True)
 class TinySAMDistiller(FeatureDistiller):
     """Full-stage distillation; returns ``{"l_embed", "l_token", "l_mask"}`` (weighted)."""
 

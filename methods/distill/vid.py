@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ._base import DISTILLERS, DistillContext, Features
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+
 from ._common import FeatureDistiller, check_positive, check_weight, pair_by_depth, stage_dims
 
 

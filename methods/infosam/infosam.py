@@ -21,8 +21,8 @@ from typing import Any, Callable, Optional
 
 import torch
 
+from bench.contracts.distill import DISTILLERS, DistillContext, Distiller, Features
 from bench.fileio import atomic_torch_save
-from methods.distill._base import DISTILLERS, DistillContext, Distiller, Features
 
 from .losses import relation_compression_loss, relation_distillation_loss
 from .relation import RELATION_KINDS, FixedDotRelation, RelationModule
@@ -98,7 +98,7 @@ class InfoSAMOptions:
                 raise ValueError("lr_relation='fixed_dot' has no relation module to load relation_ckpt into")
 
 
-@DISTILLERS.register("infosam")
+@DISTILLERS.register("infosam", same_embed_width=True)
 class InfoSAM(Distiller):
     """InfoSAM: λ1·L_r + λ2·L_d over B×B Gram matrices of the batch (use batch 4 with drop_last).
 

@@ -46,8 +46,7 @@ import torch
 from torch import nn
 
 from bench.backbones import Backbone
-
-from ._base import PEFT_METHODS, PeftMethod, select_blocks
+from bench.contracts.peft import PEFT_METHODS, PeftMethod, select_blocks
 
 PLACEMENTS = ("series", "parallel", "mixed")
 

@@ -28,8 +28,8 @@ from dataclasses import dataclass, field
 from typing import Optional
 
 from bench.backbones import Backbone
+from bench.contracts.peft import PEFT_METHODS, PeftMethod, select_blocks
 
-from ._base import PEFT_METHODS, PeftMethod, select_blocks
 from .adapter import Bottleneck, ParallelWrap, block_width, unfreeze_norms
 
 

@@ -18,8 +18,7 @@ from torch import nn
 
 from bench.backbones import Backbone
 from bench.config import ConfigError
-
-from ._base import PEFT_METHODS, PeftMethod
+from bench.contracts.peft import PEFT_METHODS, PeftMethod
 
 _NORMS = (nn.LayerNorm, nn.BatchNorm2d, nn.GroupNorm)
 _LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d)
@@ -36,7 +35,7 @@ class BitFitOptions:
             raise ValueError(f"include_norm_biases must be a bool, got {self.include_norm_biases!r}")
 
 
-@PEFT_METHODS.register("bitfit")
+@PEFT_METHODS.register("bitfit", mergeable=True)
 class BitFit(PeftMethod):
     """Biases of the encoder blocks + the mask decoder."""
 

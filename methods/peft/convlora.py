@@ -68,8 +68,7 @@ from torch.distributions.normal import Normal
 
 from bench.backbones import Backbone
 from bench.config import ConfigError
-
-from ._base import PEFT_METHODS, PeftMethod, select_blocks
+from bench.contracts.peft import PEFT_METHODS, PeftMethod, select_blocks
 
 NOISE_EPS = 1e-2
 BALANCE_COEF = 1e-2

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ._base import PEFT_METHODS, PeftMethod
+from bench.contracts.peft import PEFT_METHODS, PeftMethod
 
 
-@PEFT_METHODS.register("decoder_only")
+@PEFT_METHODS.register("decoder_only", mergeable=True)
 class DecoderOnly(PeftMethod):
     """Trains ``mask_decoder`` only (InfoSAM Table 1 'Decoder-only')."""
 

@@ -49,8 +49,7 @@ from torch import nn
 from bench.backbones import Backbone
 from bench.backbones._base import DecoderExtension, DecoderState
 from bench.config import ConfigError
-
-from ._base import PEFT_METHODS, PeftMethod
+from bench.contracts.peft import PEFT_METHODS, PeftMethod
 
 OUTPUTS = ("sum", "hq")
 

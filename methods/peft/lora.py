@@ -23,6 +23,7 @@ Trains the LoRA matrices and the whole mask decoder (InfoSAM ``--tuning_decoder`
 
 from __future__ import annotations
 
+import copy
 import math
 from dataclasses import dataclass, field
 from typing import Optional
@@ -32,8 +33,7 @@ from torch import nn
 
 from bench.backbones import Backbone
 from bench.config import ConfigError
-
-from ._base import PEFT_METHODS, PeftMethod, select_blocks
+from bench.contracts.peft import PEFT_METHODS, PeftMethod, select_blocks
 
 FORMS = ("heads", "fused")
 
@@ -116,8 +116,22 @@ class LoraQKV(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base_layer(x) + self.scale * self.delta(x)
 
+    def weight_delta(self) -> torch.Tensor:
+        """ΔW (out, in), laid out like the fused ``qkv`` weight (see :meth:`delta`)."""
+        if self.form == "fused":
+            return self.lora_B["qkv"] @ self.lora_A["qkv"]
+        parts = [(self.lora_B[p] @ self.lora_A[p]).reshape(self.groups, s, -1) for p, s in zip("qkv", self.split)]
+        return torch.cat(parts, dim=1).reshape(self.base_layer.out_features, -1)
 
-@PEFT_METHODS.register("lora")
+    def fold(self) -> nn.Linear:
+        """The plain Linear ``W + (α/r)·B A`` (computed in float64, one rounding to the weight's dtype)."""
+        base = copy.deepcopy(self.base_layer)
+        delta = self.scale * self.weight_delta().double()
+        base.weight.data = (base.weight.data.double() + delta).to(base.weight.dtype)
+        return base
+
+
+@PEFT_METHODS.register("lora", mergeable=True)
 class Lora(PeftMethod):
     """LoRA on ``attn.qkv`` of blocks ``start_block..end``."""
 

@@ -18,6 +18,7 @@ and the mask decoder (SSF trains the classification head).
 
 from __future__ import annotations
 
+import copy
 from dataclasses import dataclass, field
 from typing import Optional
 
@@ -26,8 +27,7 @@ from torch import nn
 
 from bench.backbones import Backbone
 from bench.config import ConfigError
-
-from ._base import PEFT_METHODS, PeftMethod, select_blocks
+from bench.contracts.peft import PEFT_METHODS, Foldable, PeftMethod, select_blocks
 
 
 @dataclass
@@ -58,12 +58,22 @@ class ScaleShift(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.base_layer(x) * self.scale + self.shift
 
+    def fold(self) -> nn.Module:
+        """The base layer (itself folded first if it is a wrapper) with γ and β folded into its weight and bias."""
+        base = self.base_layer.fold() if isinstance(self.base_layer, Foldable) else copy.deepcopy(self.base_layer)
+        if getattr(base, "bias", None) is None or getattr(base, "weight", None) is None:
+            raise ConfigError(f"ssf: cannot fold into {type(base).__name__} without weight and bias")
+        scale = self.scale.data
+        base.weight.data = base.weight.data * (scale[:, None] if base.weight.dim() == 2 else scale)
+        base.bias.data = base.bias.data * scale + self.shift.data
+        return base
+
 
 def _channels(module: nn.Module) -> int:
     return module.out_features if isinstance(module, nn.Linear) else module.normalized_shape[-1]
 
 
-@PEFT_METHODS.register("ssf")
+@PEFT_METHODS.register("ssf", mergeable=True)
 class SSF(PeftMethod):
     """Per-channel scale and shift after every Linear and LayerNorm of the encoder blocks."""
 

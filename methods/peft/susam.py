@@ -55,8 +55,8 @@ from torch import nn
 
 from bench.backbones import Backbone
 from bench.config import ConfigError
+from bench.contracts.peft import PEFT_METHODS, PeftMethod, select_blocks
 
-from ._base import PEFT_METHODS, PeftMethod, select_blocks
 from .adapter import Bottleneck, ParallelWrap, SeriesWrap, block_width
 
 VARIANTS = ("series", "parallel", "mixed", "lora")

@@ -46,8 +46,7 @@ from torch import nn
 
 from bench.backbones import Backbone
 from bench.config import ConfigError
-
-from ._base import PEFT_METHODS, PeftMethod, select_blocks
+from bench.contracts.peft import PEFT_METHODS, PeftMethod, select_blocks
 
 
 @dataclass

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from ._base import PEFT_METHODS, PeftMethod
+from bench.contracts.peft import PEFT_METHODS, PeftMethod
 
 
-@PEFT_METHODS.register("zero_shot")
+@PEFT_METHODS.register("zero_shot", mergeable=True)
 class ZeroShot(PeftMethod):
     """No trainable parameter; the trainer skips training and only evaluates."""
 

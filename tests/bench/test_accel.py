@@ -7,9 +7,10 @@ import torch
 
 from bench.accel import channels_last_convs, check_device, compile_backbone, images_to
 from bench.backbones import Prompts, build_backbone
-from bench.config import BackboneConfig, ConfigError, load_config, run_name
+from bench.config import BackboneConfig, ConfigError
 from bench.launcher import launch
 from bench.runner import build_parts
+from bench.sweep import load_config, run_name
 from bench.trainer import compute_loss
 from tests.bench.test_runs import metric_values, single_run, sweep, sweep_args
 from tests.methods.test_infosam_training import one_batch

@@ -14,17 +14,9 @@ import torch
 
 from bench import cli
 from bench.accel import autocast_for
-from bench.config import (
-    BenchConfig,
-    ConfigError,
-    RunConfig,
-    TrainConfig,
-    load_config,
-    parse_overrides,
-    run_configs,
-    run_hash,
-    run_name,
-)
+from bench.config import BenchConfig, ConfigError, RunConfig, TrainConfig
+from bench.overrides import command_args
+from bench.sweep import load_config, run_configs, run_hash, run_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -83,8 +75,8 @@ def test_later_override_wins_and_dotted_launcher_key_works():
     assert cfg.launcher.max_parallel == 3
 
 
-def test_parse_overrides_keeps_everything_after_the_first_equals_sign():
-    assert parse_overrides(["a.b=x=y", "c="]) == {"a.b": "x=y", "c": ""}
+def test_command_args_keep_everything_after_the_first_equals_sign():
+    assert command_args(["a.b=x=y", "c="]) == {"a.b": "x=y", "c": ""}
 
 
 # ----------------------------------------------------------------------------- config errors
@@ -219,7 +211,7 @@ def test_run_hash_is_stable_across_calls_and_objects():
 
 def test_run_hash_is_stable_across_processes():
     code = (
-        "from bench.config import RunConfig, run_hash; "
+        "from bench.config import RunConfig; from bench.sweep import run_hash; "
         "print(run_hash(RunConfig(method='adapter', dataset='synth_polyp', seed=0)))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)}
@@ -333,7 +325,7 @@ def test_cli_missing_real_dataset_exits_2_before_launching(capsys, tmp_path):
     ],
 )
 def test_unknown_method_names_the_bad_part_and_its_choices(name, message):
-    from methods import resolve_method
+    from bench.contracts.methods import resolve_method
 
     with pytest.raises(ConfigError, match=message):
         resolve_method(name)

@@ -16,10 +16,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.config import ConfigError, run_configs, run_hash
+from bench.config import ConfigError
 from bench.launcher import launch
 from bench.masks import read_masks
 from bench.results import RunDir
+from bench.sweep import run_configs, run_hash
 
 from .test_runs import REPO, sweep, sweep_args
 
@@ -99,8 +100,8 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path):
 
 CHILD = """
 import sys
-from bench.cli import setup_logging
-from bench.config import load_config
+from bench.logs import setup_logging
+from bench.sweep import load_config
 from bench.launcher import launch
 from bench.masks import read_masks
 setup_logging()

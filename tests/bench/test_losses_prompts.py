@@ -6,13 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-import datasets  # noqa: F401  (registration)
 from bench.backbones import build_backbone
 from bench.config import BackboneConfig, DataConfig, SynthConfig
+from bench.contracts.dataset import DATASETS
 from bench.data import PromptedDataset
 from bench.losses import boundary_weight, box_mean, structure_loss
 from bench.prompts import EmptyMaskError, jitter_box, mask_box, sample_points, stable_seed, to_input_frame
-from datasets._base import DATASETS
 
 
 # ----------------------------------------------------------------------------- structure loss, in numpy

@@ -9,14 +9,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-import datasets  # noqa: F401  (registration)
-import methods  # noqa: F401  (registration)
-from bench.config import run_hash
+from bench.contracts.dataset import DATASETS
 from bench.masks import MaskKeeper, read_masks
 from bench.prompts import mask_box
 from bench.results import RunDir
 from bench.runner import execute_run
-from datasets._base import DATASETS
+from bench.sweep import run_hash
 
 from .test_runs import single_run, sweep
 

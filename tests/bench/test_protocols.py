@@ -10,12 +10,13 @@ import numpy as np
 import pytest
 import torch
 
-from bench.config import ConfigError, TrainConfig, load_config, run_configs, run_hash
+from bench.config import ConfigError, TrainConfig
+from bench.contracts.methods import method_options
 from bench.prompts import mask_box, translate_box
 from bench.runner import execute_run
 from bench.selection import EpochSelector
+from bench.sweep import load_config, run_configs, run_hash
 from bench.trainer import cosine_horizon
-from methods import method_options
 from tests.bench.test_runs import single_run, sweep, sweep_args
 
 
@@ -89,8 +90,8 @@ def test_translate_jitter_is_the_public_codes_integer_shift():
 def test_infosam_test_boxes_are_jittered_identically_for_every_method_and_seed(tmp_path):
     from bench.backbones import build_backbone
     from bench.config import BackboneConfig
+    from bench.contracts.dataset import DATASETS
     from bench.data import PromptedDataset
-    from datasets._base import DATASETS
 
     cfg = sweep(tmp_path, "protocol=infosam")
     test = DATASETS.get("synth_polyp")("test", cfg.data)
@@ -259,8 +260,8 @@ def test_poly_schedule_decays_linearly_to_min_lr_with_adamw():
 def test_hflip_flips_training_samples_reproducibly(tmp_path):
     from bench.backbones import build_backbone
     from bench.config import BackboneConfig
+    from bench.contracts.dataset import DATASETS
     from bench.data import PromptedDataset
-    from datasets._base import DATASETS
 
     cfg = sweep(tmp_path)
     train = DATASETS.get("synth_polyp")("train", cfg.data)
@@ -285,9 +286,9 @@ def test_square_preprocessing_and_input_resolution_scoring(tmp_path, monkeypatch
     import bench.evaluate as ev
     from bench.backbones import build_backbone
     from bench.config import BackboneConfig
+    from bench.contracts.dataset import DATASETS
     from bench.data import PromptedDataset
     from bench.encoders import CachedEncoder
-    from datasets._base import DATASETS
 
     model = build_backbone(BackboneConfig(name="tiny_sam"))
     model.preprocess = "square"

@@ -19,10 +19,11 @@ import pytest
 import bench.fileio
 import bench.runner
 from bench.cli import cmd_status
-from bench.config import load_config, run_configs, to_dict
+from bench.config import to_dict
 from bench.launcher import execute_runs, launch, make_executor
 from bench.results import LOCK_FILE, METRICS_FILE, RunBusyError, RunDir
 from bench.runner import execute_run
+from bench.sweep import load_config, run_configs
 
 from .test_runs import REPO, metric_values, single_run, sweep, sweep_args
 
@@ -33,7 +34,7 @@ CHILD = """
 import sys, time, torch
 torch.set_num_threads(1)
 import bench.trainer
-from bench.config import load_config, run_configs
+from bench.sweep import load_config, run_configs
 from bench.runner import execute_run
 
 real = bench.trainer.structure_loss

@@ -13,10 +13,11 @@ import bench.encoders
 import bench.runner
 import bench.trainer
 from bench.cache import EncoderCache
-from bench.config import BenchConfig, ConfigError, RunConfig, load_config, run_configs
+from bench.config import BenchConfig, ConfigError, RunConfig
 from bench.launcher import launch, make_executor, slurm_parameters
 from bench.results import FAILED_FILE, METRICS_FILE, RunDir
 from bench.runner import execute_run
+from bench.sweep import load_config, run_configs
 from bench.trainer import NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[2]

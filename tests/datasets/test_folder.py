@@ -9,7 +9,7 @@ import pytest
 
 from bench.cli import main
 from bench.config import ConfigError, DataConfig, FolderDataConfig
-from datasets._base import DATASETS, DatasetError
+from bench.contracts.dataset import DATASETS, DatasetError
 from datasets.folder import scan_folder
 from tests.datasets.real_fixtures import csv_layout, expected_mask, folder_split, names
 

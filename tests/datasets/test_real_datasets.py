@@ -15,12 +15,14 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.config import DataConfig, load_config, run_configs
+from bench.config import DataConfig
+from bench.contracts.dataset import DATASETS, SPLITS, DatasetError, dataset_info
+from bench.images import binarize_mask, read_mask
 from bench.metrics import boundary_f1
-from bench.prepare import check_copy, dataset_status
 from bench.runner import execute_run
-from datasets._base import DATASETS, SPLITS, DatasetError, dataset_info
-from datasets._real import REAL_SPECS, binarize_mask, draw_validation, read_mask, split_order
+from bench.sweep import load_config, run_configs
+from datasets._prepare import check_copy, dataset_status
+from datasets._real import REAL_SPECS, draw_validation, split_order
 from tests.datasets.real_fixtures import FIXTURES, cases, expected_mask, sample_colour, write_image, write_mask
 
 CASES = cases()

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from bench.config import DataConfig, SynthConfig
-from datasets._base import DATASETS, DatasetError, dataset_info
+from bench.contracts.dataset import DATASETS, DatasetError, dataset_info
 from datasets.synthetic import GENERATOR_VERSION, SyntheticDataset
 
 DOMAINS = ("synth_camo", "synth_polyp", "synth_leaf", "synth_road")

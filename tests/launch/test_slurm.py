@@ -11,10 +11,10 @@ from pathlib import Path
 import pytest
 
 from bench.cli import cmd_status
-from bench.config import run_configs
 from bench.launcher import launch
 from bench.results import RunDir
 from bench.runner import execute_run
+from bench.sweep import run_configs
 
 from ..bench.test_reliability import LONG, _progress
 from ..bench.test_runs import REPO, metric_values, sweep, sweep_args

@@ -14,11 +14,12 @@ import numpy as np
 import pytest
 import torch
 
-import methods
 from bench.config import ConfigError
-from methods.distill._base import DISTILLERS, DistillContext, Features, build_options
+from bench.contracts import methods
+from bench.contracts.composite import CompositeDistiller, composite_options
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+from bench.contracts.options import build_options
 from methods.distill._common import pair_by_depth, resize_map
-from methods.distill._composite import CompositeDistiller, composite_options
 from methods.distill.ibd import ibd_feature_loss
 from methods.distill.logit import logit_kd_loss
 from methods.distill.mobilesam import embedding_mse
@@ -33,7 +34,10 @@ from methods.infosam import InfoSAM
 # float(term) on terms that carry a graph is intended here
 pytestmark = pytest.mark.filterwarnings("ignore:Converting a tensor with requires_grad=True to a scalar")
 
-TABLE2 = ["logit", "pkd", "pkt", "vid", "ibd", "semckd", "reviewkd", "tinysam", "mobilesam"]
+
+def declared(prop: str, value: bool = True, default: bool = False) -> list[str]:
+    """The registered distillers whose ``prop`` (register metadata) is ``value``."""
+    return [n for n in DISTILLERS.names() if DISTILLERS.meta(n).get(prop, default) == value]
 
 
 def t64(a: np.ndarray) -> torch.Tensor:
@@ -294,7 +298,7 @@ def build(name: str, ctx: DistillContext, **values):
 SAME = context(8, 8, [8, 8, 8], [8, 8, 8], [0, 2], [0, 2])
 
 
-@pytest.mark.parametrize("name", ["logit", "pkd", "pkt", "mobilesam", "tinysam"])
+@pytest.mark.parametrize("name", declared("feature_matching"))
 def test_zero_loss_when_student_features_equal_the_teachers(name):
     d = build(name, SAME)
     f = features(SAME, "s", 0)
@@ -326,7 +330,27 @@ def test_vid_is_minimal_in_its_mean_when_the_regressor_reproduces_the_teacher():
 WIDE = context(8, 12, [8, 8, 8], [12, 12, 16, 16], [0, 2], [0, 2, 3])  # wider and deeper teacher
 
 
-@pytest.mark.parametrize("name", TABLE2)
+def test_the_declared_properties_cover_the_table2_baselines():
+    """The property lists the tests below run over hold what the distillers' files say of themselves."""
+    assert set(declared("feature_matching")) == {"logit", "pkd", "pkt", "mobilesam", "tinysam"}
+    assert set(declared("owns_parameters", False, default=True)) == {"logit", "pkt"}
+    assert set(declared("same_embed_width")) == {"infosam", "rm"}
+
+
+@pytest.mark.parametrize("name", declared("feature_matching", False))
+def test_a_distiller_that_does_not_declare_feature_matching_is_not_zero_on_equal_features(name):
+    d = build(name, SAME)
+    f = features(SAME, "s", 0)
+    assert any(abs(float(v)) > 1e-6 for v in d(f, f, batch_for()).values())
+
+
+@pytest.mark.parametrize("name", declared("same_embed_width"))
+def test_a_same_width_distiller_refuses_a_wider_teacher(name):
+    with pytest.raises(ValueError, match="embedding widths must match"):
+        build(name, WIDE)
+
+
+@pytest.mark.parametrize("name", declared("same_embed_width", False))
 def test_every_distiller_handles_a_wider_deeper_teacher_and_trains_its_adapters(name):
     d = build(name, WIDE)
     s, t = features(WIDE, "s", 0), features(WIDE, "t", 1)
@@ -338,14 +362,14 @@ def test_every_distiller_handles_a_wider_deeper_teacher_and_trains_its_adapters(
     assert torch.isfinite(total)
     total.backward()
     params = [p for p in d.parameters()]
-    if name not in ("logit", "pkt"):  # these two compare widths-free quantities and own no parameters
+    if DISTILLERS.meta(name).get("owns_parameters", True):
         assert params and any(p.grad is not None and p.grad.abs().sum() > 0 for p in params)
     else:
         assert not params
     assert any(v.grad is not None and v.grad.abs().sum() > 0 for v in (s.embedding, s.logits, *s.blocks.values()))
 
 
-@pytest.mark.parametrize("name", TABLE2 + ["rm"])
+@pytest.mark.parametrize("name", DISTILLERS.names())
 def test_terms_are_float32_under_bf16_autocast(name):
     d = build(name, SAME)
     s, t = features(SAME, "s", 0), features(SAME, "t", 1)

@@ -7,20 +7,21 @@ import numpy as np
 import pytest
 import torch
 
-import datasets  # noqa: F401  (registration)
 from bench.backbones import BACKBONES, build_backbone
 from bench.backbones.sam import SamViT
 from bench.backbones.tiny import tiny_vit_encoder
-from bench.config import BackboneConfig, load_config, run_configs
+from bench.config import BackboneConfig
+from bench.contracts.distill import DISTILLERS
 from bench.data import batch_prompts
 from bench.results import RunDir
 from bench.runner import build_parts, execute_run
+from bench.sweep import load_config, run_configs
 from bench.trainer import compute_loss, model_features
 
 from ..bench.test_runs import sweep_args
 from .test_infosam_training import checksum, one_batch
 
-TABLE2 = ["logit", "pkd", "pkt", "vid", "ibd", "semckd", "reviewkd", "tinysam", "mobilesam"]
+DISTILLER_NAMES = DISTILLERS.names()
 CHAINS = ["tinysam+rm", "lora+mobilesam+rm"]
 
 
@@ -56,7 +57,7 @@ def distill_gradients(tmp_path, method, *extra):
     return parts, distill
 
 
-@pytest.mark.parametrize("method", TABLE2 + CHAINS)
+@pytest.mark.parametrize("method", DISTILLER_NAMES + CHAINS)
 def test_distill_gradients_reach_only_the_student_and_the_distiller(tmp_path, method):
     parts, _ = distill_gradients(tmp_path, method, "train.epochs=2")
     for name, p in parts.student.named_parameters():
@@ -69,7 +70,7 @@ def test_distill_gradients_reach_only_the_student_and_the_distiller(tmp_path, me
     assert any(g is not None and g.abs().sum() > 0 for g in grads)
 
 
-@pytest.mark.parametrize("method", TABLE2 + CHAINS)
+@pytest.mark.parametrize("method", DISTILLER_NAMES + CHAINS)
 def test_a_short_run_changes_only_the_student_and_the_distiller(tmp_path, monkeypatch, method):
     import bench.runner
 
@@ -111,7 +112,7 @@ def _probe(parts, run):
     return student, teacher, batch
 
 
-@pytest.mark.parametrize("method", TABLE2 + ["tinysam+rm"])
+@pytest.mark.parametrize("method", DISTILLER_NAMES + ["tinysam+rm"])
 def test_a_wider_deeper_teacher_works(tmp_path, method):
     parts, terms = distill_gradients(tmp_path, method, "teacher.backbone=tiny_sam_wide", "train.epochs=2")
     assert parts.teacher.block_dims() == [48] * 6 and parts.teacher.stage_ends() == [1, 3, 5]

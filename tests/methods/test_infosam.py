@@ -13,7 +13,8 @@ import pytest
 import torch
 
 from bench.config import ConfigError
-from methods.distill._base import DISTILLERS, DistillContext, Features, build_options
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+from bench.contracts.options import build_options
 from methods.infosam import InfoSAM, InfoSAMOptions
 from methods.infosam.losses import relation_compression_loss, relation_distillation_loss
 from methods.infosam.relation import FixedDotRelation, RelationModule

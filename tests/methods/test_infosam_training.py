@@ -8,13 +8,12 @@ import numpy as np
 import pytest
 import torch
 
-import datasets  # noqa: F401  (registration)
-from bench.config import load_config, run_configs
+from bench.contracts.dataset import DATASETS
 from bench.data import PromptedDataset, collate
 from bench.results import RunDir
 from bench.runner import build_parts, execute_run
+from bench.sweep import load_config, run_configs
 from bench.trainer import compute_loss
-from datasets._base import DATASETS
 
 from ..bench.test_runs import sweep_args
 

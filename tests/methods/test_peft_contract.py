@@ -14,12 +14,11 @@ import pytest
 import torch
 from torch import nn
 
-import methods  # noqa: F401  (registration)
 from bench.backbones import Backbone, Prompts, build_backbone
 from bench.config import BackboneConfig, ConfigError
+from bench.contracts.peft import PEFT_METHODS, build_peft, trainable_parameters, unused_decoder_modules
 from bench.losses import structure_loss
 from bench.registry import UnknownNameError
-from methods.peft._base import PEFT_METHODS, build_peft, trainable_parameters, unused_decoder_modules
 from methods.peft.adapter import AdapterOptions
 
 pytestmark = pytest.mark.numerics  # the whole file runs again under other kernels in CI

@@ -10,10 +10,9 @@ import pytest
 import torch
 from torch import nn
 
-import methods  # noqa: F401  (registration)
 from bench.backbones import Backbone, Prompts, build_backbone
 from bench.config import BackboneConfig, ConfigError
-from methods.peft._base import build_peft, trainable_parameters, unused_decoder_modules
+from bench.contracts.peft import build_peft, trainable_parameters, unused_decoder_modules
 from methods.peft.convlora import ConvLoRALinear, MoEConv, cv_squared
 
 _CACHE: dict[str, Backbone] = {}

@@ -14,8 +14,8 @@ from __future__ import annotations
 import pytest
 import torch
 
+from bench.contracts.peft import PEFT_METHODS, build_peft, unused_decoder_modules
 from bench.losses import structure_loss
-from methods.peft._base import PEFT_METHODS, build_peft, unused_decoder_modules
 
 from .test_peft_contract import _forward, _inputs, pretrained
 

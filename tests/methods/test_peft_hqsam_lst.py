@@ -10,15 +10,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-import datasets  # noqa: F401  (registration)
-import methods  # noqa: F401  (registration)
 from bench.backbones import Backbone, Prompts, build_backbone
 from bench.backbones._base import INPUT_EMBEDDING
-from bench.config import BackboneConfig, ConfigError, load_config, run_configs
+from bench.config import BackboneConfig, ConfigError
+from bench.contracts.peft import build_peft, trainable_parameters, unused_decoder_modules
 from bench.encoders import CachedEncoder
 from bench.results import RunDir
 from bench.runner import build_parts, execute_run
-from methods.peft._base import build_peft, trainable_parameters, unused_decoder_modules
+from bench.sweep import load_config, run_configs
 from methods.peft.hqsam import HQDecoder
 from methods.peft.lst import LadderSide
 
@@ -429,9 +428,9 @@ def test_a_distiller_sees_the_embedding_lst_adapted():
     """Features.embedding is z' = z + side output (what the decoder used), not the frozen z."""
     from bench.backbones import Prompts, build_backbone
     from bench.config import BackboneConfig
+    from bench.contracts.peft import build_peft
     from bench.encoders import CachedEncoder
     from bench.trainer import TrainParts, model_features
-    from methods.peft._base import build_peft
 
     backbone = build_backbone(BackboneConfig(name="tiny_sam"))
     peft = build_peft("lst", {})

@@ -12,10 +12,9 @@ import torch
 from segment_anything.modeling.image_encoder import Block
 from torch import nn
 
-import methods  # noqa: F401  (registration)
 from bench.backbones import Backbone, build_backbone
 from bench.config import BackboneConfig, ConfigError
-from methods.peft._base import build_peft, trainable_parameters, unused_decoder_modules
+from bench.contracts.peft import build_peft, trainable_parameters, unused_decoder_modules
 from methods.peft.adapter import ParallelWrap
 from methods.peft.lora import LoraQKV
 from methods.peft.vpt import PromptedSamAttention, PromptedTinyViTAttention

@@ -7,9 +7,10 @@ import shutil
 
 import pytest
 
-import bench.config
+import bench.sweep
 from bench.cli import cmd_list, main
-from bench.config import ConfigError, load_config, run_configs
+from bench.config import ConfigError
+from bench.sweep import load_config, run_configs
 
 
 @pytest.mark.parametrize(
@@ -25,8 +26,15 @@ from bench.config import ConfigError, load_config, run_configs
         ("eval.batch_size=0", "eval.batch_size must be >= 1, got 0"),
         ("seeds=[0,-2]", "seeds must be >= 0, got -2"),
         ("launcher.max_parallel=0", "launcher.max_parallel must be >= 1, got 0"),
-        ("train.epochs=", "override train.epochs= has no value (use train.epochs=null for none)"),
-        ("methods=[adapter", "malformed override methods=[adapter: expected ',' or ']', but got '<stream end>'"),
+        (
+            "train.epochs=",
+            "override train.epochs= has no value (use train.epochs=null for none, train.epochs='' for an empty string)",
+        ),
+        (
+            "methods=[adapter",
+            "malformed override 'methods=[adapter': no viable alternative at input '[adapter' "
+            "(expected key=value, e.g. train.epochs=2)",
+        ),
     ],
 )
 def test_bad_values_are_refused_naming_the_key(override, message):
@@ -70,9 +78,9 @@ def sweeps_copy(tmp_path, monkeypatch):
     folder = tmp_path / "sweeps"
     folder.mkdir()
     for name in ("smoke", "demo"):
-        shutil.copy(bench.config.SWEEPS_DIR / f"{name}.yaml", folder)
+        shutil.copy(bench.sweep.SWEEPS_DIR / f"{name}.yaml", folder)
     (folder / "bad.yaml").write_text("methods: [adapter\ndatasets: [synth_polyp]\n")
-    monkeypatch.setattr(bench.config, "SWEEPS_DIR", folder)
+    monkeypatch.setattr(bench.sweep, "SWEEPS_DIR", folder)
     return folder
 
 

@@ -20,11 +20,12 @@ import bench.fileio
 import bench.inputs
 from bench.backbones import build_backbone
 from bench.cli import cmd_status, main
-from bench.config import BackboneConfig, config_digest, load_config, run_configs, run_hash, to_dict
+from bench.config import BackboneConfig, config_digest, to_dict
 from bench.launcher import launch
 from bench.results import FAILED_FILE, METRICS_FILE, RunDir
 from bench.resume import ForeignCheckpointError
 from bench.runner import execute_run
+from bench.sweep import load_config, run_configs, run_hash
 from reports.report import build_report
 from tests.bench.test_runs import sweep, sweep_args
 

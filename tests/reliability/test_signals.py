@@ -10,9 +10,9 @@ import sys
 import threading
 from pathlib import Path
 
-from bench.config import run_configs
 from bench.launcher import launch
 from bench.results import RunDir
+from bench.sweep import run_configs
 from tests.bench.test_reliability import LONG, _env, _progress, _wait_for
 from tests.bench.test_runs import REPO, sweep, sweep_args
 

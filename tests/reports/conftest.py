@@ -9,10 +9,9 @@ from pathlib import Path
 
 import pytest
 
-import datasets  # noqa: F401  (registration)
-import methods  # noqa: F401  (registration)
-from bench.config import BenchConfig, load_config
+from bench.config import BenchConfig
 from bench.launcher import launch
+from bench.sweep import load_config
 from reports.report import build_report
 
 from ..bench.test_runs import sweep_args

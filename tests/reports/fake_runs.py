@@ -7,9 +7,10 @@ from typing import Optional
 
 import numpy as np
 
-from bench.config import BenchConfig, RunConfig, row_label, run_configs
+from bench.config import BenchConfig, RunConfig, row_label
+from bench.contracts.dataset import dataset_info
 from bench.results import RunDir
-from datasets._base import dataset_info
+from bench.sweep import run_configs
 
 
 def write_run(

@@ -12,10 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import datasets  # noqa: F401  (registration)
-import methods  # noqa: F401  (registration)
-from bench.config import load_config
 from bench.launcher import launch
+from bench.sweep import load_config
 from reports.report import build_report
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)

@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.config import load_config, run_configs, run_name
 from bench.masks import MaskKeeper
 from bench.metrics import METRICS
 from bench.results import RunDir
+from bench.sweep import load_config, run_configs, run_name
 from reports.distributions import paired_counts, per_image_frame
 from reports.qualitative import collect, write_qualitative
 from reports.report import build_report

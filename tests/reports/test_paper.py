@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import pytest
 
-import methods  # noqa: F401  (registration: canonical labels resolve lone distillers)
 from reports import paper
 
 

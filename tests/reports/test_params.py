@@ -6,10 +6,10 @@ import numpy as np
 import pytest
 import torch
 
-import methods  # noqa: F401  (registration)
 from bench.backbones import build_backbone
-from bench.config import BackboneConfig, load_config
-from methods.peft._base import PEFT_METHODS, build_peft, unused_decoder_modules
+from bench.config import BackboneConfig
+from bench.contracts.peft import PEFT_METHODS, build_peft, unused_decoder_modules
+from bench.sweep import load_config
 from reports.params import CONVLORA_TABLE, ParamSetting, params_table, write_params
 
 

@@ -11,9 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-import datasets  # noqa: F401  (registration)
-import methods  # noqa: F401  (registration)
-from bench.config import load_config, run_configs, run_name
+from bench.sweep import load_config, run_configs, run_name
 from reports.figures import bf1_of_run
 from reports.report import build_report
 

@@ -6,11 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-import datasets  # noqa: F401  (registration)
-import methods  # noqa: F401  (registration)
-from bench.config import load_config, row_label, run_configs
+from bench.config import row_label
 from bench.launcher import launch
 from bench.results import RunDir
+from bench.sweep import load_config, run_configs
 from reports.report import build_report
 
 TINY = [

@@ -1,4 +1,4 @@
-"""Benchmark command: ``python -m bench.perf_backbones [names=a,b,...] [repeat=N] [threads=N]``.
+"""Benchmark command: ``python -m tools.perf_backbones [names=a,b,...] [repeat=N] [threads=N]``.
 
 Forward time per image of every full-size backbone at its native input size on this machine, with
 random weights (the timing does not depend on them): the image encoder (``encode``) and one box-prompt
@@ -17,8 +17,9 @@ from typing import Callable
 import torch
 
 from bench.backbones import Prompts, build_backbone
-from bench.cli import setup_logging
-from bench.config import BackboneConfig, ConfigError, parse_overrides
+from bench.config import BackboneConfig, ConfigError
+from bench.logs import setup_logging
+from bench.overrides import command_args
 
 BACKBONES = [
     "sam_vit_b",
@@ -62,7 +63,7 @@ def measure(name: str, repeat: int) -> dict[str, float]:
 def main(argv: list[str] | None = None) -> int:
     setup_logging(logging.ERROR)  # random-weight warnings would interleave with the table
     try:
-        args = parse_overrides(list(sys.argv[1:] if argv is None else argv))
+        args = command_args(list(sys.argv[1:] if argv is None else argv))
         names = args.pop("names", ",".join(BACKBONES)).split(",")
         repeat = int(args.pop("repeat", "3"))
         threads = int(args.pop("threads", str(torch.get_num_threads())))

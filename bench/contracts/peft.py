@@ -9,15 +9,15 @@ trainer never asks which method it is: it trains whatever ``requires_grad`` says
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol, runtime_checkable
 
 import torch
 from torch import nn
 
-from bench.backbones import Backbone
+from bench.backbones._base import Backbone
 from bench.config import ConfigError
+from bench.contracts.options import build_options
 from bench.registry import Registry
-from methods.distill._base import build_options
 
 
 @dataclass
@@ -83,7 +83,21 @@ class PeftMethod:
         return targeted
 
 
-PEFT_METHODS: Registry[type[PeftMethod]] = Registry("peft method")
+@runtime_checkable
+class Foldable(Protocol):
+    """A wrapper module whose change folds into a plain layer (LoRA's ``W + ΔW``, SSF's scale and shift).
+
+    A method registered with ``mergeable=True`` (``@PEFT_METHODS.register("lora", mergeable=True)``) adds
+    only such modules (or none): ``export`` then writes the official model's plain state dict.
+    """
+
+    def fold(self) -> nn.Module:
+        """A new plain module computing the same outputs as this wrapper."""
+        ...
+
+
+PEFT_METHODS: Registry[type[PeftMethod]] = Registry("peft method", "methods")
+"""PEFT methods, registered with ``@PEFT_METHODS.register("name")`` in any module under ``methods/``."""
 
 
 def build_peft(name: str, values: dict[str, Any]) -> PeftMethod:

@@ -1,4 +1,4 @@
-"""Benchmark command: ``python -m bench.perf [key=value ...]`` prints timings and ratios from one run.
+"""Benchmark command: ``python -m tools.perf [key=value ...]`` prints timings and ratios from one run.
 
 Measures, on the same batch and backbone (LiteMedSAM at 128 px by default), on ``train.device``
 (``device=cuda`` on a GPU machine):
@@ -23,12 +23,13 @@ from typing import Any, Callable
 import torch
 
 from bench.accel import pick_device
-from bench.cli import setup_logging
-from bench.config import RunConfig, load_config, run_configs
+from bench.config import RunConfig
+from bench.contracts.dataset import DATASETS
 from bench.data import PromptedDataset, collate
+from bench.logs import setup_logging
 from bench.runner import build_parts
+from bench.sweep import load_config, run_configs
 from bench.trainer import TrainParts, train_step
-from datasets._base import DATASETS
 from methods.infosam.losses import relation_compression_loss, relation_distillation_loss
 from methods.infosam.renyi import gram, joint_entropy, mutual_information, normalize_trace, renyi_entropy
 

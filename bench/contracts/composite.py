@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from bench.config import ConfigError
-
-from ._base import DISTILLERS, DistillContext, Distiller, Features, build_options
+from bench.contracts.distill import DISTILLERS, DistillContext, Distiller, Features
+from bench.contracts.options import build_options
 
 
 @dataclass

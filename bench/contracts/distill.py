@@ -7,7 +7,6 @@ owns its trainable parts (regressors, relation module) as submodules, so the opt
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Callable, ClassVar, Optional
@@ -15,7 +14,6 @@ from typing import Any, Callable, ClassVar, Optional
 import torch
 from torch import nn
 
-from bench.config import ConfigError
 from bench.registry import Registry
 
 
@@ -92,16 +90,11 @@ class Distiller(nn.Module):
         """Write what later runs may reuse (e.g. a trained relation module) into ``run_dir``."""
 
 
-DISTILLERS: Registry[type[Distiller]] = Registry("distiller")
+DISTILLERS: Registry[type[Distiller]] = Registry("distiller", "methods")
+"""Distillers, registered with ``@DISTILLERS.register("name", **properties)`` in any module under ``methods/``.
 
-
-def build_options(options_cls: type, values: dict[str, Any], owner: str) -> Any:
-    """Instantiate an options dataclass from a config dict; unknown keys raise naming the valid ones."""
-    names = {f.name for f in dataclasses.fields(options_cls)}
-    unknown = sorted(set(values) - names)
-    if unknown:
-        raise ConfigError(f"unknown option(s) {unknown} for {owner}; valid options: {sorted(names)}")
-    try:
-        return options_cls(**values)
-    except (TypeError, ValueError) as err:
-        raise ConfigError(f"{owner}: {err}") from None
+Declared properties (the contract tests read them; default False unless noted):
+    feature_matching: every term is zero when the student's features equal the teacher's.
+    owns_parameters: the distiller has trainable parts (regressors, attention ...); default True.
+    same_embed_width: student and teacher must have the same embedding width (a module shared by both).
+"""

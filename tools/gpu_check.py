@@ -1,4 +1,4 @@
-"""One command that measures a GPU: ``python -m bench.gpu_check [--json PATH] [key=value ...]``.
+"""One command that measures a GPU: ``python -m tools.gpu_check [--json PATH] [key=value ...]``.
 
 In one process it prints, on ``train.device`` (auto = the first GPU):
 
@@ -33,11 +33,12 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from bench.accel import pick_device
-from bench.cli import setup_logging
-from bench.config import RunConfig, load_config, run_configs
+from bench.config import RunConfig
+from bench.logs import setup_logging
 from bench.memory import peak_memory_mb, reset_peak
-from bench.perf import first_batch, loss_time, prompted_train_set, step_times, training_step
 from bench.runner import build_parts
+from bench.sweep import load_config, run_configs
+from tools.perf import first_batch, loss_time, prompted_train_set, step_times, training_step
 
 log = logging.getLogger("samfit.gpu_check")
 
@@ -90,7 +91,7 @@ def memory_and_time(
     runs: dict[str, RunConfig], batch: dict[str, Any], device: torch.device, repeat: int
 ) -> dict[str, dict[str, float]]:
     """Step time and peak memory of each variant. The times come from one set of interleaved rounds
-    (:func:`bench.perf.step_times`), so the load of the machine hits every variant alike; the peaks from one
+    (:func:`tools.perf.step_times`), so the load of the machine hits every variant alike; the peaks from one
     short pass per variant after a reset (on the CPU the peak RSS only grows: an upper bound)."""
     seconds = step_times(runs, batch, repeat, device)
     out = {}
@@ -206,7 +207,7 @@ def render(r: dict[str, Any]) -> str:
 
 def main(argv: Optional[list[str]] = None) -> int:
     setup_logging(logging.WARNING)
-    parser = argparse.ArgumentParser(prog="python -m bench.gpu_check", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m tools.gpu_check", description=__doc__.splitlines()[0])
     parser.add_argument("--json", help="also write the numbers to this JSON file")
     parser.add_argument("--repeat", type=int, default=5, help="timed steps per measurement (median)")
     parser.add_argument("overrides", nargs="*", help="key=value config overrides (e.g. backbone.img_size=256)")

@@ -1,4 +1,4 @@
-"""Step profile: ``python -m bench.profile [key=value ...]`` shows where a training step's time goes.
+"""Step profile: ``python -m tools.profile [key=value ...]`` shows where a training step's time goes.
 
 For every method of the sweep (default: ``adapter`` and ``adapter+infosam`` on the demo setting,
 LiteMedSAM at 128 px), it times the data pipeline for one batch (dataset read, prompts, collate), then
@@ -10,8 +10,8 @@ runs ``repeat`` training steps (after two warm-up steps) under ``torch.profiler`
 
 Examples::
 
-    python -m bench.profile                                   # demo setting
-    python -m bench.profile backbone=sam_vit_b backbone.random_init=true profile.repeat=1  # random ViT-B, 1024 px
+    python -m tools.profile                                   # demo setting
+    python -m tools.profile backbone=sam_vit_b backbone.random_init=true profile.repeat=1  # random ViT-B, 1024 px
 """
 
 from __future__ import annotations
@@ -26,10 +26,12 @@ import torch
 from torch.profiler import ProfilerActivity, profile
 
 from bench.accel import pick_device
-from bench.cli import setup_logging
-from bench.config import RunConfig, load_config, parse_overrides, run_configs
-from bench.perf import first_batch, prompted_train_set, sync, training_step
+from bench.config import RunConfig
+from bench.logs import setup_logging
+from bench.overrides import command_args
 from bench.runner import build_parts
+from bench.sweep import load_config, run_configs
+from tools.perf import first_batch, prompted_train_set, sync, training_step
 
 log = logging.getLogger("samfit.profile")
 
@@ -104,7 +106,7 @@ def render(profiles: list[StepProfile], run: RunConfig, repeat: int) -> str:
 def main(argv: list[str] | None = None) -> int:
     setup_logging(logging.WARNING)
     args = list(sys.argv[1:] if argv is None else argv)
-    own = {k: v for k, v in parse_overrides(args).items() if k.startswith("profile.")}
+    own = {k: v for k, v in command_args(args).items() if k.startswith("profile.")}
     rest = [a for a in args if not a.startswith("profile.")]
     repeat, top = int(own.pop("profile.repeat", "3")), int(own.pop("profile.top", "12"))
     if own:

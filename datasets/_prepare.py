@@ -17,8 +17,11 @@ from typing import Optional
 import numpy as np
 
 from bench.config import ConfigError, FolderDataConfig
-from datasets._base import DATASETS, DatasetError
+from bench.contracts.dataset import DATASETS, DatasetError
+from bench.overrides import command_args
+from bench.sweep import load_config
 from datasets._real import REAL_SPECS, RealSpec, Scan, dataset_folder, load_pair, locate, scan
+from datasets.folder import scan_folder
 
 log = logging.getLogger(__name__)
 
@@ -47,7 +50,6 @@ class PrepareReport:
 
 def real_spec(name: str) -> RealSpec:
     """The spec of a registered real dataset; ConfigError naming the valid choices otherwise."""
-    import datasets  # noqa: F401  (registration)
 
     if name not in REAL_SPECS:
         kind = "a generated dataset: nothing to prepare" if name in DATASETS else "unknown dataset"
@@ -78,8 +80,6 @@ def check_copy(name: str, src: str | Path, data_root: Optional[str | Path] = Non
 
 def check_folder(cfg: FolderDataConfig) -> PrepareReport:
     """``prepare dataset=folder data.folder.root=DIR``: the same checks on the user's own folder dataset."""
-    from datasets.folder import scan_folder
-
     report = PrepareReport()
     report.lines.append(f"dataset folder (your own data: {cfg.root})")
     try:
@@ -126,7 +126,6 @@ def dataset_status(data_root: str | Path) -> dict[str, str]:
 
     Only looks for the layout's folders and files (fast); ``prepare`` decodes the files.
     """
-    import datasets  # noqa: F401  (registration)
 
     out = {}
     for name in DATASETS.names():
@@ -148,3 +147,27 @@ def dataset_status(data_root: str | Path) -> dict[str, str]:
             continue
         out[name] = f"present ({layout.name}: {base})"
     return out
+
+
+def prepare_command(args: list[str]) -> str:
+    """``prepare dataset=NAME [src=PATH]``: check a downloaded copy (read-only); problems exit with code 2."""
+    pairs = command_args(args)
+    name, src = pairs.pop("dataset", ""), pairs.pop("src", "")
+    if not name:
+        raise ConfigError("prepare needs dataset=NAME (and src=PATH, the downloaded copy)")
+    cfg = load_config([f"{k}={v}" for k, v in pairs.items()])
+    if name == "folder":
+        if src:
+            cfg.data.folder.root = src
+        report = check_folder(cfg.data.folder)
+        if not report.ok:
+            raise ConfigError(f"prepare folder: {cfg.data.folder.root} is not ready\n{report.text()}")
+        return report.text()
+    spec = real_spec(name)
+    if not src:
+        found = dataset_folder(spec, cfg.data.root)
+        src = str(found if found is not None else f"{cfg.data.root}/{spec.folders[0]}")
+    report = check_copy(name, src, cfg.data.root)
+    if not report.ok:
+        raise ConfigError(f"prepare {name}: {src} is not ready\n{report.text()}")
+    return report.text()

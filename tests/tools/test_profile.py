@@ -1,4 +1,4 @@
-"""Tests for the step profile command (``python -m bench.profile``)."""
+"""Tests for the step profile command (``python -m tools.profile``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import re
 
 import pytest
 
-from bench import profile
+from tools import profile
 
 SMALL = [
     "backbone=tiny_sam",

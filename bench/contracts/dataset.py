@@ -7,8 +7,9 @@ A dataset yields samples at original resolution; resizing belongs to the backbon
      "name":  str  (unique within the dataset, stable across machines),
      "split": str  ("train" | "val" | "test")}
 
-A family registers one builder per variant with ``@DATASETS.register("name")``; the builder takes
-``(split, DataConfig)`` and returns a :class:`SegmentationDataset`.
+A family (one module under ``datasets/``) registers one builder per variant with
+``@register_dataset("name", DatasetInfo(...))`` (= ``@DATASETS.register("name", info=...)``); the builder
+takes ``(split, DataConfig)`` and returns a :class:`SegmentationDataset`.
 """
 
 from __future__ import annotations
@@ -69,23 +70,18 @@ class SegmentationDataset(Dataset):
 
 
 DatasetBuilder = Callable[[str, DataConfig], SegmentationDataset]
-DATASETS: Registry[DatasetBuilder] = Registry("dataset")
+DATASETS: Registry[DatasetBuilder] = Registry("dataset", "datasets")
 
 
 def register_dataset(name: str, info: DatasetInfo) -> Callable[[DatasetBuilder], DatasetBuilder]:
     """Register a builder under ``name`` together with its protocol facts (readable without building)."""
 
-    def decorator(builder: DatasetBuilder) -> DatasetBuilder:
-        builder.info = info  # type: ignore[attr-defined]
-        DATASETS.add(name, builder)
-        return builder
-
-    return decorator
+    return DATASETS.register(name, info=info)
 
 
 def dataset_info(name: str) -> DatasetInfo:
     """The protocol facts of a registered dataset (metrics, evaluation prompt, epochs)."""
-    return DATASETS.get(name).info  # type: ignore[attr-defined]
+    return DATASETS.meta(name)["info"]
 
 
 def check_sample(sample: Sample, where: str) -> Sample:

@@ -1,16 +1,16 @@
-"""bench.gpu_check: the device peak table and the FLOP count of a training step (the timings are not tested)."""
+"""tools.gpu_check: the device peak table and the FLOP count of a training step (the timings are not tested)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-import bench.gpu_check as gpu_check
-from bench.config import run_configs
-from bench.perf import first_batch, prompted_train_set
+import tools.gpu_check as gpu_check
 from bench.runner import build_parts
+from bench.sweep import run_configs
+from tools.perf import first_batch, prompted_train_set
 
-from .test_runs import sweep
+from ..bench.test_runs import sweep
 
 
 @pytest.mark.parametrize(

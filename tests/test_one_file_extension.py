@@ -1,0 +1,185 @@
+"""Adding a backbone, a PEFT method, a distiller or a dataset takes one file in the plugin folder.
+
+Each test drops one file into a temporary folder that joins the plugin package's ``__path__`` (as a file in
+``bench/backbones/``, ``methods/peft/``, ``methods/distill/`` or ``datasets/`` would be found), asks the
+registry to discover it, and shows the entry is listed by ``run_benchmark.py list`` and builds. The registry's
+entries are restored afterwards.
+"""
+
+from __future__ import annotations
+
+import importlib
+import sys
+import textwrap
+from pathlib import Path
+from typing import Callable
+
+import pytest
+import torch
+
+import bench.cli
+from bench.backbones import BACKBONES, backbone_family, build_backbone
+from bench.config import BackboneConfig, DataConfig
+from bench.contracts.dataset import DATASETS, check_sample, dataset_info
+from bench.contracts.distill import DISTILLERS, DistillContext, Features
+from bench.contracts.methods import method_options
+from bench.contracts.peft import PEFT_METHODS, trainable_parameters
+from bench.registry import Registry
+
+Drop = Callable[[str, str], None]
+
+
+@pytest.fixture
+def drop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """``drop(package, source)``: write ``source`` as one module of ``package`` (in a temporary folder)."""
+    registries: list[Registry] = [BACKBONES, PEFT_METHODS, DISTILLERS, DATASETS]
+    for registry in registries:
+        registry.names()  # discovered before the snapshot, so that the restore keeps the real entries
+        monkeypatch.setattr(registry, "_entries", dict(registry._entries))
+        monkeypatch.setattr(registry, "_meta", dict(registry._meta))
+    added: list[str] = []
+
+    def write(package: str, source: str) -> None:
+        folder = tmp_path / package.replace(".", "_")
+        folder.mkdir()
+        (folder / f"one_file_{len(added)}.py").write_text(textwrap.dedent(source))
+        module = importlib.import_module(package)
+        monkeypatch.setattr(module, "__path__", [*module.__path__, str(folder)])
+        added.append(f"{package}.one_file_{len(added)}")
+        for registry in registries:
+            registry.discover()
+
+    yield write
+    for name in added:
+        sys.modules.pop(name, None)
+
+
+@pytest.fixture
+def listed(monkeypatch: pytest.MonkeyPatch) -> Callable[[], str]:
+    """The text of ``run_benchmark.py list`` (without counting the sweeps' runs, which takes a while)."""
+    monkeypatch.setattr(bench.cli, "available_sweeps", lambda: [])
+    return lambda: bench.cli.cmd_list([])
+
+
+def line_of(text: str, head: str) -> str:
+    return next(line for line in text.splitlines() if line.startswith(head))
+
+
+def names_on(text: str, head: str) -> list[str]:
+    """The comma-separated names of the ``list`` line starting with ``head`` (a trailing note dropped)."""
+    return line_of(text, head)[len(head) :].split("(")[0].replace(" ", "").split(",")
+
+
+def test_one_file_adds_a_backbone(drop, listed):
+    assert "tiny_two" not in BACKBONES
+    drop(
+        "bench.backbones",
+        """
+        from bench.backbones import register_backbone
+        from bench.backbones.tiny import build_tiny_sam
+
+        @register_backbone("tiny_two", "sam")
+        def build(cfg):
+            return build_tiny_sam(cfg)
+        """,
+    )
+    assert "tiny_two" in names_on(listed(), "backbones:") and backbone_family("tiny_two") == "sam"
+    model = build_backbone(BackboneConfig(name="tiny_two"))
+    assert model.encode(torch.zeros(1, 3, 64, 64))[0].shape[1] == 32
+
+
+def test_one_file_adds_a_peft_method(drop, listed):
+    drop(
+        "methods.peft",
+        """
+        from dataclasses import dataclass, field
+
+        from bench.contracts.peft import PEFT_METHODS, PeftMethod
+
+        @dataclass
+        class Options:
+            last: int = field(default=1, metadata={"help": "train the LayerNorms of the last N blocks"})
+
+        @PEFT_METHODS.register("norms_only", mergeable=False)
+        class NormsOnly(PeftMethod):
+            Options = Options
+            train_decoder = False
+
+            def inject(self, backbone):
+                names = []
+                for i, block in list(enumerate(backbone.encoder_blocks()))[-self.options.last:]:
+                    block.norm1.requires_grad_(True)
+                    names.append(f"block{i}.norm1")
+                return names
+        """,
+    )
+    assert "norms_only" in names_on(listed(), "methods (PEFT):")
+    spec, options, _ = method_options("norms_only", {"last": 2}, {})
+    model = build_backbone(BackboneConfig(name="tiny_sam"))
+    assert spec.peft_cls(options).apply(model) == ["block2.norm1", "block3.norm1"]
+    assert trainable_parameters(model) == 2 * 2 * 32  # weight + bias of two LayerNorms of width 32
+
+
+def test_one_file_adds_a_distiller(drop, listed):
+    drop(
+        "methods.distill",
+        """
+        from dataclasses import dataclass
+
+        import torch.nn.functional as F
+
+        from bench.contracts.distill import DISTILLERS, Distiller
+
+        @dataclass
+        class Options:
+            weight: float = 1.0
+
+        @DISTILLERS.register("embed_l1", feature_matching=True)
+        class EmbedL1(Distiller):
+            Options = Options
+
+            def forward(self, student, teacher, batch):
+                return {"l_embed": self.options.weight * F.l1_loss(student.embedding, teacher.embedding)}
+        """,
+    )
+    assert "embed_l1" in names_on(listed(), "distillers:")
+    spec, _, options = method_options("lora+embed_l1", {}, {"weight": 2.0})
+    assert (spec.peft, spec.distillers) == ("lora", ("embed_l1",))
+    distiller = spec.distiller_cls(options, DistillContext(8, 8))
+    s = Features(torch.ones(2, 8, 4, 4), torch.zeros(2, 8), torch.zeros(2, 1, 8, 8), torch.zeros(2, 1))
+    t = Features(torch.zeros(2, 8, 4, 4), torch.zeros(2, 8), torch.zeros(2, 1, 8, 8), torch.zeros(2, 1))
+    assert float(distiller(s, t, {})["l_embed"]) == pytest.approx(2.0)
+
+
+def test_one_file_adds_a_dataset(drop, listed):
+    drop(
+        "datasets",
+        """
+        import numpy as np
+
+        from bench.contracts.dataset import DatasetInfo, SegmentationDataset, register_dataset
+
+        class Squares(SegmentationDataset):
+            info = DatasetInfo(family="squares", metrics=("iou", "dice"))
+
+            def __init__(self, split):
+                self.split = split
+
+            def __len__(self):
+                return 3
+
+            def __getitem__(self, index):
+                mask = np.zeros((16, 16), np.uint8)
+                mask[4:12, 4:12] = 1
+                image = np.repeat(mask[..., None] * 200, 3, axis=2).astype(np.uint8)
+                return {"image": image, "mask": mask, "name": f"sq{index}", "split": self.split}
+
+        @register_dataset("squares", Squares.info)
+        def build(split, cfg):
+            return Squares(split)
+        """,
+    )
+    assert line_of(listed(), "  squares ").split() == ["squares", "generated"]
+    assert dataset_info("squares").family == "squares"
+    data = DATASETS.get("squares")("test", DataConfig())
+    assert len(data) == 3 and check_sample(data[1], "squares")["name"] == "sq1"
