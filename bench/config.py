@@ -209,6 +209,9 @@ class ReportConfig:
     checkpoint: str = "reported"
     # where report files go: None = <runs_dir>/_reports; "" = print only, write nothing (read-only runs)
     out_dir: Optional[str] = None
+    # the row every other row is Welch-t-tested against: a row label, or {row label: its reference} for tables
+    # whose rows pair up (Table 5: each distiller with and without the relation module); None = zero_shot
+    reference: Any = None
 
 
 @dataclass

@@ -22,36 +22,12 @@ import re
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
-from typing import Optional, Union
+from typing import Optional
 
 VALUES_DIR = Path(__file__).resolve().parent / "paper_values"
 
 # sweep name -> paper table id (a file in paper_values/); sweeps not listed have no paper values
 SWEEP_TABLES: dict[str, str] = {f"table{n}": f"table{n}" for n in range(1, 14)}
-
-# Reference row of the Welch t-tests, per sweep: a row label, or {row label: its reference} for tables
-# whose rows pair up (Table 5: each distiller with and without the relation module).
-REFERENCE_ROWS: dict[str, Union[str, dict[str, str]]] = {
-    "table1": "zero_shot",
-    "table2": "adapter",
-    "table3": "zero_shot",
-    "table4": "adapter",
-    "table5": {"tinysam+rm": "tinysam", "mobilesam+rm": "mobilesam"},
-    "table6": "adapter+infosam",
-    "table7": "zero_shot",
-    "table8": "zero_shot",
-    "table9": "zero_shot",
-    "table10": "adapter",
-    "table11": "adapter+infosam [distill.alpha=2]",
-    "table12": "adapter+infosam [with RT]",
-    "table13": "adapter+infosam [Attn-1]",
-    "fig4": "adapter",
-    "fig6": "adapter+infosam [distill.lambda1=1,distill.lambda2=0.5]",
-    "lambda_grid": "adapter+infosam [distill.lambda1=1,distill.lambda2=0.5]",
-    "fig7": "adapter",
-    "fig8_9": "adapter+infosam [with RT]",
-}
-DEFAULT_REFERENCE = "zero_shot"
 
 
 @dataclass(frozen=True)
@@ -163,11 +139,3 @@ def lookup(table: str) -> dict[tuple[str, str, str], PaperValue]:
 def sweep_table(sweep: str) -> Optional[str]:
     """The paper table a sweep reproduces, if any."""
     return SWEEP_TABLES.get(sweep)
-
-
-def reference_for(sweep: str, label: str) -> Optional[str]:
-    """The row a row is t-tested against (None = no test for this row)."""
-    ref = REFERENCE_ROWS.get(sweep, DEFAULT_REFERENCE)
-    if isinstance(ref, dict):
-        return ref.get(canonical_label(label))
-    return ref

@@ -55,7 +55,9 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
     definition = cfg.report.metrics or protocol.metrics
     frame = long_frame(records, cfg.report.metrics, cfg.report.checkpoint)
     with_paper = protocol.paper_tables and definition == protocol.metrics
-    table = build_table(cfg.sweep, labels, columns, seed_values(frame), with_paper=with_paper)
+    table = build_table(
+        cfg.sweep, labels, columns, seed_values(frame), with_paper=with_paper, reference=cfg.report.reference
+    )
     seeds = sorted({r["seed"] for r in records})
     table.n_seeds = len(seeds)  # cells over fewer seeds are marked (n=K)
     view = protocol_line(cfg, definition, with_paper)

@@ -8,9 +8,10 @@ table (:mod:`reports.paper`). Paper rows that the sweep does not run are appende
 
 from __future__ import annotations
 
+import logging
 import math
 from dataclasses import dataclass, field
-from typing import Optional, Sequence
+from typing import Optional, Sequence, Union
 
 import pandas as pd
 
@@ -18,6 +19,8 @@ from bench.metrics import METRICS
 
 from . import paper
 from .stats import welch_p
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -92,8 +95,12 @@ def build_table(
     columns: Sequence[tuple[str, str]],
     samples: dict[tuple[str, str, str], list[float]],
     with_paper: bool = True,
+    reference: Union[str, dict[str, str], None] = None,
 ) -> ReportTable:
     """Assemble the table from per-seed samples ``(row, dataset, metric) -> values``.
+
+    ``reference`` (the sweep's ``report.reference``): the row label every row is t-tested against, or
+    ``{row label: its reference}``; None = ``zero_shot``.
 
     ``with_paper=False`` leaves the paper's values out (the runs' protocol or metric definitions are not
     the paper's, so "paper / Δ" would compare different definitions).
@@ -122,7 +129,7 @@ def build_table(
             if col.paper_dataset:
                 cell.paper = published.get((paper.canonical_label(row), col.paper_dataset, col.metric))
             cells[(row, j)] = cell
-    references = _references(sweep, rows, canon)
+    references = _references(reference, rows, canon)
     for row, ref in references.items():
         if ref is None:
             continue
@@ -133,12 +140,25 @@ def build_table(
     return ReportTable(sweep, table_id, rows, cols, cells, references, paper_rows, paper_only)
 
 
-def _references(sweep: str, rows: list[str], canon: dict[str, str]) -> dict[str, Optional[str]]:
+DEFAULT_REFERENCE = "zero_shot"
+
+
+def _references(
+    reference: Union[str, dict[str, str], None], rows: list[str], canon: dict[str, str]
+) -> dict[str, Optional[str]]:
+    """Each row's reference row among ``rows`` (None: no test for that row)."""
+    if reference is None:
+        reference = DEFAULT_REFERENCE
     out: dict[str, Optional[str]] = {}
+    missing = set()
     for row in rows:
-        ref = paper.reference_for(sweep, row)
+        ref = reference.get(paper.canonical_label(row)) if isinstance(reference, dict) else reference
         ref_row = canon.get(paper.canonical_label(ref)) if ref else None
+        if ref and ref_row is None:
+            missing.add(ref)
         out[row] = ref_row if ref_row is not None and ref_row != row else None
+    for ref in sorted(missing - {DEFAULT_REFERENCE}):  # zero_shot absent (e.g. a distiller table) is normal
+        log.warning("report.reference=%r is not a row of this table: no t-test against it", ref)
     return out
 
 

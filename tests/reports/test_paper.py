@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import pytest
 
+from bench.sweep import load_config
 from reports import paper
+from reports.table import build_table
 
 
 def value(table: str, row: str, dataset: str, metric: str) -> tuple[float, float | None]:
@@ -65,11 +67,40 @@ def test_datasets_and_reference_rows():
     assert paper.paper_dataset("kvasir") == ("Kvasir", False)
     assert paper.paper_dataset("massachusetts_roads") == ("Road", False)
     assert paper.paper_dataset("sbu") == (None, False)
-    assert paper.reference_for("table2", "vid") == "adapter"
-    assert paper.reference_for("table1", "lora") == "zero_shot"
-    assert paper.reference_for("table5", "mobilesam+rm") == "mobilesam"
-    assert paper.reference_for("table5", "mobilesam") is None
     assert paper.sweep_table("table7") == "table7" and paper.sweep_table("fig6") is None
+
+
+def test_each_sweep_names_its_reference_row_and_the_table_tests_against_it():
+    assert load_config(["sweep=table2"]).report.reference == "adapter"
+    assert load_config(["sweep=demo"]).report.reference is None  # the default: zero_shot
+    pairs = load_config(["sweep=table5"]).report.reference
+    assert pairs == {"tinysam+rm": "tinysam", "mobilesam+rm": "mobilesam"}
+    labels = ["zero_shot", "adapter", "vid", "mobilesam", "mobilesam+rm"]
+    samples = {(r, "synth_polyp", "sm"): [0.5 + 0.01 * i, 0.52 + 0.01 * i] for i, r in enumerate(labels)}
+    cols = [("synth_polyp", "sm")]
+    assert build_table("table2", labels, cols, samples, with_paper=False, reference="adapter").references == {
+        "zero_shot": "adapter",
+        "adapter": None,
+        "vid": "adapter",
+        "mobilesam": "adapter",
+        "mobilesam+rm": "adapter",
+    }
+    assert build_table("table5", labels, cols, samples, with_paper=False, reference=pairs).references == {
+        "zero_shot": None,
+        "adapter": None,
+        "vid": None,
+        "mobilesam": None,
+        "mobilesam+rm": "mobilesam",
+    }
+    assert build_table("demo", labels, cols, samples, with_paper=False).references["vid"] == "zero_shot"
+
+
+def test_a_reference_row_the_table_does_not_have_is_named_in_a_warning(caplog):
+    samples = {("adapter", "synth_polyp", "sm"): [0.5]}
+    with caplog.at_level("WARNING"):
+        table = build_table("x", ["adapter"], [("synth_polyp", "sm")], samples, reference="adaptr")
+    assert table.references == {"adapter": None}
+    assert "report.reference='adaptr' is not a row of this table" in caplog.text
 
 
 def test_unknown_table_names_the_available_ones():
