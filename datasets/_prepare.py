@@ -50,7 +50,7 @@ class PrepareReport:
 
 def real_spec(name: str) -> RealSpec:
     """The spec of a registered real dataset; ConfigError naming the valid choices otherwise."""
-
+    DATASETS.names()  # discovery: the dataset modules fill REAL_SPECS when they are imported
     if name not in REAL_SPECS:
         kind = "a generated dataset: nothing to prepare" if name in DATASETS else "unknown dataset"
         raise ConfigError(f"{name!r} is {kind}; real datasets: {', '.join(sorted(REAL_SPECS))}")
