@@ -61,6 +61,10 @@ def validate_names(cfg, weights: bool = True) -> None:
 
     for d in cfg.datasets:
         datasets.get(d)
+    from bench.contracts.sweep_steps import SWEEP_STEPS
+
+    for step in cfg.after_runs:
+        SWEEP_STEPS.get(step)
     backbones.get(cfg.backbone.name)
     if cfg.teacher.backbone:
         backbones.get(cfg.teacher.backbone)

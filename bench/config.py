@@ -225,6 +225,8 @@ class BenchConfig(RunConfig):
     datasets: list[str] = field(default_factory=lambda: ["synth_polyp"])
     seeds: list[int] = field(default_factory=lambda: [0])
     grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted key -> values, crossed
+    # sweep steps (bench/contracts/sweep_steps.py) called at the end of every run of the sweep, before its report
+    after_runs: list[str] = field(default_factory=list)
     runs_dir: str = "runs"
     launcher: LauncherConfig = field(default_factory=LauncherConfig)
     slurm: SlurmConfig = field(default_factory=SlurmConfig)

@@ -18,6 +18,7 @@ from typing import Optional
 
 from bench.config import BenchConfig, row_label
 from bench.contracts.dataset import dataset_info
+from bench.contracts.sweep_steps import run_sweep_steps
 from bench.fileio import atomic_write
 from bench.protocols import get_protocol
 from bench.provenance import mixed_provenance
@@ -32,7 +33,6 @@ from .figures import write_figures
 from .html import run_statuses, write_page
 from .qualitative import write_qualitative
 from .table import build_table, long_table
-from .transfer import publish_relation_modules
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +86,7 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
             cfg.runs_dir, cfg.sweep, named, by_name, table.references, labels, definition, out
         )
         figures += per_image
-        publish_relation_modules(cfg, runs)
+        run_sweep_steps(cfg, runs)
         statuses = run_statuses(cfg.runs_dir, runs)
         write_page(
             out / f"{cfg.sweep}.html", cfg.sweep, title.splitlines()[0].lstrip("# "), view, table,

@@ -7,8 +7,9 @@ A row that loads a frozen relation module names it by a path that does not depen
 (``${runs_dir}`` is filled in when the sweep loads, ``\\${seed}`` per run; see ``sweeps/table6.yaml``).
 :func:`publish_relation_modules` copies ``relation.pt`` of the matching source run — same sweep, same
 method, the source dataset and seed, no row label, no ``relation_ckpt`` of its own — to that path once the
-source run is complete. ``build_report`` calls it, so it happens at the end of every ``run`` of the sweep;
-the loading rows therefore run on the sweep's second pass (on the first they fail with a missing file).
+source run is complete. It is a sweep step (:mod:`bench.contracts.sweep_steps`): ``sweeps/table6.yaml``
+names it in ``after_runs:``, so it happens at the end of every ``run`` of that sweep; the loading rows
+therefore run on the sweep's second pass (on the first they fail with a missing file).
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import shutil
 from pathlib import Path
 
 from bench.config import BenchConfig, RunConfig
+from bench.contracts.sweep_steps import SWEEP_STEPS
 from bench.results import RunDir
 
 log = logging.getLogger(__name__)
@@ -26,6 +28,7 @@ log = logging.getLogger(__name__)
 _SOURCE = re.compile(r"^(?P<dataset>.+)_s(?P<seed>\d+)\.pt$")
 
 
+@SWEEP_STEPS.register("publish_relation_modules")
 def publish_relation_modules(cfg: BenchConfig, runs: list[RunConfig]) -> list[Path]:
     """Copy source relation modules to the ``_relation/`` paths the sweep's runs load; returns the copies."""
     folder = (Path(cfg.runs_dir) / "_relation").resolve()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -119,3 +120,32 @@ def test_relation_maps_exported_at_chosen_epochs(tmp_path):
     # each map is an l2-normalised relation vector
     np.testing.assert_allclose(np.linalg.norm(maps["teacher"].reshape(4, -1), axis=1), 1.0, rtol=1e-4)
     assert not np.allclose(maps["teacher"], maps["student"])
+
+
+def test_table6_sweep_step_hands_the_relation_module_to_the_transfer_rows(tmp_path):
+    """The sweep names ``publish_relation_modules`` in ``after_runs``: the first pass trains the sources (the
+    transfer rows fail on the missing file), the step publishes their relation modules, the second pass
+    trains the transfer rows from them; a sweep without the step publishes nothing."""
+    from bench.launcher import launch
+    from reports.report import build_report
+
+    args = [a for a in sweep_args(tmp_path) if not a.startswith(("sweep=", "methods=", "datasets="))]
+    cfg = load_config([*args, "sweep=table6", "seeds=[0]", "train.epochs=1", "datasets=[synth_polyp,synth_leaf]"])
+    assert cfg.after_runs == ["publish_relation_modules"]
+    first = launch(cfg)
+    assert sum(o.error is None for o in first) == 2  # the two plain InfoSAM (source) runs
+    build_report(cfg)
+    published = sorted(p.name for p in (Path(cfg.runs_dir) / "_relation").iterdir())
+    assert published == ["synth_leaf_s0.pt", "synth_polyp_s0.pt"]
+    source = next(r for r in run_configs(cfg) if r.dataset == "synth_leaf" and not r.variant)
+    assert (Path(cfg.runs_dir) / "_relation" / "synth_leaf_s0.pt").read_bytes() == (
+        RunDir(cfg.runs_dir, source).path / "relation.pt"
+    ).read_bytes()
+    second = launch(cfg)
+    assert len(second) == 4 and all(o.error is None for o in second)  # the transfer rows, now trained
+    assert all(RunDir(cfg.runs_dir, r).is_complete() for r in run_configs(cfg))
+
+    cfg.after_runs = []  # the step runs only where a sweep names it
+    (Path(cfg.runs_dir) / "_relation" / "synth_leaf_s0.pt").unlink()
+    build_report(cfg)
+    assert not (Path(cfg.runs_dir) / "_relation" / "synth_leaf_s0.pt").exists()
