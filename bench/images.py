@@ -2,7 +2,7 @@
 
 Used by the real datasets (``datasets/``), ``predict`` and ``score``; every failure is a
 :class:`bench.contracts.dataset.DatasetError` naming the file. The binarisation rule is described in
-``datasets/_real.py`` ("Masks").
+``datasets/_verify.py`` ("Masks").
 """
 
 from __future__ import annotations

@@ -20,7 +20,10 @@ from bench.config import ConfigError, FolderDataConfig
 from bench.contracts.dataset import DATASETS, DatasetError
 from bench.overrides import command_args
 from bench.sweep import load_config
-from datasets._real import REAL_SPECS, RealSpec, Scan, dataset_folder, load_pair, locate, scan
+from datasets._layouts import RealSpec, dataset_folder, locate
+from datasets._pairing import Scan, scan
+from datasets._real import REAL_SPECS
+from datasets._verify import load_pair
 from datasets.folder import scan_folder
 
 log = logging.getLogger(__name__)

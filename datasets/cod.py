@@ -1,7 +1,7 @@
 """Camouflaged object segmentation: CAMO, COD10K, CHAMELEON (InfoSAM paper, App. C.1).
 
 All three registered datasets train on the COD training set, CAMO train (1000) + COD10K train
-(3040 camouflaged images), with 10 % drawn once as validation (``datasets/_real.py``), and differ in
+(3040 camouflaged images), with 10 % drawn once as validation (``datasets/_splits.py``), and differ in
 the test set: ``camo`` (250), ``cod10k`` (2026 camouflaged test images), ``chameleon`` (76, test only).
 Metrics: S_alpha, adaptive E_phi, weighted F (the SOD toolbox convention, ``bench/metrics.py``).
 
@@ -24,7 +24,8 @@ Folder ``<data.root>/cod`` (or Conv-LoRA's archive name ``camo_sem_seg``) holds 
 from __future__ import annotations
 
 from bench.contracts.dataset import DatasetInfo
-from datasets._real import Folder, Layout, RealSpec, Source, convlora_csv, register_real
+from datasets._layouts import Folder, Layout, RealSpec, Source, convlora_csv
+from datasets._real import register_real
 
 _INFO = DatasetInfo(family="camouflage", metrics=("sm", "em_adp", "wfm"))
 _SOURCE = (

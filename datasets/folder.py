@@ -5,7 +5,7 @@ image of the same stem, plus ``mask_suffix``), or a CSV of ``image,label`` pairs
 paths relative to the CSV, as the Conv-LoRA archives). Splits: optional files of sample names (file
 stems, one a line: ``train_list``, ``val_list``, ``test_list``, relative to ``DIR``); without
 ``test_list`` the first ``test_fraction`` of the samples in the fixed split order of
-``datasets/_real.py`` is the test split, and ``val_fraction`` of the training pool is drawn as
+``datasets/_splits.py`` is the test split, and ``val_fraction`` of the training pool is drawn as
 validation. ``metrics`` (keys of ``bench/metrics.py``), ``eval_prompt`` and ``epochs`` set the protocol.
 Every rule of the real datasets applies (pairing, binary masks, sizes, verification before a run);
 ``prepare dataset=folder data.folder.root=DIR`` checks a copy.
@@ -18,20 +18,10 @@ from pathlib import Path
 
 from bench.config import ConfigError, DataConfig, FolderDataConfig
 from bench.contracts.dataset import SPLITS, DatasetError, DatasetInfo, Sample, SegmentationDataset, register_dataset
-from datasets._real import (
-    Csv,
-    Folder,
-    Layout,
-    Pair,
-    RealSpec,
-    Scan,
-    _pairs,
-    _raise_problems,
-    _verify_once,
-    draw_validation,
-    load_pair,
-    split_order,
-)
+from datasets._layouts import Csv, Folder, Layout, RealSpec
+from datasets._pairing import Pair, Scan, _pairs, _raise_problems
+from datasets._splits import draw_validation, split_order
+from datasets._verify import _verify_once, load_pair
 
 NAME = "folder"
 DEFAULT_INFO = DatasetInfo(family="folder", metrics=("iou", "dice"))

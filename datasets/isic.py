@@ -16,7 +16,8 @@ Folder ``<data.root>/isic2017`` holds one of:
 from __future__ import annotations
 
 from bench.contracts.dataset import DatasetInfo
-from datasets._real import Folder, Layout, RealSpec, convlora_csv, register_real
+from datasets._layouts import Folder, Layout, RealSpec, convlora_csv
+from datasets._real import register_real
 
 
 def _part(data: str, truth: str) -> Folder:

@@ -1,6 +1,6 @@
 """Leaf disease segmentation (Rath, 2023, Kaggle; InfoSAM paper, App. C.3).
 
-Registered as ``leaf``: 498 training images (20 % drawn once as validation, ``datasets/_real.py``)
+Registered as ``leaf``: 498 training images (20 % drawn once as validation, ``datasets/_splits.py``)
 and 90 test images; the mask is the diseased area. Reported metrics: IoU and Dice.
 
 Folder ``<data.root>/leaf`` (or Conv-LoRA's archive name ``leaf_disease_segmentation``) holds one of:
@@ -15,7 +15,8 @@ Folder ``<data.root>/leaf`` (or Conv-LoRA's archive name ``leaf_disease_segmenta
 from __future__ import annotations
 
 from bench.contracts.dataset import DatasetInfo
-from datasets._real import Folder, Layout, RealSpec, convlora_csv, register_real
+from datasets._layouts import Folder, Layout, RealSpec, convlora_csv
+from datasets._real import register_real
 
 LEAF = RealSpec(
     name="leaf",

@@ -1,7 +1,7 @@
 """Polyp segmentation: Kvasir-SEG and CVC-ClinicDB with the PraNet split (InfoSAM paper, App. C.2).
 
 Both registered datasets train on the PraNet training set (Fan et al., 2020, "PraNet"): 900 Kvasir-SEG
-+ 550 CVC-ClinicDB images, of which 20 % are drawn once as validation (``datasets/_real.py``) - the
++ 550 CVC-ClinicDB images, of which 20 % are drawn once as validation (``datasets/_splits.py``) - the
 paper's "20 % of the training set is randomly selected as a validation set". They differ in the test
 set: ``kvasir`` tests on PraNet's 100 Kvasir images, ``cvc_clinicdb`` on its 62 CVC-ClinicDB images
 (InfoSAM's ``config/*/InfoSAM_b_kvasir.sh`` trains on ``train.csv`` and tests on ``test_Kvasir.csv``
@@ -17,14 +17,15 @@ Folder ``<data.root>/polyp`` (or ``polyp`` archive name as is) holds one of:
   ``CVC-ClinicDB/Original`` + ``Ground Truth`` (TIFF; ``PNG/Original`` + ``PNG/Ground Truth`` also
   accepted). **Deviation:** the PraNet test lists are not part of these releases, so 10 % of each
   dataset (``ceil``: 100 of 1000, 62 of 612, as PraNet) is held out by the fixed split order of
-  ``datasets/_real.py``; these are not PraNet's test images, and numbers are not comparable with
+  ``datasets/_splits.py``; these are not PraNet's test images, and numbers are not comparable with
   the paper's. Use the PraNet or CSV layout to reproduce the paper.
 """
 
 from __future__ import annotations
 
 from bench.contracts.dataset import DatasetInfo
-from datasets._real import Folder, Layout, RealSpec, convlora_csv, register_real
+from datasets._layouts import Folder, Layout, RealSpec, convlora_csv
+from datasets._real import register_real
 
 _INFO = DatasetInfo(family="polyp", metrics=("sm", "em_adp", "wfm"))
 _FOLDERS = ("polyp",)

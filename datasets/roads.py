@@ -16,7 +16,8 @@ Folder ``<data.root>/massachusetts_roads`` (or Conv-LoRA's archive name ``road_s
 from __future__ import annotations
 
 from bench.contracts.dataset import DatasetInfo
-from datasets._real import Folder, Layout, RealSpec, convlora_csv, register_real
+from datasets._layouts import Folder, Layout, RealSpec, convlora_csv
+from datasets._real import register_real
 
 
 def _tiles(split: str) -> Folder:

@@ -15,7 +15,8 @@ Folder ``<data.root>/sbu`` (or Conv-LoRA's archive name ``SBU-shadow``) holds on
 from __future__ import annotations
 
 from bench.contracts.dataset import DatasetInfo
-from datasets._real import Folder, Layout, RealSpec, convlora_csv, register_real
+from datasets._layouts import Folder, Layout, RealSpec, convlora_csv
+from datasets._real import register_real
 
 SBU = RealSpec(
     name="sbu",

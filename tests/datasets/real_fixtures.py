@@ -135,7 +135,7 @@ def polyp_csv(root: Path) -> dict[str, Expect]:
 
 
 def polyp_public(root: Path) -> dict[str, Expect]:
-    from datasets._real import split_order
+    from datasets._splits import split_order
 
     base = root / "polyp"
     kv, cvc = names("cju", 10), [str(i) for i in range(1, 12)]

@@ -84,7 +84,7 @@ def test_folder_dataset_runs_in_a_sweep(tmp_path):
 
 
 def test_partial_real_layout_says_what_was_found_and_what_is_missing(tmp_path):
-    from datasets._real import locate
+    from datasets._layouts import locate
     from datasets.polyp import KVASIR
 
     base = tmp_path / "polyp"

@@ -22,7 +22,8 @@ from bench.metrics import boundary_f1
 from bench.runner import execute_run
 from bench.sweep import load_config, run_configs
 from datasets._prepare import check_copy, dataset_status
-from datasets._real import REAL_SPECS, draw_validation, split_order
+from datasets._real import REAL_SPECS
+from datasets._splits import draw_validation, split_order
 from tests.datasets.real_fixtures import FIXTURES, cases, expected_mask, sample_colour, write_image, write_mask
 
 CASES = cases()
