@@ -17,7 +17,7 @@ from bench.config import ConfigError, row_label
 from bench.discovery import dataset_tools
 from bench.logs import setup_logging
 from bench.registry import UnknownNameError
-from bench.sweep import available_sweeps, load_config, run_configs
+from bench.sweep import available_sweeps, load_config, run_configs, run_count
 
 log = logging.getLogger("samfit")
 
@@ -121,7 +121,7 @@ def cmd_list(args: list[str]) -> str:
     ]
     for name in available_sweeps():
         try:
-            count = f"{len(run_configs(load_config([f'sweep={name}']))):>4} runs"
+            count = f"{run_count(load_config([f'sweep={name}'])):>4} runs"
         except ConfigError as err:  # one broken sweep file must not hide the others
             count = f"BROKEN: {err}"
         lines.append(f"  {name:<16} {count}")

@@ -329,3 +329,11 @@ def test_unknown_method_names_the_bad_part_and_its_choices(name, message):
 
     with pytest.raises(ConfigError, match=message):
         resolve_method(name)
+
+
+@pytest.mark.parametrize("name", ["demo", "table5", "lambda_grid", "table11"])
+def test_run_count_is_the_number_of_runs_the_sweep_expands_to(name):
+    from bench.sweep import run_count
+
+    cfg = load_config([f"sweep={name}"])
+    assert run_count(cfg) == len(run_configs(cfg)) > 1
