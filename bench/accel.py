@@ -70,6 +70,13 @@ def autocast_for(device: torch.device, precision: str) -> AbstractContextManager
     return nullcontext()
 
 
+def compute_tag(device: torch.device, precision: str, channels_last: bool) -> str:
+    """How encoder states are computed, e.g. ``cpu-fp32-cl``: device type, bf16 autocast or fp32, and
+    channels-last; the encoder cache keys its entries by it (other kernels give other floats)."""
+    dtype = "fp32" if isinstance(autocast_for(device, precision), nullcontext) else "bf16"
+    return f"{device.type}-{dtype}{'-cl' if channels_last else ''}"
+
+
 def images_to(images: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     """A (B, 3, S, S) image batch on ``device``, channels-last when asked (asynchronous copy from pinned
     memory on a GPU)."""

@@ -3,8 +3,10 @@
 A frozen teacher, or the frozen prefix of a student's encoder, sees the same preprocessed image
 every epoch, so its output is computed once and reused: by every epoch, every seed and every method
 that uses the same backbone weights. Entries are keyed by the backbone (name, input size, weights
-digest), the number of encoder steps run, and a digest of the preprocessed image itself, so any
-change of image, preprocessing or weights misses the cache instead of reading stale features.
+digest), how the states were computed (device type, bf16 autocast or fp32, channels-last: other kernels
+give other floats), the number of encoder steps run, and a digest of the preprocessed image itself, so
+any change of image, preprocessing, weights or arithmetic misses the cache instead of reading stale
+features.
 
 Values are rounded to the cache dtype (``data.cache_dtype``: fp16 by default, fp32 stores the exact
 float32 states) *before* they are used, whether they were just computed or read back, so a run gives
@@ -26,7 +28,7 @@ from bench.fileio import atomic_save_npy
 
 log = logging.getLogger(__name__)
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: the compute tag is part of the key (v1 entries may hold bf16-computed states)
 DTYPES = {"fp16": torch.float16, "fp32": torch.float32}  # data.cache_dtype
 
 
@@ -47,10 +49,17 @@ class EncoderCache:
         stop: Number of leading encoder steps cached; ``len(backbone.encoder_steps())`` caches the
             final image embedding.
         blocks: Block indices inside the cached prefix whose outputs are cached as well.
+        compute: How the states are computed (:func:`bench.accel.compute_tag`, e.g. ``cpu-fp32-cl``).
     """
 
     def __init__(
-        self, root: str | Path, backbone: Backbone, stop: int, blocks: tuple[int, ...] = (), dtype: str = "fp16"
+        self,
+        root: str | Path,
+        backbone: Backbone,
+        stop: int,
+        blocks: tuple[int, ...] = (),
+        dtype: str = "fp16",
+        compute: str = "cpu-fp32",
     ) -> None:
         if dtype not in DTYPES:
             raise ValueError(f"unknown cache dtype {dtype!r}; valid: {', '.join(DTYPES)}")
@@ -59,7 +68,7 @@ class EncoderCache:
         self.blocks = tuple(sorted(blocks))
         self.dtype = DTYPES[dtype]
         suffix = "" if dtype == "fp16" else f"-{dtype}"
-        tag = f"{backbone.name}-{backbone.img_size}px-{backbone.weights_id}-v{CACHE_VERSION}{suffix}"
+        tag = f"{backbone.name}-{backbone.img_size}px-{backbone.weights_id}-v{CACHE_VERSION}-{compute}{suffix}"
         self.dir = Path(root) / "encoder" / tag / f"step{stop}"
         self.hits = 0
         self.misses = 0

@@ -25,10 +25,16 @@ class CachedEncoder:
         cache_root: ``data.cache_dir``; None disables caching.
         blocks: Block indices whose outputs are requested.
         dtype: Cache dtype, ``"fp16"`` or ``"fp32"`` (``data.cache_dtype``).
+        compute: How the states are computed (:func:`bench.accel.compute_tag`), part of the cache key.
     """
 
     def __init__(
-        self, backbone: Backbone, cache_root: Optional[str], blocks: tuple[int, ...] = (), dtype: str = "fp16"
+        self,
+        backbone: Backbone,
+        cache_root: Optional[str],
+        blocks: tuple[int, ...] = (),
+        dtype: str = "fp16",
+        compute: str = "cpu-fp32",
     ) -> None:
         self.backbone = backbone
         self.blocks = tuple(sorted(set(blocks)))
@@ -41,7 +47,7 @@ class CachedEncoder:
         cached = tuple(s.block for s in steps[: self.stop] if s.block is not None and s.block in self.blocks)
         if INPUT_EMBEDDING in self.blocks and any(s.block == 0 for s in steps[: self.stop]):
             cached = (INPUT_EMBEDDING, *cached)  # the input of block 0 lies inside the cached prefix
-        self.cache = EncoderCache(cache_root, backbone, self.stop, cached, dtype) if self.stop > 0 else None
+        self.cache = EncoderCache(cache_root, backbone, self.stop, cached, dtype, compute) if self.stop > 0 else None
         log.info("%s: %d of %d encoder steps served from the cache", backbone.name, self.stop, len(steps))
 
     def __call__(self, images: torch.Tensor) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:

@@ -13,7 +13,7 @@ from typing import Any
 import torch
 
 from bench import distributed
-from bench.accel import channels_last_convs, compile_backbone, pick_device
+from bench.accel import channels_last_convs, compile_backbone, compute_tag, pick_device
 from bench.backbones import Backbone, build_backbone
 from bench.config import BackboneConfig, ConfigError, RunConfig
 from bench.contracts.dataset import DATASETS
@@ -82,6 +82,7 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
     parts = TrainParts(student=_place(student, run, device), student_encoder=None, peft=peft)  # type: ignore[arg-type]
     cls = spec.distiller_cls
     cache_root = run.data.cache_dir if run.data.encoder_cache else None
+    compute = compute_tag(device, run.train.precision, run.train.channels_last)  # part of the cache key
     student_blocks = set(peft.feature_blocks(student))
     if cls is not None:
         teacher = build_backbone(teacher_config(run))
@@ -101,10 +102,10 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
         parts.distiller = cls(distill_options, context).to(device)
         parts.teacher = teacher
         parts.teacher_encoder = CachedEncoder(
-            teacher, cache_root, tuple(parts.distiller.teacher_blocks), run.data.cache_dtype
+            teacher, cache_root, tuple(parts.distiller.teacher_blocks), run.data.cache_dtype, compute
         )
         student_blocks |= set(parts.distiller.student_blocks)
-    parts.student_encoder = CachedEncoder(student, cache_root, tuple(student_blocks), run.data.cache_dtype)
+    parts.student_encoder = CachedEncoder(student, cache_root, tuple(student_blocks), run.data.cache_dtype, compute)
     check_accumulation(run.train.grad_accumulation, run.train.batch_size, spec.distiller_cls, run.method)
     if run.train.grad_checkpoint:
         checkpoint_trainable_blocks(student)

@@ -179,6 +179,24 @@ def test_cache_entries_are_the_fp16_frozen_prefix(tmp_path):
     assert other.misses == 2
 
 
+def test_cache_entries_computed_another_way_are_never_read(tmp_path):
+    """States computed under bf16 autocast (or other kernels) are other floats: a fp32 run must miss them."""
+    from bench.accel import compute_tag
+    from bench.backbones import build_backbone
+    from bench.config import BackboneConfig
+
+    cpu = torch.device("cpu")
+    assert compute_tag(cpu, "auto", True) == "cpu-fp32-cl" and compute_tag(cpu, "bf16", False) == "cpu-bf16"
+    backbone = build_backbone(BackboneConfig(name="tiny_sam"))
+    images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        EncoderCache(tmp_path, backbone, stop=2, compute=compute_tag(cpu, "bf16", True))(images)
+    fp32 = EncoderCache(tmp_path, backbone, stop=2, compute=compute_tag(cpu, "auto", True))
+    got, _ = fp32(images)
+    assert (fp32.hits, fp32.misses) == (0, 2)
+    assert torch.equal(got, backbone.encode_prefix(images, 2)[0].detach().half().float())
+
+
 @pytest.mark.numerics
 def test_cached_block_outputs_equal_the_live_ones_and_share_the_state(tmp_path):
     from bench.backbones import build_backbone
