@@ -33,8 +33,9 @@ def _slow_env(tmp_path: Path) -> dict[str, str]:
     return env
 
 
-def test_ctrl_c_on_run_is_one_line_exit_130_and_leaves_the_run_resumable(tmp_path):
-    args = sweep_args(tmp_path, *LONG)
+def _start_run(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, RunDir]:
+    """``run_benchmark.py run`` of the slowed LONG sweep in a child process, and the directory of its run."""
+    args = sweep_args(tmp_path, *LONG, *extra)
     rd = RunDir(sweep(tmp_path, *LONG).runs_dir, run_configs(sweep(tmp_path, *LONG))[0])
     child = subprocess.Popen(
         [sys.executable, str(REPO / "run_benchmark.py"), "run", *args],
@@ -43,6 +44,11 @@ def test_ctrl_c_on_run_is_one_line_exit_130_and_leaves_the_run_resumable(tmp_pat
         stderr=subprocess.PIPE,
         text=True,
     )
+    return child, rd
+
+
+def test_ctrl_c_on_run_is_one_line_exit_130_and_leaves_the_run_resumable(tmp_path):
+    child, rd = _start_run(tmp_path)
     try:
         _wait_for(lambda: _progress(rd).get("epoch") == 2, what="epoch 2")
         child.send_signal(signal.SIGINT)
@@ -120,15 +126,7 @@ def _alive(pid: int) -> bool:
 
 
 def test_sigterm_of_a_local_launch_stops_its_jobs_and_exits_143(tmp_path):
-    args = sweep_args(tmp_path, *LONG, "launcher.name=local", "launcher.timeout_min=10")
-    rd = RunDir(sweep(tmp_path, *LONG).runs_dir, run_configs(sweep(tmp_path, *LONG))[0])
-    child = subprocess.Popen(
-        [sys.executable, str(REPO / "run_benchmark.py"), "run", *args],
-        env=_slow_env(tmp_path),
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    child, rd = _start_run(tmp_path, "launcher.name=local", "launcher.timeout_min=10")
     try:
         _wait_for(lambda: bool(_progress(rd)), what="the job's first logged step")
         jobs = _descendants(child.pid)
