@@ -207,7 +207,8 @@ class ReportConfig:
     # "reported" = each run's reported checkpoint (eval.select); "best_of_last" = the best of the last epochs
     # on the test set, kept by runs with eval.select=test_last (the public InfoSAM scripts allow that choice)
     checkpoint: str = "reported"
-    # where report files go: None = <runs_dir>/_reports; "" = print only, write nothing (read-only runs)
+    # where report files go: None (or "") = <runs_dir>/_reports; a directory; "-" = print only, write nothing
+    # (a read-only runs dir, e.g. a colleague's results)
     out_dir: Optional[str] = None
     # the row every other row is Welch-t-tested against: a row label, or {row label: its reference} for tables
     # whose rows pair up (Table 5: each distiller with and without the relation module); None = zero_shot

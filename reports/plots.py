@@ -20,26 +20,10 @@ from typing import Sequence
 import numpy as np
 
 from .aggregate import MISSING
+from .figfiles import pyplot as _pyplot
+from .figfiles import save_figure
 
 log = logging.getLogger(__name__)
-
-
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _save(fig, stem: Path) -> list[Path]:
-    paths = [stem.with_suffix(".png"), stem.with_suffix(".pdf")]
-    fig.savefig(paths[0], dpi=120, bbox_inches="tight")
-    fig.savefig(paths[1], bbox_inches="tight")
-    _pyplot().close(fig)
-    log.info("figure written to %s.{png,pdf}", stem)
-    return paths
 
 
 def _axis_name(key: str) -> str:
@@ -94,7 +78,7 @@ def grid_heatmap(
         ax.set_ylabel(_axis_name(keys[0]))
         ax.set_title(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, stem)
+    return save_figure(fig, stem, dpi=120)
 
 
 def bf1_curves(stem: Path, curves: dict[str, dict[str, list[np.ndarray]]], tolerances: Sequence[int]) -> list[Path]:
@@ -114,7 +98,7 @@ def bf1_curves(stem: Path, curves: dict[str, dict[str, list[np.ndarray]]], toler
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     fig.tight_layout()
-    return _save(fig, stem)
+    return save_figure(fig, stem, dpi=120)
 
 
 def relation_map_figure(stem: Path, title: str, epochs: dict[int, dict[str, np.ndarray]], image: int = 0) -> list[Path]:
@@ -141,4 +125,4 @@ def relation_map_figure(stem: Path, title: str, epochs: dict[int, dict[str, np.n
         axes[0][j].set_title(f"epoch {epoch}")
     fig.suptitle(title, fontsize=9)
     fig.tight_layout()
-    return _save(fig, stem)
+    return save_figure(fig, stem, dpi=120)
