@@ -30,7 +30,8 @@ class PeftMethod:
 
     Class attributes:
         Options: dataclass of the method's options (validated in ``__post_init__``).
-        train_decoder: Whether the whole mask decoder is trained (most methods, as in InfoSAM's code).
+        train_decoder: Whether the mask decoder is trained (most methods, as in InfoSAM's code), but for the
+            parts no loss reads (:func:`unused_decoder_modules`).
         identity_at_init: Whether the wrapped model reproduces the pretrained outputs before training
             (checked by the contract tests).
         unsupported: Backbone families (``Backbone.family``: ``"sam"``, ``"sam2"``, ``"tinyvit"``) the

@@ -34,7 +34,8 @@ SAM ViT and TinyViT blocks nothing changes (``q_pool`` absent, ``dim == dim_out`
 
 ``zero_init=True`` (default) zero-initialises W_up so the wrapped model equals the pretrained one at
 step 0; the public code keeps PyTorch's default init (``zero_init=false`` reproduces it). Trained:
-the adapters, the LayerNorms of adapted blocks (``--unfrozen_norm``) and the whole mask decoder.
+the adapters, the LayerNorms of adapted blocks (``--unfrozen_norm``) and the mask decoder (but the parts no
+loss reads: :func:`bench.contracts.peft.unused_decoder_modules`).
 """
 
 from __future__ import annotations

@@ -18,7 +18,8 @@ MuyaoYuan/InfoSAM ``ec8f9ab``) and Conv-LoRA's LoRA baseline (autogluon ``LoRALi
 default stays ``heads``, the paper's description.
 
 ``h = qkv(x) + (α/r)·ΔW x``. A: Kaiming-uniform (a=√5, as ``peft``), B: zeros → identity at init.
-Trains the LoRA matrices and the whole mask decoder (InfoSAM ``--tuning_decoder``).
+Trains the LoRA matrices and the mask decoder (InfoSAM ``--tuning_decoder``; the decoder parts no loss
+reads stay frozen, :func:`bench.contracts.peft.unused_decoder_modules`).
 """
 
 from __future__ import annotations
