@@ -19,12 +19,13 @@ import urllib.request
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Optional
+from typing import Callable, Optional
 
 from tqdm import tqdm
 
 from bench.config import ConfigError
-from bench.weights import WEIGHTS, default_path, weights_for
+from bench.fileio import atomic_write
+from bench.weights import WEIGHTS, check_file, default_path, weights_for
 
 log = logging.getLogger(__name__)
 
@@ -46,14 +47,24 @@ class Fetched:
     sha256: str
     size: int
     verified: bool  # the digest matched a published or given one
+    checks: list[str]  # what else identified the file (size, MD5 prefix, git object id)
 
 
 def sha256_sidecar(path: Path) -> Path:
     return path.with_name(path.name + ".sha256")
 
 
-def fetch(url: str, dest: Path, sha256: Optional[str] = None, desc: str = "") -> Fetched:
-    """Download ``url`` to ``dest`` (see the module docstring); DownloadError on any failure."""
+def fetch(
+    url: str,
+    dest: Path,
+    sha256: Optional[str] = None,
+    desc: str = "",
+    verify: Optional[Callable[[Path], list[str]]] = None,
+) -> Fetched:
+    """Download ``url`` to ``dest`` (see the module docstring); DownloadError on any failure.
+
+    ``verify`` checks the complete temporary file before the rename (ValueError = not the expected file)
+    and returns the checks that passed."""
     want = sha256.lower() if sha256 else None
     if want is not None and not re.fullmatch(r"[0-9a-f]{64}", want):
         raise ConfigError(f"sha256={sha256!r} is not a 64-digit hex SHA-256 digest")
@@ -92,34 +103,59 @@ def fetch(url: str, dest: Path, sha256: Optional[str] = None, desc: str = "") ->
         got = digest.hexdigest()
         if want is not None and got != want:
             raise DownloadError(f"{url}: SHA-256 mismatch (expected {want}, got {got}); nothing was kept")
+        checks = []
+        if verify is not None:
+            try:
+                checks = verify(tmp)
+            except ValueError as err:
+                raise DownloadError(
+                    f"{url} is not the published {dest.name}: {err}; nothing was kept"
+                    " (sha256=HEX accepts a file you trust)"
+                ) from None
         os.replace(tmp, dest)
     finally:
         tmp.unlink(missing_ok=True)
-    sha256_sidecar(dest).write_text(f"{got}  {dest.name}\n")
-    return Fetched(dest, got, received, verified=want is not None)
+    atomic_write(sha256_sidecar(dest), f"{got}  {dest.name}\n".encode())
+    return Fetched(dest, got, received, verified=want is not None, checks=checks)
 
 
 def _verified_text(result: Fetched, what: str) -> str:
+    sidecar = sha256_sidecar(result.path).name
     if result.verified:
         check = "SHA-256 verified"
+    elif result.checks:
+        check = f"verified: {', '.join(result.checks)}; no published SHA-256, recorded in {sidecar}"
     else:
-        check = f"not verified: {what} has no published hash; recorded in {sha256_sidecar(result.path).name}"
+        check = f"not verified: {what} has no published hash; recorded in {sidecar}"
     return f"{result.path}\n  {result.size} bytes, sha256 {result.sha256} ({check})"
 
 
 def download_backbone(name: str, checkpoints_dir: str, url: Optional[str] = None, sha256: Optional[str] = None) -> str:
-    """Fetch the official checkpoint of ``name`` into ``checkpoints_dir``; returns the report text."""
+    """Fetch the official checkpoint of ``name`` into ``checkpoints_dir``; returns the report text.
+
+    A given ``sha256`` is the one check; otherwise what identifies the published file (size, the MD5 prefix
+    of SAM's file names, MobileSAM's git object id: :func:`bench.weights.check_file`), whatever the URL."""
     entry = weights_for(name)
     dest = default_path(name, checkpoints_dir)
-    known = sha256 or (entry.sha256 if url in (None, entry.url) else None)
+    known = sha256 or entry.sha256
+
+    def verify(path: Path) -> list[str]:
+        return [] if sha256 else check_file(entry, path)
+
     if dest.is_file():
         from bench.backbones._base import sha256_file
 
         got = sha256_file(dest)
         if known and got != known.lower():
             raise DownloadError(f"{dest} exists but its SHA-256 is {got}, not {known}: delete it and download again")
-        return f"{dest}\n  already present, sha256 {got}"
-    result = fetch(url or entry.url, dest, known, desc=entry.file)
+        try:
+            checks = verify(dest)
+        except ValueError as err:
+            raise DownloadError(
+                f"{dest} exists but is not the published file: {err}; delete it and download again"
+            ) from None
+        return f"{dest}\n  already present, sha256 {got}" + (f" ({', '.join(checks)})" if checks else "")
+    result = fetch(url or entry.url, dest, known, desc=entry.file, verify=verify)
     return _verified_text(result, entry.file)
 
 

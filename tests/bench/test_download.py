@@ -3,9 +3,11 @@ full-size backbone without weights."""
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import http.server
 import io
+import subprocess
 import threading
 import zipfile
 from pathlib import Path
@@ -121,15 +123,72 @@ def test_download_command_puts_the_checkpoint_where_the_backbone_finds_it(server
     assert resolve_checkpoint(BackboneConfig(name="sam_vit_b", checkpoints_dir=str(tmp_path))) == str(target)
     # a second call finds the file and does not download again
     del files["/sam.pth"]
-    assert "already present" in download_backbone("sam_vit_b", str(tmp_path), f"{base}/sam.pth")
+    assert "already present" in download_backbone("sam_vit_b", str(tmp_path), f"{base}/sam.pth", digest)
+    # without sha256= the file is checked against the published one: a 2-kB test model is not it
+    with pytest.raises(DownloadError, match="not the published file: .* bytes, the published file has 375042383"):
+        download_backbone("sam_vit_b", str(tmp_path))
 
 
-def test_download_without_a_published_hash_says_it_is_unverified(server, tmp_path):
+def _published(monkeypatch, name: str, **identity) -> None:
+    """Make the table entry of ``name`` describe a test payload (the real entries describe GB files)."""
+    fields = {"size": None, "md5_prefix": None, "git_blob_sha1": None, **identity}
+    monkeypatch.setitem(WEIGHTS, name, dataclasses.replace(WEIGHTS[name], **fields))
+
+
+def test_download_checks_size_and_the_md5_prefix_of_sams_file_names(server, tmp_path, monkeypatch):
+    base, files = server
+    files["/s.pth"] = PAYLOAD
+    md5 = hashlib.md5(PAYLOAD).hexdigest()
+    _published(monkeypatch, "sam_vit_b", size=len(PAYLOAD), md5_prefix=md5[:6])
+    text = download_backbone("sam_vit_b", str(tmp_path), url=f"{base}/s.pth")
+    assert f"verified: size {len(PAYLOAD)} B, MD5 prefix {md5[:6]}" in text
+    assert hashlib.sha256(PAYLOAD).hexdigest() in text and (tmp_path / "sam_vit_b_01ec64.pth.sha256").is_file()
+    for wrong, message in (
+        ({"size": len(PAYLOAD) + 1}, "bytes, the published file has"),
+        (
+            {"size": len(PAYLOAD), "md5_prefix": "ffffff" if md5[:6] != "ffffff" else "000000"},
+            "does not start with",
+        ),
+    ):
+        folder = tmp_path / message.split()[0]
+        _published(monkeypatch, "sam_vit_b", **wrong)
+        with pytest.raises(DownloadError, match=f"is not the published sam_vit_b_01ec64.pth: .*{message}"):
+            download_backbone("sam_vit_b", str(folder), url=f"{base}/s.pth")
+        assert _leftovers(folder) == []
+
+
+def test_mobilesam_is_checked_against_the_repositorys_git_object_id(server, tmp_path, monkeypatch):
+    """The id is computed here by git itself (``git hash-object``), independently of check_file."""
     base, files = server
     files["/m.pt"] = PAYLOAD
+    (tmp_path / "payload").write_bytes(PAYLOAD)
+    blob = subprocess.run(["git", "hash-object", str(tmp_path / "payload")], capture_output=True, text=True, check=True)
+    _published(monkeypatch, "mobilesam", git_blob_sha1=blob.stdout.strip())
+    text = download_backbone("mobilesam", str(tmp_path / "ok"), url=f"{base}/m.pt")
+    assert f"git object id {blob.stdout.strip()[:12]}" in text
+    files["/other.pt"] = PAYLOAD[::-1]
+    with pytest.raises(DownloadError, match="git object id .*, the repository's is"):
+        download_backbone("mobilesam", str(tmp_path / "bad"), url=f"{base}/other.pt")
+    assert _leftovers(tmp_path / "bad") == []
+    # sha256= replaces the published checks: a file you trust is accepted
+    good = hashlib.sha256(PAYLOAD[::-1]).hexdigest()
+    assert "SHA-256 verified" in download_backbone("mobilesam", str(tmp_path / "bad"), f"{base}/other.pt", good)
+
+
+def test_download_with_nothing_published_says_it_is_unverified(server, tmp_path, monkeypatch):
+    base, files = server
+    files["/m.pt"] = PAYLOAD
+    _published(monkeypatch, "mobilesam", git_blob_sha1=None)
     text = download_backbone("mobilesam", str(tmp_path), url=f"{base}/m.pt")
     assert "not verified" in text and hashlib.sha256(PAYLOAD).hexdigest() in text
     assert (tmp_path / "mobile_sam.pt.sha256").is_file()
+
+
+def test_the_weights_table_has_a_size_or_an_object_id_for_every_official_file():
+    for entry in WEIGHTS.values():
+        assert entry.size or entry.git_blob_sha1, entry.backbone
+        if entry.md5_prefix:  # SAM: the name's last six hex digits are the MD5 prefix
+            assert entry.file.endswith(f"_{entry.md5_prefix}.pth")
 
 
 def test_dataset_archive_is_downloaded_extracted_and_prepared(server, tmp_path):
