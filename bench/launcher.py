@@ -10,10 +10,12 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import signal
+import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -267,6 +269,25 @@ def job_failure(err: Exception, job: Any) -> str:
     return text.splitlines()[-1] if text else repr(err)
 
 
+@contextlib.contextmanager
+def _child_stderr(path: Path):
+    """Point this process's stderr (fd 2) at ``path`` while a job is submitted, so the job controller that
+    submitit forks inherits the file instead of the terminal. Stopped by Ctrl-C or by a cancel (SIGINT),
+    that controller prints a KeyboardInterrupt traceback of its own; it belongs in its log, not on the
+    user's terminal under our one-line summary. The task processes write their own log files anyway."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    sys.stderr.flush()
+    saved = os.dup(2)
+    try:
+        with path.open("ab") as log_file:
+            os.dup2(log_file.fileno(), 2)
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+
+
 def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
     # job processes unpickle bench.* by name: make the repository importable from any working directory
     paths = [str(REPO_ROOT)] + [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
@@ -280,13 +301,14 @@ def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
         while queue or running:
             while queue and len(running) < cfg.launcher.max_parallel:
                 group = queue.pop(0)
-                job = executor.submit(
-                    RunJob(),
-                    [to_dict(r) for r in group],
-                    cfg.runs_dir,
-                    cfg.launcher.threads_per_job,
-                    cfg.launcher.gpus_per_run,
-                )
+                with _child_stderr(Path(executor.folder) / "controllers.err"):
+                    job = executor.submit(
+                        RunJob(),
+                        [to_dict(r) for r in group],
+                        cfg.runs_dir,
+                        cfg.launcher.threads_per_job,
+                        cfg.launcher.gpus_per_run,
+                    )
                 running.append((group, [RunDir(cfg.runs_dir, r) for r in group], job))
             time.sleep(1.0)
             for entry in list(running):

@@ -202,12 +202,29 @@ def run_configs(cfg: BenchConfig) -> list[RunConfig]:
                     assert isinstance(obj, RunConfig)
                     check_values(obj)  # a grid point or a row's overrides may set a value out of range
                     runs.append(obj)
-    return runs
+    return _unique_runs(runs)
+
+
+def _unique_runs(runs: list[RunConfig]) -> list[RunConfig]:
+    """``runs`` without repeats: two spellings of one run (``methods=[adapter, {name: adapter}]``, a grid axis
+    ``train.lr=1e-4,1e-4``) expand to equal configs, i.e. one run directory; it runs and counts once."""
+    seen: set[str] = set()
+    out = []
+    for run in runs:
+        digest = config_digest(to_dict(run))
+        if digest in seen:
+            log.warning("the sweep lists run %s %s s%d %s more than once; it runs once",
+                        run.dataset, run.method, run.seed, run.variant or "")  # fmt: skip
+            continue
+        seen.add(digest)
+        out.append(run)
+    return out
 
 
 def run_count(cfg: BenchConfig) -> int:
     """``len(run_configs(cfg))`` without building the runs (methods × datasets × seeds × grid points): what
-    ``list`` shows for every sweep; building them all takes OmegaConf ~40 ms a run."""
+    ``list`` shows for every sweep; building them all takes OmegaConf ~40 ms a run. Repeats that only the
+    built configs reveal (two spellings of one row) are counted here and run once."""
     return len(cfg.methods) * len(cfg.datasets) * len(cfg.seeds) * len(grid_points(cfg))
 
 

@@ -31,6 +31,7 @@ import torch
 from bench.backbones import build_backbone
 from bench.config import BenchConfig
 from bench.contracts.peft import PEFT_METHODS, build_peft
+from bench.fileio import atomic_write
 from bench.protocols import method_defaults
 
 log = logging.getLogger(__name__)
@@ -139,7 +140,7 @@ def write_params(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
     out = Path(out_dir or Path(cfg.runs_dir) / "_reports")
     out.mkdir(parents=True, exist_ok=True)
     stem = out / f"params_{cfg.backbone.name}"
-    frame.to_csv(f"{stem}.csv", float_format="%.4f")
+    atomic_write(Path(f"{stem}.csv"), frame.to_csv(float_format="%.4f").encode())
     shown = frame.rename(columns=HEADERS).rename_axis(None)
     name = cfg.backbone.name.replace("_", "\\_")
     latex = (
@@ -152,7 +153,7 @@ def write_params(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
             caption=f"Trained parameters on {name} ({frame.attrs['total_M']:.1f}M parameters).",
         )
     )
-    Path(f"{stem}.tex").write_text(latex)
+    atomic_write(Path(f"{stem}.tex"), latex.encode())
     text = shown.to_string(float_format=lambda v: f"{v:.3f}", na_rep="-")
     published = f"; published counts: {frame.attrs['source']}" if frame.attrs["source"] else ""
     source = f"options of protocol {cfg.protocol}{published}\n"

@@ -12,6 +12,7 @@ the runs themselves. Returns the Markdown (printed by the CLI).
 
 from __future__ import annotations
 
+import errno
 import logging
 from pathlib import Path
 from typing import Optional
@@ -35,6 +36,9 @@ from .qualitative import write_qualitative
 from .table import build_table, long_table
 
 log = logging.getLogger(__name__)
+
+# a folder we may read but not write: permissions (EACCES, EPERM: chattr +i) or a read-only file system
+READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
 def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
@@ -92,7 +96,9 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
             out / f"{cfg.sweep}.html", cfg.sweep, title.splitlines()[0].lstrip("# "), view, table,
             render.notes(table), notes, figures, wins, statuses, records,
         )  # fmt: skip
-    except PermissionError as err:  # a colleague's read-only runs: the table is still printed
+    except OSError as err:  # a colleague's read-only runs (permissions, a read-only mount): still printed
+        if err.errno not in READ_ONLY_ERRNOS:
+            raise
         log.warning(
             "cannot write the report into %s (%s); printed only; report.out_dir=DIR writes it elsewhere",
             out,

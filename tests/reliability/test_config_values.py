@@ -73,6 +73,19 @@ def test_duplicate_methods_datasets_seeds_run_once(caplog):
     assert "methods lists 'adapter' more than once; it runs once" in caplog.text
 
 
+@pytest.mark.parametrize(
+    "overrides",
+    [["methods=[adapter,{name: adapter}]"], ["methods=[adapter]", "train.lr=1e-4,1e-4"]],
+    ids=["a_row_as_name_and_as_mapping", "a_repeated_grid_value"],
+)
+def test_two_spellings_of_one_run_run_once(overrides, caplog, tmp_path):
+    args = ["sweep=smoke", "datasets=[synth_polyp]", "seeds=[0]", f"runs_dir={tmp_path}", *overrides]
+    with caplog.at_level(logging.WARNING):
+        runs = run_configs(load_config(args))
+    assert len(runs) == 1
+    assert "more than once; it runs once" in caplog.text
+
+
 @pytest.fixture
 def sweeps_copy(tmp_path, monkeypatch):
     folder = tmp_path / "sweeps"

@@ -18,6 +18,7 @@ import torch
 
 import bench.fileio
 import bench.inputs
+import reports.report
 from bench.backbones import build_backbone
 from bench.cli import cmd_status, main
 from bench.config import BackboneConfig, config_digest, to_dict
@@ -122,13 +123,26 @@ def _reference(tmp_path):
     return run, record["metrics"], RunDir(cfg.runs_dir, run).checkpoint.read_bytes()
 
 
-@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "wrong_keys", "wrong_tensors"])
+class _Exploit:
+    """Unpickled with ``weights_only=False`` it would run ``os.mkdir(marker)``: code in a checkpoint."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return os.mkdir, (str(self.marker),)
+
+
+@pytest.mark.parametrize("damage", ["truncated", "garbage", "empty", "wrong_keys", "wrong_tensors", "pickled_code"])
 def test_a_damaged_checkpoint_is_moved_aside_and_the_run_restarts(tmp_path, caplog, damage):
     run, metrics, good = _reference(tmp_path)
     cfg = sweep(tmp_path)
     rd = RunDir(cfg.runs_dir, run)
     rd.path.mkdir(parents=True)
-    if damage == "truncated":
+    marker = tmp_path / "code_ran"
+    if damage == "pickled_code":  # loaded with weights_only=True: refused as damaged, the code never runs
+        torch.save({"model": _Exploit(marker)}, rd.checkpoint)
+    elif damage == "truncated":
         rd.checkpoint.write_bytes(good[: len(good) // 2])
     elif damage == "garbage":
         rd.checkpoint.write_bytes(os.urandom(4096))
@@ -146,6 +160,7 @@ def test_a_damaged_checkpoint_is_moved_aside_and_the_run_restarts(tmp_path, capl
     assert (rd.path / "checkpoint.pt.corrupt").is_file()
     assert f"{rd.checkpoint} is damaged" in caplog.text and "moved aside to checkpoint.pt.corrupt" in caplog.text
     assert "resumed from" not in rd.log_file.read_text()
+    assert not marker.exists()
 
 
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
@@ -222,7 +237,7 @@ def _read_only(path: Path):
                 p.chmod(mode)
 
 
-def test_report_and_status_on_a_read_only_runs_dir(tmp_path, capsys):
+def test_report_and_status_on_a_read_only_runs_dir(tmp_path, capsys, caplog):
     args = sweep_args(tmp_path, "train.epochs=1")
     cfg = load_config(args)
     execute_run(_only(cfg), cfg.runs_dir)
@@ -233,12 +248,34 @@ def test_report_and_status_on_a_read_only_runs_dir(tmp_path, capsys):
             (runs / "probe").write_text("x")
         assert main(["status", *args]) == 0
         assert capsys.readouterr().out.splitlines()[1].startswith("done")
-        assert main(["report", *args]) == 0  # printed only, with a warning
+        with caplog.at_level(logging.WARNING, logger="reports.report"):
+            assert main(["report", *args]) == 0  # printed only, with a warning
         captured = capsys.readouterr()
         assert "1/1 runs complete" in captured.out
+        assert "cannot write the report into" in caplog.text and "report.out_dir=DIR writes it elsewhere" in caplog.text
         assert main(["report", *args, f"report.out_dir={elsewhere}"]) == 0
+        assert main(["report", *args, "report.out_dir=-"]) == 0  # print only: nothing is written anywhere
+        assert "1/1 runs complete" in capsys.readouterr().out
     assert "1/1 runs complete" in (elsewhere / "smoke.md").read_text()
+    assert {p.suffix for p in elsewhere.iterdir()} >= {".md", ".tex", ".csv", ".html", ".png"}
     assert not (runs / "_reports").exists()
+
+
+def test_report_on_a_read_only_file_system_prints_the_table(tmp_path, monkeypatch, capsys, caplog):
+    """A read-only mount (EROFS) is read-only like a folder without write permission: the table is printed."""
+    args = sweep_args(tmp_path, "train.epochs=1")
+    cfg = load_config(args)
+    execute_run(_only(cfg), cfg.runs_dir)
+
+    def read_only(path, data):
+        raise OSError(errno.EROFS, "Read-only file system", str(path))
+
+    monkeypatch.setattr(reports.report, "atomic_write", read_only)
+    capsys.readouterr()
+    with caplog.at_level(logging.WARNING, logger="reports.report"):
+        assert main(["report", *args]) == 0
+    assert "1/1 runs complete" in capsys.readouterr().out
+    assert "cannot write the report" in caplog.text and "Read-only file system" in caplog.text
 
 
 def test_report_on_a_full_disk_is_one_line_and_leaves_no_partial_file(tmp_path, monkeypatch, capsys):

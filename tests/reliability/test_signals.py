@@ -1,5 +1,5 @@
 """Ctrl-C on `run` and kill -9 of a local job (issue 20): one line, exit 130, no partial files; a killed job
-is reported as killed and its run resumes."""
+is reported as killed and its run resumes; SIGTERM and Ctrl-C under the default (local) launcher."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+
+import pytest
 
 from bench.launcher import launch
 from bench.results import RunDir
@@ -34,7 +36,8 @@ def _slow_env(tmp_path: Path) -> dict[str, str]:
 
 
 def _start_run(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, RunDir]:
-    """``run_benchmark.py run`` of the slowed LONG sweep in a child process, and the directory of its run."""
+    """``run_benchmark.py run`` of the slowed LONG sweep in a child process that leads its own process
+    group (as a shell starts a job), and the directory of its run."""
     args = sweep_args(tmp_path, *LONG, *extra)
     rd = RunDir(sweep(tmp_path, *LONG).runs_dir, run_configs(sweep(tmp_path, *LONG))[0])
     child = subprocess.Popen(
@@ -43,6 +46,7 @@ def _start_run(tmp_path: Path, *extra: str) -> tuple[subprocess.Popen, RunDir]:
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
+        start_new_session=True,
     )
     return child, rd
 
@@ -125,20 +129,34 @@ def _alive(pid: int) -> bool:
         return False
 
 
-def test_sigterm_of_a_local_launch_stops_its_jobs_and_exits_143(tmp_path):
+@pytest.mark.parametrize(
+    "stop, code",
+    [("sigterm", 143), ("ctrl_c", 130)],
+    ids=["sigterm_to_the_launcher", "ctrl_c_in_a_terminal"],
+)
+def test_stopping_a_local_launch_stops_its_jobs_in_one_line(tmp_path, stop, code):
+    """SIGTERM of the launcher (kill, a scheduler) and Ctrl-C in a terminal (SIGINT to the whole foreground
+    process group: launcher, submitit's job controller and the training process) under the default
+    launcher: the jobs end, the launcher prints one line and nothing else reaches the terminal."""
     child, rd = _start_run(tmp_path, "launcher.name=local", "launcher.timeout_min=10")
+    jobs: list[int] = []
     try:
-        _wait_for(lambda: bool(_progress(rd)), what="the job's first logged step")
+        # under load the job's imports alone can take a minute
+        _wait_for(lambda: bool(_progress(rd)), timeout=300, what="the job's first logged step")
         jobs = _descendants(child.pid)
         assert jobs, "the local launch started no job process"
-        child.send_signal(signal.SIGTERM)
+        if stop == "sigterm":
+            child.send_signal(signal.SIGTERM)
+        else:
+            os.killpg(child.pid, signal.SIGINT)  # the child leads its own process group, as a shell's job
         out, err = child.communicate(timeout=60)
         _wait_for(lambda: not any(_alive(p) for p in jobs), what="the job processes to end")
     finally:
         if child.poll() is None:
             child.kill()
-    assert child.returncode == 143
-    # our own stop is one line; submitit's local controller, cancelled with SIGINT, prints its own
-    # KeyboardInterrupt traceback to the inherited stderr (as it does on Ctrl-C in a terminal)
-    assert "interrupted; 0 runs complete, 1 resumable" in err.splitlines(), err[-3000:]
-    assert "bench/" not in err and "Terminated" not in err, err[-3000:]
+        for pid in jobs:  # never leave an orphaned job training on after a failed assertion
+            if _alive(pid):
+                os.kill(pid, signal.SIGKILL)
+    assert child.returncode == code
+    assert err.rstrip().splitlines()[-1] == "interrupted; 0 runs complete, 1 resumable", err[-3000:]
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err[-3000:]
