@@ -81,8 +81,9 @@ def pair_files(pred: Path, gt: Path) -> list[tuple[str, Path, Path]]:
     return [(stem, preds[stem], masks[stem]) for stem in sorted(masks)]
 
 
-def score_folder(protocol: str, pred: Path, gt: Path) -> tuple[list[dict[str, Any]], dict[str, float]]:
-    """Per-image rows (protocol values first) and their means."""
+def score_folder(protocol: str, pred: Path, gt: Path) -> tuple[list[dict[str, Any]], dict[str, float], list[str]]:
+    """Per-image rows (protocol values first), their means, and the keys among them that the protocol's
+    definitions do not define (their clean values stand in)."""
     from bench.contracts.dataset import DatasetError
     from bench.evaluate import score_logits
     from bench.images import read_mask
@@ -106,7 +107,9 @@ def score_folder(protocol: str, pred: Path, gt: Path) -> tuple[list[dict[str, An
         rows.append(row)
     keys = [k for k in rows[0] if k != "name" and "." not in k]
     means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
-    return rows, means
+    own = {k.split(".", 1)[1] for k in rows[0] if k.startswith(f"{definition}.")}
+    clean = [k for k in keys if k not in own] if definition != "clean" else []
+    return rows, means, clean
 
 
 def cmd_score(args: list[str]) -> str:
@@ -116,11 +119,13 @@ def cmd_score(args: list[str]) -> str:
         raise ConfigError(f"usage: {USAGE}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
     protocol = pairs.get("protocol", "clean")
     get_protocol(protocol)
-    rows, means = score_folder(protocol, Path(pairs["pred"]), Path(pairs["gt"]))
+    rows, means, clean = score_folder(protocol, Path(pairs["pred"]), Path(pairs["gt"]))
     if "out" in pairs:
         from bench.results import write_csv
 
         write_csv(Path(pairs["out"]), rows)
         log.info("wrote %d rows to %s", len(rows), pairs["out"])
-    head = f"{len(rows)} images, protocol {protocol} ({get_protocol(protocol).metrics} definitions; ×100)"
+    definition = get_protocol(protocol).metrics
+    fallback = f"; clean definitions for {', '.join(clean)}, which it does not define" if clean else ""
+    head = f"{len(rows)} images, protocol {protocol} ({definition} definitions{fallback}; ×100)"
     return head + "\n" + "  ".join(f"{k} {100 * v:.2f}" for k, v in means.items())

@@ -424,3 +424,35 @@ def test_balanced_bce_is_the_public_bbce_per_image():
         expected.append(pos / (pos + neg) * bce)
     got = structure_loss(logits, target, "balanced_bce")
     assert float(got) == pytest.approx(np.mean(expected), rel=1e-6)
+
+
+def test_promptless_one_token_decode_equals_the_official_sam_forward():
+    """Conv-LoRA's decoding (one mask token, no prompt) against segment_anything's own ``Sam.forward`` (its
+    preprocessing, encoder, prompt encoder with no prompt, decoder) on an official ``Sam`` whose decoder is
+    built with one mask token (``MaskDecoder(num_multimask_outputs=0)``) and loaded, strictly, with the
+    suite's weights. Same modules and operations; 1e-5 covers float32 re-association in the step-wise encode."""
+    from segment_anything.modeling import MaskDecoder, Sam, TwoWayTransformer
+
+    from bench.backbones import Prompts, build_backbone
+    from bench.config import BackboneConfig
+
+    one = build_backbone(BackboneConfig(name="tiny_sam", mask_tokens=1))
+    decoder = MaskDecoder(
+        num_multimask_outputs=0,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=2),
+        transformer_dim=32,
+        iou_head_depth=3,
+        iou_head_hidden_dim=32,
+    )
+    state = one.mask_decoder.state_dict()
+    for key in ("iou_prediction_head.layers.2.weight", "iou_prediction_head.layers.2.bias"):
+        state[key] = state[key][:1]  # the suite keeps SAM's 4-output IoU head (frozen, no loss reads it)
+    decoder.load_state_dict(state)
+    official = Sam(one.image_encoder, one.prompt_encoder, decoder).eval()
+    images = 255 * torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(5))
+    with torch.no_grad():
+        outputs = official([{"image": im, "original_size": (64, 64)} for im in images], multimask_output=False)
+        z, _ = one.encode(torch.stack([official.preprocess(im) for im in images]))
+        ours = one.decode(z, Prompts())
+    for i, out in enumerate(outputs):
+        torch.testing.assert_close(ours.logits[i], out["low_res_logits"][0], rtol=0, atol=1e-5)

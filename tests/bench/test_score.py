@@ -10,6 +10,7 @@ from PIL import Image
 
 from bench.cli import main
 from bench.config import ConfigError
+from bench.metrics_convlora import convlora_scores
 from bench.metrics_infosam import infosam_scores
 from bench.score import cmd_score
 
@@ -52,6 +53,22 @@ def test_score_writes_one_row_per_image_under_each_protocol(tmp_path):
     cmd_score(["protocol=clean", f"pred={pred}", f"gt={gt}", f"out={clean}"])
     clean_rows = list(csv.DictReader(clean.open()))
     assert all(r["sm"] == r["clean.sm"] != r["infosam.sm"] for r in clean_rows)
+
+
+def test_score_under_the_convlora_protocol_uses_its_definitions_and_names_the_clean_stand_ins(tmp_path):
+    pred, gt, truth = _write(tmp_path)
+    out = tmp_path / "convlora.csv"
+    text = cmd_score(["protocol=convlora", f"pred={pred}", f"gt={gt}", f"out={out}"])
+    rows = list(csv.DictReader(out.open()))
+    own = convlora_scores(*truth["im0"])
+    assert {"sm", "em_mean", "wfm", "mae", "iou", "ber"} <= set(own)
+    for row in rows:
+        for key, value in convlora_scores(*truth[row["name"]]).items():
+            assert float(row[key]) == pytest.approx(value, rel=1e-12)
+            assert float(row[f"convlora.{key}"]) == pytest.approx(value, rel=1e-12)
+    stand_ins = [k for k in rows[0] if k != "name" and "." not in k and k not in own]
+    assert stand_ins and all(rows[0][k] == rows[0][f"clean.{k}"] for k in stand_ins)
+    assert f"convlora definitions; clean definitions for {', '.join(stand_ins)}, which it does not define" in text
 
 
 def test_png_probabilities_score_like_their_logits(tmp_path):
