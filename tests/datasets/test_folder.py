@@ -94,3 +94,4 @@ def test_partial_real_layout_says_what_was_found_and_what_is_missing(tmp_path):
     text = str(err.value)
     assert "incomplete public layout" in text and "found Kvasir-SEG/images + Kvasir-SEG/masks" in text
     assert "missing CVC-ClinicDB/Original" in text
+    assert text.count("Kvasir-SEG/images + Kvasir-SEG/masks") == 1  # train and test read it: named once
