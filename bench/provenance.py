@@ -57,10 +57,21 @@ def package_versions() -> dict[str, Optional[str]]:
     return out
 
 
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the platform's processor or machine name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def device_name(device: Optional[torch.device] = None) -> str:
     if device is not None and device.type == "cuda":
         return torch.cuda.get_device_name(device)
-    return f"cpu ({platform.processor() or platform.machine()}, {os.cpu_count()} cores)"
+    return f"cpu ({_cpu_model()}, {platform.machine()}, {os.cpu_count()} cores)"
 
 
 def weights_record(model: Any) -> dict[str, Any]:
