@@ -63,6 +63,18 @@ def test_overwriting_a_checkpoint_at_the_same_path_gives_a_new_run(tmp_path):
     assert second.read_metrics()["inputs"] == recorded
 
 
+def test_a_checkpoint_found_in_the_checkpoints_dir_enters_the_hash(tmp_path):
+    """No backbone.checkpoint given: the file download put in backbone.checkpoints_dir is hashed by content."""
+    folder = tmp_path / "ckpts"
+    folder.mkdir()
+    target = folder / "sam_vit_b_01ec64.pth"
+    args = ("backbone=sam_vit_b", f"backbone.checkpoints_dir={folder}", "methods=[zero_shot]")
+    target.write_bytes(b"first weights")
+    first = run_hash(_only(sweep(tmp_path, *args)))
+    target.write_bytes(b"other weights, longer")  # same path, other content
+    assert run_hash(_only(sweep(tmp_path, *args))) != first
+
+
 def test_teacher_and_relation_module_contents_enter_the_hash(tmp_path):
     teacher = _tiny_checkpoint(tmp_path / "teacher.pt")
     relation = tmp_path / "relation.pt"
