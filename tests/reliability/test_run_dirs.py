@@ -175,6 +175,18 @@ def test_a_damaged_checkpoint_is_moved_aside_and_the_run_restarts(tmp_path, capl
     assert not marker.exists()
 
 
+def test_a_checkpoint_without_a_run_name_is_resumed_with_a_warning(tmp_path, caplog):
+    """Checkpoints written before they recorded their run: resumed (the run's own folder holds them)."""
+    from bench.resume import CHECKPOINT_KEYS, read_checkpoint
+
+    path = tmp_path / "checkpoint.pt"
+    torch.save({**dict.fromkeys(CHECKPOINT_KEYS, {}), "epoch": 3}, path)
+    with caplog.at_level(logging.WARNING):
+        state = read_checkpoint(path, "some_run")
+    assert state is not None and state["epoch"] == 3 and path.is_file()
+    assert f"{path} records no run name (older code); resuming from it" in caplog.text
+
+
 def test_a_checkpoint_of_another_run_is_refused(tmp_path):
     cfg = sweep(tmp_path, "seeds=[0,1]")
     first, second = run_configs(cfg)
