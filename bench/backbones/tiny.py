@@ -41,6 +41,17 @@ def tiny_vit_encoder(embed_dim: int, depth: int, global_attn_indexes: tuple[int,
     )
 
 
+def tiny_sam_decoder(num_multimask_outputs: int = 3) -> MaskDecoder:
+    """The official MaskDecoder of ``tiny_sam`` (32 wide, 2-layer two-way transformer), default init."""
+    return MaskDecoder(
+        num_multimask_outputs=num_multimask_outputs,
+        transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=2),
+        transformer_dim=32,
+        iou_head_depth=3,
+        iou_head_hidden_dim=32,
+    )
+
+
 @register_backbone("tiny_sam", SamViT.family)
 def build_tiny_sam(cfg: BackboneConfig) -> Backbone:
     if cfg.img_size not in (None, 64):
@@ -51,13 +62,7 @@ def build_tiny_sam(cfg: BackboneConfig) -> Backbone:
         prompt_encoder = PromptEncoder(
             embed_dim=32, image_embedding_size=(8, 8), input_image_size=(64, 64), mask_in_chans=4
         )
-        decoder = MaskDecoder(
-            num_multimask_outputs=3,
-            transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=2),
-            transformer_dim=32,
-            iou_head_depth=3,
-            iou_head_hidden_dim=32,
-        )
+        decoder = tiny_sam_decoder()
         # Official init leaves some layers at exactly zero; perturb so tests see non-trivial outputs.
         for p in decoder.parameters():
             p.data.add_(0.02 * torch.randn_like(p))

@@ -431,19 +431,14 @@ def test_promptless_one_token_decode_equals_the_official_sam_forward():
     preprocessing, encoder, prompt encoder with no prompt, decoder) on an official ``Sam`` whose decoder is
     built with one mask token (``MaskDecoder(num_multimask_outputs=0)``) and loaded, strictly, with the
     suite's weights. Same modules and operations; 1e-5 covers float32 re-association in the step-wise encode."""
-    from segment_anything.modeling import MaskDecoder, Sam, TwoWayTransformer
+    from segment_anything.modeling import Sam
 
     from bench.backbones import Prompts, build_backbone
+    from bench.backbones.tiny import tiny_sam_decoder
     from bench.config import BackboneConfig
 
     one = build_backbone(BackboneConfig(name="tiny_sam", mask_tokens=1))
-    decoder = MaskDecoder(
-        num_multimask_outputs=0,
-        transformer=TwoWayTransformer(depth=2, embedding_dim=32, mlp_dim=64, num_heads=2),
-        transformer_dim=32,
-        iou_head_depth=3,
-        iou_head_hidden_dim=32,
-    )
+    decoder = tiny_sam_decoder(num_multimask_outputs=0)  # segment_anything's MaskDecoder with one mask token
     state = one.mask_decoder.state_dict()
     for key in ("iou_prediction_head.layers.2.weight", "iou_prediction_head.layers.2.bias"):
         state[key] = state[key][:1]  # the suite keeps SAM's 4-output IoU head (frozen, no loss reads it)
