@@ -125,6 +125,7 @@ if os.environ.get("SAMFIT_TEST_SLOW"):
 """
 
 
+@pytest.mark.slow  # ~1-2 min: CI runs it in its own pass (.ci/run), the README command skips it
 def test_killing_one_rank_fails_the_run_loudly_and_a_relaunch_resumes(one_and_two, tmp_path):
     tmp, run, _, two = one_and_two
     args = sweep_args(tmp, *ARGS, "launcher.gpus_per_run=2", "train.epochs=3", runs="killed", cache="cache")

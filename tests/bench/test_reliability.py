@@ -105,6 +105,7 @@ def _task_pids(controller_pid: int) -> list[int]:
     return [int(p) for p in children.read_text().split()] if children.is_file() else []
 
 
+@pytest.mark.slow  # ~1-2 min: CI runs it in its own pass (.ci/run), the README command skips it
 def test_preempted_job_requeues_and_resumes_without_rerunning_complete_runs(tmp_path, monkeypatch):
     """submitit's requeue path, as on Slurm: the preemption signal (USR2) reaches the job, the job
     checkpoints and requeues itself, the new attempt skips the finished run and resumes the other."""
