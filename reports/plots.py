@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import logging
 import math
 from pathlib import Path
 from typing import Sequence
@@ -22,8 +21,6 @@ import numpy as np
 from .aggregate import MISSING
 from .figfiles import pyplot as _pyplot
 from .figfiles import save_figure
-
-log = logging.getLogger(__name__)
 
 
 def _axis_name(key: str) -> str:
