@@ -25,6 +25,7 @@ from tqdm import tqdm
 
 from bench.config import ConfigError
 from bench.fileio import atomic_write
+from bench.inputs import sha256_file
 from bench.weights import WEIGHTS, check_file, default_path, weights_for
 
 log = logging.getLogger(__name__)
@@ -143,8 +144,6 @@ def download_backbone(name: str, checkpoints_dir: str, url: Optional[str] = None
         return [] if sha256 else check_file(entry, path)
 
     if dest.is_file():
-        from bench.backbones._base import sha256_file
-
         got = sha256_file(dest)
         if known and got != known.lower():
             raise DownloadError(f"{dest} exists but its SHA-256 is {got}, not {known}: delete it and download again")

@@ -61,3 +61,11 @@ def atomic_torch_save(path: str | Path, obj: Any) -> None:
     buf = io.BytesIO()
     torch.save(obj, buf)
     atomic_write(path, buf.getvalue())
+
+
+def hash_file(path: str | Path, *hashers: Any) -> None:
+    """Feed the bytes of ``path`` to every ``hashlib`` object in ``hashers``, in one read."""
+    with Path(path).open("rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            for hasher in hashers:
+                hasher.update(chunk)

@@ -23,10 +23,10 @@ _memo: dict[tuple[str, int, int], str] = {}
 
 
 def sha256_file(path: str | Path) -> str:
+    from bench.fileio import hash_file  # here, as atomic_write below: this module stays free of torch
+
     digest = hashlib.sha256()
-    with Path(path).open("rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(chunk)
+    hash_file(path, digest)
     return digest.hexdigest()
 
 
