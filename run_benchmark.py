@@ -6,7 +6,7 @@ With no argument it runs ``sweeps/demo.yaml`` (LiteMedSAM on the synthetic domai
 
 import sys
 
-from bench.cli import main
+from bench.app.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

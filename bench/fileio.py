@@ -1,8 +1,11 @@
-"""Atomic file writes: a reader (or a killed writer) never sees a partial file."""
+"""File helpers: atomic writes (a reader, or a killed writer, never sees a partial file), file digests, and
+moving a damaged file aside."""
 
 from __future__ import annotations
 
+import hashlib
 import io
+import logging
 import os
 import tempfile
 from pathlib import Path
@@ -10,6 +13,9 @@ from typing import Any
 
 import numpy as np
 import torch
+
+log = logging.getLogger(__name__)
+CORRUPT_SUFFIX = ".corrupt"
 
 
 def current_umask() -> int:
@@ -69,3 +75,18 @@ def hash_file(path: str | Path, *hashers: Any) -> None:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             for hasher in hashers:
                 hasher.update(chunk)
+
+
+def sha256_file(path: str | Path) -> str:
+    """The SHA-256 hex digest of a file's bytes."""
+    digest = hashlib.sha256()
+    hash_file(path, digest)
+    return digest.hexdigest()
+
+
+def move_aside(path: Path, reason: str) -> Path:
+    """Rename a damaged file to ``<name>.corrupt`` (replacing an older one) and log why."""
+    target = path.with_name(path.name + CORRUPT_SUFFIX)
+    os.replace(path, target)
+    log.warning("%s is damaged (%s): moved aside to %s", path, reason, target.name)
+    return target

@@ -1,7 +1,7 @@
 """Pairing the images and masks of a located layout into the splits of a dataset (nothing decoded).
 
 * **Pairing.** In a folder source, a file is a sample image if its extension is one of
-  :data:`bench.images.IMAGE_EXTS`; hidden files, sub-folders and other extensions (``.csv``, ``.json``, ``.txt``
+  :data:`bench.data.images.IMAGE_EXTS`; hidden files, sub-folders and other extensions (``.csv``, ``.json``, ``.txt``
   ...) are never samples. Files matching the source's ``ignore`` patterns (e.g. ISIC's
   ``*_superpixels.png``) or not matching its ``keep`` pattern (COD10K keeps ``*-CAM-*``, i.e. drops
   the non-camouflaged images) are dropped from both folders. The mask of image ``<stem>.<ext>`` is
@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from bench.contracts.dataset import DatasetError
-from bench.images import IMAGE_EXTS
+from bench.data.images import IMAGE_EXTS
 from datasets._layouts import Csv, Folder, Layout, RealSpec, Source, _first_dir, _first_file, locate
 from datasets._splits import draw_validation, split_order
 

@@ -17,9 +17,9 @@ from typing import Optional
 import numpy as np
 
 from bench.config import ConfigError, FolderDataConfig
+from bench.config.overrides import command_args
 from bench.contracts.dataset import DATASETS, DatasetError
-from bench.overrides import command_args
-from bench.sweep import load_config
+from bench.runs.sweep import load_config
 from datasets._layouts import RealSpec, dataset_folder, locate
 from datasets._pairing import Scan, scan
 from datasets._real import REAL_SPECS

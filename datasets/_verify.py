@@ -2,7 +2,7 @@
 
 * **Masks** are binarised at half range: values in ``{0, 1}`` are taken as they are; otherwise the
   threshold is half the value range (127.5 for 8-bit, 32767.5 for 16-bit files), so JPEG masks with
-  values near 0 and 255 are fine. A file with more than :data:`bench.images.MAX_MID_FRACTION` of its pixels far
+  values near 0 and 255 are fine. A file with more than :data:`bench.data.images.MAX_MID_FRACTION` of its pixels far
   from both ends (between 10 % and 90 % of the range) is not a mask and is rejected, as is a file
   whose largest value lies between 10 % and 50 % of the range (e.g. label-index masks 0/38).
 * **Verification.** Before a split is used, every pair is decoded once (readable, truncated files
@@ -22,8 +22,8 @@ import logging
 from pathlib import Path
 
 from bench.contracts.dataset import DatasetError, Sample, check_sample
+from bench.data.images import read_image, read_mask
 from bench.fileio import atomic_write
-from bench.images import read_image, read_mask
 from datasets._pairing import Pair, _raise_problems
 
 logger = logging.getLogger(__name__)

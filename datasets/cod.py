@@ -3,7 +3,7 @@
 All three registered datasets train on the COD training set, CAMO train (1000) + COD10K train
 (3040 camouflaged images), with 10 % drawn once as validation (``datasets/_splits.py``), and differ in
 the test set: ``camo`` (250), ``cod10k`` (2026 camouflaged test images), ``chameleon`` (76, test only).
-Metrics: S_alpha, adaptive E_phi, weighted F (the SOD toolbox convention, ``bench/metrics.py``).
+Metrics: S_alpha, adaptive E_phi, weighted F (the SOD toolbox convention, ``bench/eval/metrics.py``).
 
 Folder ``<data.root>/cod`` (or Conv-LoRA's archive name ``camo_sem_seg``) holds one of:
 

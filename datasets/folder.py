@@ -6,7 +6,7 @@ paths relative to the CSV, as the Conv-LoRA archives). Splits: optional files of
 stems, one a line: ``train_list``, ``val_list``, ``test_list``, relative to ``DIR``); without
 ``test_list`` the first ``test_fraction`` of the samples in the fixed split order of
 ``datasets/_splits.py`` is the test split, and ``val_fraction`` of the training pool is drawn as
-validation. ``metrics`` (keys of ``bench/metrics.py``), ``eval_prompt`` and ``epochs`` set the protocol.
+validation. ``metrics`` (keys of ``bench/eval/metrics.py``), ``eval_prompt`` and ``epochs`` set the protocol.
 Every rule of the real datasets applies (pairing, binary masks, sizes, verification before a run);
 ``prepare dataset=folder data.folder.root=DIR`` checks a copy.
 """
@@ -28,7 +28,7 @@ DEFAULT_INFO = DatasetInfo(family="folder", metrics=("iou", "dice"))
 
 
 def folder_info(cfg: FolderDataConfig) -> DatasetInfo:
-    from bench.metrics import METRICS
+    from bench.eval.metrics import METRICS
 
     unknown = [m for m in cfg.metrics if m not in METRICS]
     if unknown or not cfg.metrics:

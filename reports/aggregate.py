@@ -12,7 +12,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import pandas as pd
 
-from bench.results import CorruptMetricsError, check_record
+from bench.runs.results import CorruptMetricsError, check_record
 
 log = logging.getLogger(__name__)
 

@@ -21,8 +21,8 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from bench.config import RunConfig, row_label
+from bench.eval.metrics import METRICS
 from bench.fileio import atomic_write
-from bench.metrics import METRICS
 
 from .figfiles import pyplot, save_figure
 from .figures import headline_metric

@@ -18,7 +18,7 @@ import numpy as np
 
 from bench.config import BenchConfig, RunConfig, row_label, to_dict
 from bench.contracts.dataset import dataset_info
-from bench.metrics import BF1_TOLERANCES, METRICS
+from bench.eval.metrics import BF1_TOLERANCES, METRICS
 
 from . import plots
 from .render import LATEX_METRICS

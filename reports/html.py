@@ -24,8 +24,8 @@ import pandas as pd
 
 from bench.config import RunConfig, row_label
 from bench.fileio import atomic_write
-from bench.provenance import PACKAGES
-from bench.results import FAILED_FILE, RunDir
+from bench.runs.provenance import PACKAGES
+from bench.runs.results import FAILED_FILE, RunDir
 
 from .aggregate import MISSING, format_cell
 from .render import _column_head, _diff_text, _metric_label, _row_name

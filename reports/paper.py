@@ -4,7 +4,7 @@ Data: ``reports/paper_values/table<N>.csv``, transcribed from the paper (InfoSAM
 2025, https://arxiv.org/abs/2505.21920; text in ``/work/shared/reference/infosam_paper.md``). One row
 per published number: ``row`` (the paper's row name, verbatim), ``label`` (the suite's table row that
 reproduces it: a method name, or ``method [variant]`` for ablation rows), ``dataset`` (the paper's
-dataset), ``metric`` (a key of :mod:`bench.metrics`; ``time_ms`` for Table 11's timing column), ``mean``
+dataset), ``metric`` (a key of :mod:`bench.eval.metrics`; ``time_ms`` for Table 11's timing column), ``mean``
 and ``se`` in the paper's units (percent; ``se`` empty where the paper gives none, Table 4).
 
 Transcription notes: the paper's "Jac" (ISIC) is ``iou``; its E_φ is the adaptive E-measure

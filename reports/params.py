@@ -30,9 +30,9 @@ import torch
 
 from bench.backbones import build_backbone
 from bench.config import BenchConfig
+from bench.config.protocols import method_defaults
 from bench.contracts.peft import PEFT_METHODS, build_peft
 from bench.fileio import atomic_write
-from bench.protocols import method_defaults
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ParamSetting:
     """A paper's published parameter counts (M); the per-method options come from its protocol
-    (:data:`bench.protocols.PROTOCOLS`, ``method_defaults``)."""
+    (:data:`bench.config.protocols.PROTOCOLS`, ``method_defaults``)."""
 
     source: str
     published_M: dict[str, float] = field(default_factory=dict)

@@ -1,7 +1,7 @@
 """The qualitative figure of a sweep, ``<sweep>_qualitative.{png,pdf}`` (as Conv-LoRA's and InfoSAM's).
 
 Rows are the kept test images of every dataset (``eval.keep_masks``: the first names, the same for every
-method; :mod:`bench.masks`), columns the image with its evaluation prompt, the ground truth, then each
+method; :mod:`bench.data.masks`), columns the image with its evaluation prompt, the ground truth, then each
 table row's binary prediction overlaid on the image (GT outline in green, prompt drawn, the image's
 headline metric in the corner; images larger than :data:`MAX_SIDE` pixels are drawn downsampled). Each
 (dataset, row) shows its lowest complete seed. A row without a
@@ -20,9 +20,9 @@ import pandas as pd
 from PIL import Image
 
 from bench.config import BenchConfig, RunConfig, row_label
-from bench.masks import read_masks
-from bench.metrics import METRICS
-from bench.protocols import get_protocol
+from bench.config.protocols import get_protocol
+from bench.data.masks import read_masks
+from bench.eval.metrics import METRICS
 
 from .distributions import per_image_frame
 from .figfiles import pyplot, save_figure

@@ -11,7 +11,7 @@ from __future__ import annotations
 import math
 from typing import Optional
 
-from bench.metrics import METRICS
+from bench.eval.metrics import METRICS
 
 from .aggregate import MISSING, format_cell
 from .stats import MARK, significant

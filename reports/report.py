@@ -18,14 +18,14 @@ from pathlib import Path
 from typing import Optional
 
 from bench.config import BenchConfig, row_label
+from bench.config.protocols import get_protocol
 from bench.contracts.dataset import dataset_info
 from bench.contracts.sweep_steps import run_sweep_steps
+from bench.eval.selection import BEST_OF_LAST_TEXT, selection_text
 from bench.fileio import atomic_write
-from bench.protocols import get_protocol
-from bench.provenance import mixed_provenance
-from bench.results import RunDir
-from bench.selection import BEST_OF_LAST_TEXT, selection_text
-from bench.sweep import run_configs
+from bench.runs.provenance import mixed_provenance
+from bench.runs.results import RunDir
+from bench.runs.sweep import run_configs
 
 from . import render
 from .aggregate import load_record_map, long_frame, seed_values

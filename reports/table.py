@@ -15,7 +15,7 @@ from typing import Optional, Sequence, Union
 
 import pandas as pd
 
-from bench.metrics import METRICS
+from bench.eval.metrics import METRICS
 
 from . import paper
 from .stats import welch_p

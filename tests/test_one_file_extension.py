@@ -17,7 +17,7 @@ from typing import Callable
 import pytest
 import torch
 
-import bench.cli
+import bench.app.cli
 from bench.backbones import BACKBONES, backbone_family, build_backbone
 from bench.config import BackboneConfig, DataConfig
 from bench.contracts.dataset import DATASETS, check_sample, dataset_info
@@ -57,8 +57,8 @@ def drop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
 @pytest.fixture
 def listed(monkeypatch: pytest.MonkeyPatch) -> Callable[[], str]:
     """The text of ``run_benchmark.py list`` (without counting the sweeps' runs, which takes a while)."""
-    monkeypatch.setattr(bench.cli, "available_sweeps", lambda: [])
-    return lambda: bench.cli.cmd_list([])
+    monkeypatch.setattr(bench.app.cli, "available_sweeps", lambda: [])
+    return lambda: bench.app.cli.cmd_list([])
 
 
 def line_of(text: str, head: str) -> str:

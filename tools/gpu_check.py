@@ -32,12 +32,12 @@ from typing import Any, Optional
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.accel import pick_device
 from bench.config import RunConfig
+from bench.hardware.accel import pick_device
+from bench.hardware.memory import peak_memory_mb, reset_peak
 from bench.logs import setup_logging
-from bench.memory import peak_memory_mb, reset_peak
-from bench.runner import build_parts
-from bench.sweep import load_config, run_configs
+from bench.runs.runner import build_parts
+from bench.runs.sweep import load_config, run_configs
 from tools.perf import first_batch, loss_time, prompted_train_set, step_times, training_step
 
 log = logging.getLogger("samfit.gpu_check")

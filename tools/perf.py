@@ -22,14 +22,14 @@ from typing import Any, Callable
 
 import torch
 
-from bench.accel import pick_device
 from bench.config import RunConfig
 from bench.contracts.dataset import DATASETS
-from bench.data import PromptedDataset, collate
+from bench.data.batches import PromptedDataset, collate
+from bench.hardware.accel import pick_device
 from bench.logs import setup_logging
-from bench.runner import build_parts
-from bench.sweep import load_config, run_configs
-from bench.trainer import TrainParts, train_step
+from bench.runs.runner import build_parts
+from bench.runs.sweep import load_config, run_configs
+from bench.train.trainer import TrainParts, train_step
 from methods.infosam.losses import relation_compression_loss, relation_distillation_loss
 from methods.infosam.renyi import gram, joint_entropy, mutual_information, normalize_trace, renyi_entropy
 
@@ -70,7 +70,8 @@ def first_batch(prompted: PromptedDataset, batch_size: int) -> dict[str, Any]:
 def training_step(
     parts: TrainParts, run: RunConfig, batch: dict[str, Any], device: torch.device
 ) -> Callable[[], object]:
-    """One call = one :func:`bench.trainer.train_step` of ``parts`` on ``batch`` (box prompts), with its own Adam."""
+    """One call = one :func:`bench.train.trainer.train_step` of ``parts`` on ``batch`` (box prompts), with its
+    own Adam."""
     params = parts.trainable()
     optimizer = torch.optim.Adam(params, lr=run.train.lr)
     return functools.partial(train_step, parts, batch, True, device, run.train, optimizer, params)

@@ -18,8 +18,8 @@ import torch
 
 from bench.backbones import Prompts, build_backbone
 from bench.config import BackboneConfig, ConfigError
+from bench.config.overrides import command_args
 from bench.logs import setup_logging
-from bench.overrides import command_args
 
 BACKBONES = [
     "sam_vit_b",

@@ -4,7 +4,7 @@ For every method of the sweep (default: ``adapter`` and ``adapter+infosam`` on t
 LiteMedSAM at 128 px), it times the data pipeline for one batch (dataset read, prompts, collate), then
 runs ``repeat`` training steps (after two warm-up steps) under ``torch.profiler`` and prints
 
-* the phases of :func:`bench.trainer.train_step` — student encoder / decoder, frozen teacher,
+* the phases of :func:`bench.train.trainer.train_step` — student encoder / decoder, frozen teacher,
   structure loss, distiller loss, backward, optimizer — in ms per step and as a share of the step;
 * the operators with the most self time.
 
@@ -25,12 +25,12 @@ from dataclasses import dataclass
 import torch
 from torch.profiler import ProfilerActivity, profile
 
-from bench.accel import pick_device
 from bench.config import RunConfig
+from bench.config.overrides import command_args
+from bench.hardware.accel import pick_device
 from bench.logs import setup_logging
-from bench.overrides import command_args
-from bench.runner import build_parts
-from bench.sweep import load_config, run_configs
+from bench.runs.runner import build_parts
+from bench.runs.sweep import load_config, run_configs
 from tools.perf import first_batch, prompted_train_set, sync, training_step
 
 log = logging.getLogger("samfit.profile")

@@ -1,10 +1,11 @@
 """Backbones: one file per model family, each registering its variants in ``BACKBONES``.
 
-The families are found by discovery (:mod:`bench.discovery`) on the first lookup in ``BACKBONES``: adding a
+The contract they implement is :mod:`bench.contracts.backbone` (re-exported here). The families are found
+by discovery (:mod:`bench.discovery`) on the first lookup in ``BACKBONES``: adding a
 file here is all it takes.
 """
 
-from ._base import (
+from bench.contracts.backbone import (
     BACKBONES,
     Backbone,
     CheckpointError,

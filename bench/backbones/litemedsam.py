@@ -21,8 +21,7 @@ import torch
 from torch import nn
 
 from bench.config import BackboneConfig
-
-from ._base import (
+from bench.contracts.backbone import (
     Backbone,
     CheckpointError,
     EncoderStep,

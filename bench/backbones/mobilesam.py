@@ -28,9 +28,9 @@ import warnings
 from torch import nn
 
 from bench.config import BackboneConfig
-from bench.weights import resolve_checkpoint
+from bench.contracts.backbone import Backbone, attach_weights, check_img_size, register_backbone
+from bench.contracts.weights import resolve_checkpoint
 
-from ._base import Backbone, attach_weights, check_img_size, register_backbone
 from .litemedsam import TinyViTSam, build_tinyvit_sam
 
 IMAGENET_CLASSES = 1000

@@ -1,7 +1,7 @@
 """SAM ViT-B/L/H backbones built with the official ``segment_anything`` builders.
 
 Weights: ``backbone.checkpoint``, or the official file in ``backbone.checkpoints_dir`` (``python
-run_benchmark.py download backbone=sam_vit_b``; see :mod:`bench.weights`), loaded with ``weights_only=True``
+run_benchmark.py download backbone=sam_vit_b``; see :mod:`bench.contracts.weights`), loaded with ``weights_only=True``
 and strict key checks; random weights only with ``backbone.random_init=true``.
 """
 
@@ -13,9 +13,8 @@ from segment_anything.build_sam import sam_model_registry
 from torch import nn
 
 from bench.config import BackboneConfig, ConfigError
-from bench.weights import resolve_checkpoint
-
-from ._base import Backbone, EncoderStep, attach_weights, register_backbone
+from bench.contracts.backbone import Backbone, EncoderStep, attach_weights, register_backbone
+from bench.contracts.weights import resolve_checkpoint
 
 
 class SamViT(Backbone):

@@ -59,9 +59,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.config import BackboneConfig, ConfigError
-from bench.weights import resolve_checkpoint
-
-from ._base import (
+from bench.contracts.backbone import (
     INPUT_EMBEDDING,
     Backbone,
     EncoderStep,
@@ -70,6 +68,7 @@ from ._base import (
     check_img_size,
     register_backbone,
 )
+from bench.contracts.weights import resolve_checkpoint
 
 HIGH_RES_S0 = -1  # feature-dict key of the stride-4 high-resolution map (conv_s0 output)
 HIGH_RES_S1 = -2  # feature-dict key of the stride-8 high-resolution map (conv_s1 output)

@@ -17,8 +17,8 @@ import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
 
 from bench.config import BackboneConfig, ConfigError
+from bench.contracts.backbone import Backbone, attach_weights, register_backbone
 
-from ._base import Backbone, attach_weights, register_backbone
 from .sam import SamViT
 
 

@@ -7,5 +7,5 @@
 - :mod:`bench.contracts.methods`: how a method name resolves to (PEFT, distillers, options).
 - :mod:`bench.contracts.options`: options dataclasses from config dicts.
 
-Backbones keep their contract beside their folder: :mod:`bench.backbones._base`.
+Backbones keep their contract beside their folder: :mod:`bench.contracts.backbone`.
 """

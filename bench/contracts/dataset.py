@@ -43,7 +43,7 @@ class DatasetInfo:
 
     Attributes:
         family: Domain family, e.g. ``"polyp"``, ``"camouflage"``, ``"leaf"``, ``"road"``.
-        metrics: Metric keys reported in tables, in order (keys of :mod:`bench.metrics`).
+        metrics: Metric keys reported in tables, in order (keys of :mod:`bench.eval.metrics`).
         eval_prompt: ``"box"`` or ``"points"``.
         eval_points: Number of points when ``eval_prompt == "points"``.
         epochs: The paper's epoch count for this dataset (a sweep may use it).

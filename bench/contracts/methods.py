@@ -14,11 +14,11 @@ from dataclasses import dataclass
 from typing import Any, Optional
 
 from bench.config import ConfigError
+from bench.config.protocols import method_defaults as protocol_method_defaults
 from bench.contracts.composite import CompositeDistiller, composite_options
 from bench.contracts.distill import DISTILLERS, Distiller
 from bench.contracts.options import build_options
 from bench.contracts.peft import PEFT_METHODS, PeftMethod
-from bench.protocols import method_defaults as protocol_method_defaults
 
 DEFAULT_STUDENT = "adapter"
 
@@ -90,7 +90,7 @@ def method_options(
 ) -> tuple[MethodSpec, Any, Any]:
     """Resolve ``name`` and validate its ``peft.*`` and ``distill.*`` options.
 
-    ``protocol`` fills in its per-method defaults (:mod:`bench.protocols`, e.g. the public code's adapter
+    ``protocol`` fills in its per-method defaults (:mod:`bench.config.protocols`, e.g. the public code's adapter
     init under ``infosam``) where ``peft_values`` sets none.
 
     Returns:

@@ -14,8 +14,8 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from bench.backbones._base import Backbone
 from bench.config import ConfigError
+from bench.contracts.backbone import Backbone
 from bench.contracts.options import build_options
 from bench.registry import Registry
 

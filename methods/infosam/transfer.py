@@ -21,7 +21,7 @@ from pathlib import Path
 
 from bench.config import BenchConfig, RunConfig
 from bench.contracts.sweep_steps import SWEEP_STEPS
-from bench.results import RunDir
+from bench.runs.results import RunDir
 
 log = logging.getLogger(__name__)
 

@@ -47,8 +47,8 @@ from segment_anything.modeling.mask_decoder import MLP
 from torch import nn
 
 from bench.backbones import Backbone
-from bench.backbones._base import DecoderExtension, DecoderState
 from bench.config import ConfigError
+from bench.contracts.backbone import DecoderExtension, DecoderState
 from bench.contracts.peft import PEFT_METHODS, PeftMethod
 
 OUTPUTS = ("sum", "hq")

@@ -33,7 +33,7 @@ Deviations, and the reasons:
   embedding's included) + 9.90M side blocks + 0.04M up-projection = 16.70M, plus the decoder's
   3.51M that train.
 
-Design: the side network is a :class:`~bench.backbones._base.DecoderExtension` whose
+Design: the side network is a :class:`~bench.contracts.backbone.DecoderExtension` whose
 ``adapt_embedding`` runs it on the block outputs requested through :meth:`LST.feature_blocks`.
 The encoder itself has no trainable parameter, so the encoder cache serves the whole encoder *and*
 the tapped block outputs and the input embedding (``INPUT_EMBEDDING``; fp16, one file per block
@@ -54,8 +54,8 @@ from segment_anything.modeling.image_encoder import Block
 from torch import nn
 
 from bench.backbones import Backbone
-from bench.backbones._base import INPUT_EMBEDDING, DecoderExtension
 from bench.config import ConfigError
+from bench.contracts.backbone import INPUT_EMBEDDING, DecoderExtension
 from bench.contracts.peft import PEFT_METHODS, PeftMethod
 
 

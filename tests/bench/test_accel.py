@@ -1,17 +1,17 @@
-"""Tests for bench/accel.py: the speed switches (channels-last, torch.compile, device) keep the model."""
+"""Tests for bench/hardware/accel.py: the speed switches (channels-last, torch.compile, device) keep the model."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from bench.accel import channels_last_convs, check_device, compile_backbone, images_to
 from bench.backbones import Prompts, build_backbone
 from bench.config import BackboneConfig, ConfigError
-from bench.launcher import launch
-from bench.runner import build_parts
-from bench.sweep import load_config, run_name
-from bench.trainer import compute_loss
+from bench.hardware.accel import channels_last_convs, check_device, compile_backbone, images_to
+from bench.runs.launcher import launch
+from bench.runs.runner import build_parts
+from bench.runs.sweep import load_config, run_name
+from bench.train.trainer import compute_loss
 from tests.bench.test_runs import metric_values, single_run, sweep, sweep_args
 from tests.methods.test_infosam_training import one_batch
 

@@ -21,17 +21,17 @@ import numpy as np
 import pytest
 import torch
 
+from bench.app.cli import main, validate_names
 from bench.backbones import BACKBONES, CheckpointError, Prompts, backbone_family, build_backbone
 from bench.backbones.sam2 import HIGH_RES_S0, HIGH_RES_S1, Sam2Hiera
 from bench.backbones.tiny import tiny_sam2_model, tiny_tinyvit_model
-from bench.cli import main, validate_names
 from bench.config import BackboneConfig, ConfigError, DataConfig, RunConfig, TrainConfig
 from bench.contracts.distill import DISTILLERS
 from bench.contracts.peft import PEFT_METHODS, build_peft
-from bench.encoders import CachedEncoder
-from bench.runner import build_parts
-from bench.sweep import load_config
-from bench.trainer import compute_loss
+from bench.data.encoders import CachedEncoder
+from bench.runs.runner import build_parts
+from bench.runs.sweep import load_config
+from bench.train.trainer import compute_loss
 
 pytestmark = pytest.mark.numerics  # the whole file runs again under other kernels in CI
 

@@ -1,4 +1,5 @@
-"""Tests for bench/config.py and the name checks of bench/cli.py: defaults, overrides, errors, run expansion, hashes."""
+"""Tests for bench/config/schema.py and the name checks of bench/app/cli.py: defaults, overrides, errors, run
+expansion, hashes."""
 
 from __future__ import annotations
 
@@ -12,11 +13,11 @@ from pathlib import Path
 import pytest
 import torch
 
-from bench import cli
-from bench.accel import autocast_for
+from bench.app import cli
 from bench.config import BenchConfig, ConfigError, RunConfig, TrainConfig
-from bench.overrides import command_args
-from bench.sweep import load_config, run_configs, run_hash, run_name
+from bench.config.overrides import command_args
+from bench.hardware.accel import autocast_for
+from bench.runs.sweep import load_config, run_configs, run_hash, run_name
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -211,7 +212,7 @@ def test_run_hash_is_stable_across_calls_and_objects():
 
 def test_run_hash_is_stable_across_processes():
     code = (
-        "from bench.config import RunConfig; from bench.sweep import run_hash; "
+        "from bench.config import RunConfig; from bench.runs.sweep import run_hash; "
         "print(run_hash(RunConfig(method='adapter', dataset='synth_polyp', seed=0)))"
     )
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)}
@@ -333,7 +334,7 @@ def test_unknown_method_names_the_bad_part_and_its_choices(name, message):
 
 @pytest.mark.parametrize("name", ["demo", "table5", "lambda_grid", "table11"])
 def test_run_count_is_the_number_of_runs_the_sweep_expands_to(name):
-    from bench.sweep import run_count
+    from bench.runs.sweep import run_count
 
     cfg = load_config([f"sweep={name}"])
     assert run_count(cfg) == len(run_configs(cfg)) > 1

@@ -17,10 +17,10 @@ import pytest
 from PIL import Image
 
 from bench.config import ConfigError
-from bench.launcher import launch
-from bench.masks import read_masks
-from bench.results import RunDir
-from bench.sweep import run_configs, run_hash
+from bench.data.masks import read_masks
+from bench.runs.launcher import launch
+from bench.runs.results import RunDir
+from bench.runs.sweep import run_configs, run_hash
 
 from .test_runs import REPO, sweep, sweep_args
 
@@ -101,9 +101,9 @@ def test_a_batch_that_does_not_split_over_the_ranks_is_refused(tmp_path):
 CHILD = """
 import sys
 from bench.logs import setup_logging
-from bench.sweep import load_config
-from bench.launcher import launch
-from bench.masks import read_masks
+from bench.runs.sweep import load_config
+from bench.runs.launcher import launch
+from bench.data.masks import read_masks
 setup_logging()
 launch(load_config(sys.argv[1:]))
 """
@@ -113,7 +113,7 @@ launch(load_config(sys.argv[1:]))
 SITE = """\
 import os, time
 if os.environ.get("SAMFIT_TEST_SLOW"):
-    import bench.trainer as t
+    import bench.train.trainer as t
     _real = t.structure_loss
     def _slow(*a, **k):
         path = os.path.join({folder!r}, "rank" + os.environ.get("RANK", "-") + ".pid")
@@ -171,8 +171,8 @@ def _balance_rank(rank: int, port: int, out: str) -> None:
     import torch
     import torch.distributed as dist
 
-    from bench import distributed
-    from bench.data import take
+    from bench.data.batches import take
+    from bench.train import distributed
 
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=2)
     try:

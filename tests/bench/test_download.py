@@ -15,12 +15,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from bench.app.cli import main
 from bench.backbones import build_backbone
 from bench.backbones.tiny import build_tiny_sam
-from bench.cli import main
 from bench.config import BackboneConfig, ConfigError
-from bench.download import DownloadError, download_backbone, download_dataset, fetch
-from bench.weights import WEIGHTS, resolve_checkpoint
+from bench.contracts.weights import WEIGHTS, resolve_checkpoint
+from bench.use.download import DownloadError, download_backbone, download_dataset, fetch
 from tests.datasets.real_fixtures import polyp_csv
 
 PAYLOAD = bytes(range(256)) * 4096  # 1 MiB, more than one read chunk

@@ -1,4 +1,5 @@
-"""Tests for bench/losses.py (golden values of the structure loss) and bench/prompts.py + bench/data.py prompts."""
+"""Tests for bench/train/losses.py (golden values of the structure loss) and bench/data/prompts.py +
+bench/data/batches.py prompts."""
 
 from __future__ import annotations
 
@@ -9,9 +10,9 @@ import torch
 from bench.backbones import build_backbone
 from bench.config import BackboneConfig, DataConfig, SynthConfig
 from bench.contracts.dataset import DATASETS
-from bench.data import PromptedDataset
-from bench.losses import boundary_weight, box_mean, structure_loss
-from bench.prompts import EmptyMaskError, jitter_box, mask_box, sample_points, stable_seed, to_input_frame
+from bench.data.batches import PromptedDataset
+from bench.data.prompts import EmptyMaskError, jitter_box, mask_box, sample_points, stable_seed, to_input_frame
+from bench.train.losses import boundary_weight, box_mean, structure_loss
 
 
 # ----------------------------------------------------------------------------- structure loss, in numpy

@@ -10,11 +10,11 @@ import torch
 from PIL import Image
 
 from bench.contracts.dataset import DATASETS
-from bench.masks import MaskKeeper, read_masks
-from bench.prompts import mask_box
-from bench.results import RunDir
-from bench.runner import execute_run
-from bench.sweep import run_hash
+from bench.data.masks import MaskKeeper, read_masks
+from bench.data.prompts import mask_box
+from bench.runs.results import RunDir
+from bench.runs.runner import execute_run
+from bench.runs.sweep import run_hash
 
 from .test_runs import single_run, sweep
 

@@ -9,11 +9,11 @@ import pytest
 import torch
 
 from bench.config import ConfigError
-from bench.launcher import launch
-from bench.memory import checkpoint_trainable_blocks, micro_batches
-from bench.results import RunDir
-from bench.runner import build_parts
-from bench.sweep import run_configs, run_hash
+from bench.hardware.memory import checkpoint_trainable_blocks, micro_batches
+from bench.runs.launcher import launch
+from bench.runs.results import RunDir
+from bench.runs.runner import build_parts
+from bench.runs.sweep import run_configs, run_hash
 
 from .test_runs import sweep
 

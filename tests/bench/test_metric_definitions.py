@@ -10,8 +10,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from bench.evaluate import score_logits
-from bench.metrics_infosam import infosam_scores
+from bench.eval.evaluate import score_logits
+from bench.eval.metrics_infosam import infosam_scores
 
 EPS = np.spacing(1)
 

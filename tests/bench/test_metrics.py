@@ -1,4 +1,4 @@
-"""Tests for bench/metrics.py: agreement with py_sod_metrics, hand-computed values, conventions."""
+"""Tests for bench/eval/metrics.py: agreement with py_sod_metrics, hand-computed values, conventions."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ import numpy as np
 import py_sod_metrics as sod
 import pytest
 
-from bench.metrics import METRICS, MetricAccumulator, _inner_boundary, boundary_f1, score_image
+from bench.eval.metrics import METRICS, MetricAccumulator, _inner_boundary, boundary_f1, score_image
 
 SOD_KEYS = ("sm", "em_adp", "em_mean", "em_max", "wfm", "mae")
 

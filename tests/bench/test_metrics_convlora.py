@@ -1,11 +1,11 @@
-"""bench.metrics_convlora against a float64 numpy restatement of autogluon's semantic_seg_metrics.py."""
+"""bench.eval.metrics_convlora against a float64 numpy restatement of autogluon's semantic_seg_metrics.py."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
 
-from bench.metrics_convlora import convlora_scores
+from bench.eval.metrics_convlora import convlora_scores
 from tests.bench.test_metric_definitions import np_smeasure, np_weighted_f  # the formulas, written out once
 
 EPS = np.spacing(1)

@@ -1,11 +1,11 @@
-"""Command-line overrides in Hydra's grammar (bench.overrides) as load_config applies them."""
+"""Command-line overrides in Hydra's grammar (bench.config.overrides) as load_config applies them."""
 
 from __future__ import annotations
 
 import pytest
 
 from bench.config import ConfigError, TrainConfig
-from bench.sweep import load_config, run_configs
+from bench.runs.sweep import load_config, run_configs
 
 
 def test_a_comma_list_is_a_sweep_value_for_list_keys():
@@ -54,7 +54,7 @@ def test_sweep_takes_one_name():
 
 
 def test_help_prints_the_commands_groups_grammar_and_option_help(capsys):
-    from bench.cli import COMMANDS, main
+    from bench.app.cli import COMMANDS, main
 
     assert main(["--help"]) == 0 and main(["-h"]) == 0
     text = capsys.readouterr().out
@@ -64,7 +64,7 @@ def test_help_prints_the_commands_groups_grammar_and_option_help(capsys):
 
 
 def test_list_method_prints_that_methods_options_namespaced_per_part(capsys):
-    from bench.cli import main
+    from bench.app.cli import main
 
     assert main(["list", "method=lora+tinysam+rm"]) == 0
     lines = capsys.readouterr().out.splitlines()

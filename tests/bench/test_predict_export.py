@@ -16,12 +16,12 @@ import torch
 from PIL import Image
 from segment_anything.modeling import Sam
 
+from bench.app.cli import main
 from bench.backbones import build_backbone
-from bench.cli import main
 from bench.config import BackboneConfig, ConfigError
-from bench.export import export_trained, logits, merge, probe_images, rebuild
-from bench.predict import PredictOptions, predict
-from bench.trained import load_trained
+from bench.use.export import export_trained, logits, merge, probe_images, rebuild
+from bench.use.predict import PredictOptions, predict
+from bench.use.trained import load_trained
 
 TOL = 1e-5  # fp32 re-association of W x + s·B(A x) vs (W + s·B A) x on these widths is ~1e-7
 

@@ -12,11 +12,11 @@ import torch
 
 from bench.config import ConfigError, TrainConfig
 from bench.contracts.methods import method_options
-from bench.prompts import mask_box, translate_box
-from bench.runner import execute_run
-from bench.selection import EpochSelector
-from bench.sweep import load_config, run_configs, run_hash
-from bench.trainer import cosine_horizon
+from bench.data.prompts import mask_box, translate_box
+from bench.eval.selection import EpochSelector
+from bench.runs.runner import execute_run
+from bench.runs.sweep import load_config, run_configs, run_hash
+from bench.train.trainer import cosine_horizon
 from tests.bench.test_runs import single_run, sweep, sweep_args
 
 
@@ -91,7 +91,7 @@ def test_infosam_test_boxes_are_jittered_identically_for_every_method_and_seed(t
     from bench.backbones import build_backbone
     from bench.config import BackboneConfig
     from bench.contracts.dataset import DATASETS
-    from bench.data import PromptedDataset
+    from bench.data.batches import PromptedDataset
 
     cfg = sweep(tmp_path, "protocol=infosam")
     test = DATASETS.get("synth_polyp")("test", cfg.data)
@@ -138,8 +138,8 @@ def test_cosine_horizon_of_the_public_code():
 @pytest.mark.numerics
 def test_fp32_cache_stores_the_exact_states(tmp_path):
     from bench.backbones import build_backbone
-    from bench.cache import EncoderCache
     from bench.config import BackboneConfig
+    from bench.data.cache import EncoderCache
 
     model = build_backbone(BackboneConfig(name="tiny_sam"))
     images = torch.randn(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
@@ -188,7 +188,7 @@ def test_a_tiny_run_under_the_infosam_protocol_keeps_every_scored_epoch(tmp_path
     cfg = sweep(tmp_path, "protocol=infosam", "train.epochs=3", "eval.select_epochs=2")
     run = single_run(cfg)
     record = execute_run(run, cfg.runs_dir)
-    from bench.results import RunDir
+    from bench.runs.results import RunDir
 
     path = RunDir(cfg.runs_dir, run).path
     assert record["protocol"] == "infosam" and set(record["metrics_by_definition"]) == {"clean", "infosam", "convlora"}
@@ -242,7 +242,7 @@ def test_report_names_the_protocol_and_shows_paper_values_only_under_it(tmp_path
 
 # ----------------------------------------------------------------------------- Conv-LoRA recipe switches
 def test_poly_schedule_decays_linearly_to_min_lr_with_adamw():
-    from bench.trainer import make_optimizer
+    from bench.train.trainer import make_optimizer
 
     param = torch.nn.Parameter(torch.zeros(3))
     cfg = TrainConfig(epochs=2, lr=1e-4, min_lr=0.0, optimizer="adamw", weight_decay=1e-4, schedule="poly")
@@ -261,7 +261,7 @@ def test_hflip_flips_training_samples_reproducibly(tmp_path):
     from bench.backbones import build_backbone
     from bench.config import BackboneConfig
     from bench.contracts.dataset import DATASETS
-    from bench.data import PromptedDataset
+    from bench.data.batches import PromptedDataset
 
     cfg = sweep(tmp_path)
     train = DATASETS.get("synth_polyp")("train", cfg.data)
@@ -283,12 +283,12 @@ def test_hflip_flips_training_samples_reproducibly(tmp_path):
 
 
 def test_square_preprocessing_and_input_resolution_scoring(tmp_path, monkeypatch):
-    import bench.evaluate as ev
+    import bench.eval.evaluate as ev
     from bench.backbones import build_backbone
     from bench.config import BackboneConfig
     from bench.contracts.dataset import DATASETS
-    from bench.data import PromptedDataset
-    from bench.encoders import CachedEncoder
+    from bench.data.batches import PromptedDataset
+    from bench.data.encoders import CachedEncoder
 
     model = build_backbone(BackboneConfig(name="tiny_sam"))
     model.preprocess = "square"
@@ -344,7 +344,7 @@ def test_one_mask_token_decoder_as_conv_lora():
 
 
 def test_protocol_dataset_values_never_override_explicit_keys(tmp_path, monkeypatch):
-    import bench.protocols as protocols
+    import bench.config.protocols as protocols
 
     table = {"*": {"train.lr": 1e-4}, "polyp": {"train.epochs": 30, "train.weight_decay": 0.5}}
     patched = protocols.Protocol(name="clean", summary="x", dataset_values=table)
@@ -411,7 +411,7 @@ def test_patience_stops_training_when_validation_stalls():
 
 
 def test_balanced_bce_is_the_public_bbce_per_image():
-    from bench.losses import structure_loss
+    from bench.train.losses import structure_loss
 
     logits = torch.tensor([[[[2.0, -1.0], [0.5, -3.0]]], [[[0.0, 1.0], [-2.0, 4.0]]]])
     target = torch.tensor([[[[1.0, 0.0], [0.0, 0.0]]], [[[1.0, 1.0], [0.0, 1.0]]]])

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import json
 
-from bench.cli import main
-from bench.provenance import mixed_provenance
+from bench.app.cli import main
+from bench.runs.provenance import mixed_provenance
 
 
 def test_metrics_json_records_code_packages_device_weights_and_command(tmp_path, capsys, monkeypatch):

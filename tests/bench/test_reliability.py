@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 
 import bench.fileio
-import bench.runner
-from bench.cli import cmd_status
+import bench.runs.runner
+from bench.app.cli import cmd_status
 from bench.config import to_dict
-from bench.launcher import execute_runs, launch, make_executor
-from bench.results import LOCK_FILE, METRICS_FILE, RunBusyError, RunDir
-from bench.runner import execute_run
-from bench.sweep import load_config, run_configs
+from bench.runs.launcher import execute_runs, launch, make_executor
+from bench.runs.results import LOCK_FILE, METRICS_FILE, RunBusyError, RunDir
+from bench.runs.runner import execute_run
+from bench.runs.sweep import load_config, run_configs
 
 from .test_runs import REPO, metric_values, single_run, sweep, sweep_args
 
@@ -33,15 +33,15 @@ LONG = ("train.epochs=4", "data.synth.train_size=16", "train.batch_size=4")
 CHILD = """
 import sys, time, torch
 torch.set_num_threads(1)
-import bench.trainer
-from bench.sweep import load_config, run_configs
-from bench.runner import execute_run
+import bench.train.trainer
+from bench.runs.sweep import load_config, run_configs
+from bench.runs.runner import execute_run
 
-real = bench.trainer.structure_loss
+real = bench.train.trainer.structure_loss
 def slow(*args, **kwargs):
     time.sleep(0.15)
     return real(*args, **kwargs)
-bench.trainer.structure_loss = slow
+bench.train.trainer.structure_loss = slow
 cfg = load_config(sys.argv[1:])
 execute_run(run_configs(cfg)[0], cfg.runs_dir)
 """
@@ -118,13 +118,13 @@ def test_preempted_job_requeues_and_resumes_without_rerunning_complete_runs(tmp_
     site = tmp_path / "site"
     site.mkdir()
     (site / "sitecustomize.py").write_text(
-        "import time, bench.trainer as t\n"
+        "import time, bench.train.trainer as t\n"
         "_real = t.structure_loss\n"
         "def _slow(*a, **k):\n    time.sleep(0.15)\n    return _real(*a, **k)\n"
         "t.structure_loss = _slow\n"
     )
     monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(site), _env()["PYTHONPATH"]]))
-    from bench.launcher import RunJob
+    from bench.runs.launcher import RunJob
 
     executor = make_executor(cfg)
     job = executor.submit(RunJob(), [to_dict(first), to_dict(second)], cfg.runs_dir)
@@ -170,14 +170,14 @@ def test_a_locked_run_is_left_to_its_owner(tmp_path):
 def test_two_launchers_on_one_sweep_execute_each_run_once(tmp_path, monkeypatch):
     cfg = sweep(tmp_path, "train.epochs=1", "seeds=[0,1,2]")
     calls: list[str] = []
-    real_train = bench.runner.train
+    real_train = bench.runs.runner.train
 
     def counting_train(parts, data, train_cfg, seed, *args, **kwargs):
         calls.append(kwargs.get("desc", ""))
         time.sleep(0.3)  # keep the run busy while the other launcher reaches it
         return real_train(parts, data, train_cfg, seed, *args, **kwargs)
 
-    monkeypatch.setattr(bench.runner, "train", counting_train)
+    monkeypatch.setattr(bench.runs.runner, "train", counting_train)
     results: list = []
     threads = [threading.Thread(target=lambda: results.append(launch(cfg))) for _ in range(2)]
     for t in threads:
@@ -216,7 +216,7 @@ def test_status_names_each_state_and_the_log_of_each_failure(tmp_path, monkeypat
     def broken(*a, **k):
         raise RuntimeError("boom")
 
-    monkeypatch.setattr(bench.runner, "train", broken)
+    monkeypatch.setattr(bench.runs.runner, "train", broken)
     with pytest.raises(RuntimeError):
         execute_run(adapter0, cfg.runs_dir)
     RunDir(cfg.runs_dir, adapter1).path.mkdir(parents=True)

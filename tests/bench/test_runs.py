@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 import torch
 
-import bench.encoders
-import bench.runner
-import bench.trainer
-from bench.cache import EncoderCache
+import bench.data.encoders
+import bench.runs.runner
+import bench.train.trainer
 from bench.config import BenchConfig, ConfigError, RunConfig
-from bench.launcher import launch, make_executor, slurm_parameters
-from bench.results import FAILED_FILE, METRICS_FILE, RunDir
-from bench.runner import execute_run
-from bench.sweep import load_config, run_configs
-from bench.trainer import NonFiniteLossError
+from bench.data.cache import EncoderCache
+from bench.runs.launcher import launch, make_executor, slurm_parameters
+from bench.runs.results import FAILED_FILE, METRICS_FILE, RunDir
+from bench.runs.runner import execute_run
+from bench.runs.sweep import load_config, run_configs
+from bench.train.trainer import NonFiniteLossError
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -72,7 +72,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
     dir_a, dir_b = RunDir(cfg_a.runs_dir, run).path, RunDir(cfg_b.runs_dir, run).path
     assert dir_a.name == dir_b.name
 
-    real_save = bench.trainer.save_checkpoint
+    real_save = bench.train.trainer.save_checkpoint
     saved_epochs: list[int] = []
 
     def save_then_stop(path, payload):
@@ -81,7 +81,7 @@ def test_interrupted_run_resumes_to_the_same_result(tmp_path, monkeypatch):
         if payload["epoch"] == 1:
             raise Interrupted("preempted after epoch 1")
 
-    monkeypatch.setattr(bench.trainer, "save_checkpoint", save_then_stop)
+    monkeypatch.setattr(bench.train.trainer, "save_checkpoint", save_then_stop)
     with pytest.raises(Interrupted):
         execute_run(run, cfg_b.runs_dir)
     assert saved_epochs == [1]
@@ -115,8 +115,8 @@ def test_complete_run_is_skipped(tmp_path, monkeypatch):
     def must_not_train(*args, **kwargs):
         raise AssertionError("a complete run was trained again")
 
-    monkeypatch.setattr(bench.runner, "train", must_not_train)
-    monkeypatch.setattr(bench.runner, "build_parts", must_not_train)
+    monkeypatch.setattr(bench.runs.runner, "train", must_not_train)
+    monkeypatch.setattr(bench.runs.runner, "build_parts", must_not_train)
     mtime = (rd.path / METRICS_FILE).stat().st_mtime_ns
     assert execute_run(run, cfg.runs_dir) == rd.read_metrics()
     assert (rd.path / METRICS_FILE).stat().st_mtime_ns == mtime
@@ -140,7 +140,7 @@ def test_cold_and_warm_cache_give_identical_results(tmp_path, monkeypatch):
             super().__init__(*args, **kwargs)
             caches.append(self)
 
-    monkeypatch.setattr(bench.encoders, "EncoderCache", Recording)
+    monkeypatch.setattr(bench.data.encoders, "EncoderCache", Recording)
     cold_cfg, warm_cfg = sweep(tmp_path, runs="cold"), sweep(tmp_path, runs="warm")
     run = single_run(cold_cfg)
     cold = execute_run(run, cold_cfg.runs_dir)
@@ -181,9 +181,9 @@ def test_cache_entries_are_the_fp16_frozen_prefix(tmp_path):
 
 def test_cache_entries_computed_another_way_are_never_read(tmp_path):
     """States computed under bf16 autocast (or other kernels) are other floats: a fp32 run must miss them."""
-    from bench.accel import compute_tag
     from bench.backbones import build_backbone
     from bench.config import BackboneConfig
+    from bench.hardware.accel import compute_tag
 
     cpu = torch.device("cpu")
     assert compute_tag(cpu, "auto", True) == "cpu-fp32-cl" and compute_tag(cpu, "bf16", False) == "cpu-bf16"
@@ -201,7 +201,7 @@ def test_cache_entries_computed_another_way_are_never_read(tmp_path):
 def test_cached_block_outputs_equal_the_live_ones_and_share_the_state(tmp_path):
     from bench.backbones import build_backbone
     from bench.config import BackboneConfig
-    from bench.encoders import CachedEncoder
+    from bench.data.encoders import CachedEncoder
 
     teacher = build_backbone(BackboneConfig(name="tiny_sam"))
     teacher.requires_grad_(False)
@@ -231,7 +231,7 @@ def test_nan_loss_fails_the_run(tmp_path, monkeypatch):
     def nan_loss(logits, target, variant="weighted"):
         return logits.sum() * float("nan")
 
-    monkeypatch.setattr(bench.trainer, "structure_loss", nan_loss)
+    monkeypatch.setattr(bench.train.trainer, "structure_loss", nan_loss)
     cfg = sweep(tmp_path)
     run = single_run(cfg)
     with pytest.raises(NonFiniteLossError, match="nan"):
@@ -244,7 +244,7 @@ def test_nan_loss_fails_the_run(tmp_path, monkeypatch):
 
 
 def test_nan_loss_is_reported_by_the_inline_launcher(tmp_path, monkeypatch):
-    monkeypatch.setattr(bench.trainer, "structure_loss", lambda logits, target, variant: logits.sum() / 0.0)
+    monkeypatch.setattr(bench.train.trainer, "structure_loss", lambda logits, target, variant: logits.sum() / 0.0)
     outcomes = launch(sweep(tmp_path, "methods=[decoder_only]"))
     assert len(outcomes) == 1 and outcomes[0].record is None
     assert outcomes[0].error.startswith("NonFiniteLossError")
@@ -357,7 +357,7 @@ def test_epochs_default_to_the_dataset_protocol(tmp_path):
 
 
 def test_jobs_are_dealt_out_so_parallel_jobs_get_the_same_mix_of_methods(tmp_path):
-    from bench.launcher import _groups
+    from bench.runs.launcher import _groups
 
     cfg = sweep(tmp_path, "methods=[zero_shot,decoder_only,adapter,adapter+infosam]", "seeds=[0,1]")
     runs = run_configs(cfg)  # method by method
@@ -369,7 +369,7 @@ def test_jobs_are_dealt_out_so_parallel_jobs_get_the_same_mix_of_methods(tmp_pat
 
 
 def test_threads_per_job_sets_the_job_threads_and_is_checked(tmp_path):
-    from bench.launcher import RunJob
+    from bench.runs.launcher import RunJob
 
     before = torch.get_num_threads()
     try:

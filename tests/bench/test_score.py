@@ -8,11 +8,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.cli import main
+from bench.app.cli import main
+from bench.app.score import cmd_score
 from bench.config import ConfigError
-from bench.metrics_convlora import convlora_scores
-from bench.metrics_infosam import infosam_scores
-from bench.score import cmd_score
+from bench.eval.metrics_convlora import convlora_scores
+from bench.eval.metrics_infosam import infosam_scores
 
 
 def _write(tmp_path, n=3, png=False):

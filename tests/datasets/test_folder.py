@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from bench.cli import main
+from bench.app.cli import main
 from bench.config import ConfigError, DataConfig, FolderDataConfig
 from bench.contracts.dataset import DATASETS, DatasetError
 from datasets.folder import scan_folder

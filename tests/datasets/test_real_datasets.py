@@ -17,10 +17,10 @@ from PIL import Image
 
 from bench.config import DataConfig
 from bench.contracts.dataset import DATASETS, SPLITS, DatasetError, dataset_info
-from bench.images import binarize_mask, read_mask
-from bench.metrics import boundary_f1
-from bench.runner import execute_run
-from bench.sweep import load_config, run_configs
+from bench.data.images import binarize_mask, read_mask
+from bench.eval.metrics import boundary_f1
+from bench.runs.runner import execute_run
+from bench.runs.sweep import load_config, run_configs
 from datasets._prepare import check_copy, dataset_status
 from datasets._real import REAL_SPECS
 from datasets._splits import draw_validation, split_order
@@ -318,7 +318,7 @@ def test_prepare_lists_every_problem_with_file_names(tmp_path: Path) -> None:
 
 
 def test_prepare_via_cli_and_list_status(tmp_path: Path, capsys) -> None:
-    from bench.cli import main
+    from bench.app.cli import main
 
     _build(tmp_path, "isic_csv")
     root = tmp_path / "data"

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from bench.cli import cmd_status
-from bench.launcher import launch
-from bench.results import RunDir
-from bench.runner import execute_run
-from bench.sweep import run_configs
+from bench.app.cli import cmd_status
+from bench.runs.launcher import launch
+from bench.runs.results import RunDir
+from bench.runs.runner import execute_run
+from bench.runs.sweep import run_configs
 
 from ..bench.test_reliability import LONG, _progress
 from ..bench.test_runs import REPO, metric_values, sweep, sweep_args
@@ -34,7 +34,7 @@ SLURM = (
 SITE = """\
 import os, time
 if os.environ.get("SLURM_JOB_ID") and not int(os.environ.get("SLURM_RESTART_COUNT", "0")):
-    import bench.trainer as t
+    import bench.train.trainer as t
     _real = t.structure_loss
     def _slow(*a, **k):
         time.sleep({delay})

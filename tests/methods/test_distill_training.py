@@ -12,11 +12,11 @@ from bench.backbones.sam import SamViT
 from bench.backbones.tiny import tiny_vit_encoder
 from bench.config import BackboneConfig
 from bench.contracts.distill import DISTILLERS
-from bench.data import batch_prompts
-from bench.results import RunDir
-from bench.runner import build_parts, execute_run
-from bench.sweep import load_config, run_configs
-from bench.trainer import compute_loss, model_features
+from bench.data.batches import batch_prompts
+from bench.runs.results import RunDir
+from bench.runs.runner import build_parts, execute_run
+from bench.runs.sweep import load_config, run_configs
+from bench.train.trainer import compute_loss, model_features
 
 from ..bench.test_runs import sweep_args
 from .test_infosam_training import checksum, one_batch
@@ -72,10 +72,10 @@ def test_distill_gradients_reach_only_the_student_and_the_distiller(tmp_path, me
 
 @pytest.mark.parametrize("method", DISTILLER_NAMES + CHAINS)
 def test_a_short_run_changes_only_the_student_and_the_distiller(tmp_path, monkeypatch, method):
-    import bench.runner
+    import bench.runs.runner
 
     seen = {}
-    original = bench.runner.build_parts
+    original = bench.runs.runner.build_parts
 
     def spy(run, device):
         parts = original(run, device)
@@ -85,7 +85,7 @@ def test_a_short_run_changes_only_the_student_and_the_distiller(tmp_path, monkey
         seen["distiller"] = {n: p.detach().clone() for n, p in parts.distiller.named_parameters()}
         return parts
 
-    monkeypatch.setattr(bench.runner, "build_parts", spy)
+    monkeypatch.setattr(bench.runs.runner, "build_parts", spy)
     cfg = config(tmp_path, method)
     run = run_configs(cfg)[0]
     record = execute_run(run, cfg.runs_dir)

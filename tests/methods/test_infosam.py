@@ -439,7 +439,7 @@ def test_without_l_d_the_student_trains_exactly_as_the_plain_adapter(tmp_path):
     """L_r trains only the relation module; the student learns from the teacher through L_d alone. So
     ``adapter+infosam`` with λ2 = 0 must give the ``adapter`` run's scores bit for bit (same student
     operations in the same order), and with λ2 > 0 it must not (the test can fail both ways)."""
-    from bench.launcher import launch
+    from bench.runs.launcher import launch
     from tests.bench.test_runs import sweep
 
     def scores(runs: str, *extra: str) -> dict:

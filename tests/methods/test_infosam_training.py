@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from bench.contracts.dataset import DATASETS
-from bench.data import PromptedDataset, collate
-from bench.results import RunDir
-from bench.runner import build_parts, execute_run
-from bench.sweep import load_config, run_configs
-from bench.trainer import compute_loss
+from bench.data.batches import PromptedDataset, collate
+from bench.runs.results import RunDir
+from bench.runs.runner import build_parts, execute_run
+from bench.runs.sweep import load_config, run_configs
+from bench.train.trainer import compute_loss
 
 from ..bench.test_runs import sweep_args
 
@@ -56,17 +56,17 @@ def test_gradient_routes(tmp_path, term):
 
 
 def test_teacher_unchanged_by_a_run_and_relation_saved(tmp_path, monkeypatch):
-    import bench.runner
+    import bench.runs.runner
 
     seen = {}
-    original = bench.runner.build_parts
+    original = bench.runs.runner.build_parts
 
     def spy(run, device):
         parts = original(run, device)
         seen["parts"], seen["before"] = parts, checksum(parts.teacher)
         return parts
 
-    monkeypatch.setattr(bench.runner, "build_parts", spy)
+    monkeypatch.setattr(bench.runs.runner, "build_parts", spy)
     cfg = config(tmp_path)
     run = run_configs(cfg)[0]
     record = execute_run(run, cfg.runs_dir)
@@ -126,7 +126,7 @@ def test_table6_sweep_step_hands_the_relation_module_to_the_transfer_rows(tmp_pa
     """The sweep names ``publish_relation_modules`` in ``after_runs``: the first pass trains the sources (the
     transfer rows fail on the missing file), the step publishes their relation modules, the second pass
     trains the transfer rows from them; a sweep without the step publishes nothing."""
-    from bench.launcher import launch
+    from bench.runs.launcher import launch
     from reports.report import build_report
 
     args = [a for a in sweep_args(tmp_path) if not a.startswith(("sweep=", "methods=", "datasets="))]

@@ -17,8 +17,8 @@ from torch import nn
 from bench.backbones import Backbone, Prompts, build_backbone
 from bench.config import BackboneConfig, ConfigError
 from bench.contracts.peft import PEFT_METHODS, build_peft, trainable_parameters, unused_decoder_modules
-from bench.losses import structure_loss
 from bench.registry import UnknownNameError
+from bench.train.losses import structure_loss
 from methods.peft.adapter import AdapterOptions
 
 pytestmark = pytest.mark.numerics  # the whole file runs again under other kernels in CI

@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from bench.contracts.peft import PEFT_METHODS, build_peft, unused_decoder_modules
-from bench.losses import structure_loss
+from bench.train.losses import structure_loss
 
 from .test_peft_contract import _forward, _inputs, pretrained
 

@@ -11,13 +11,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.backbones import Backbone, Prompts, build_backbone
-from bench.backbones._base import INPUT_EMBEDDING
 from bench.config import BackboneConfig, ConfigError
+from bench.contracts.backbone import INPUT_EMBEDDING
 from bench.contracts.peft import build_peft, trainable_parameters, unused_decoder_modules
-from bench.encoders import CachedEncoder
-from bench.results import RunDir
-from bench.runner import build_parts, execute_run
-from bench.sweep import load_config, run_configs
+from bench.data.encoders import CachedEncoder
+from bench.runs.results import RunDir
+from bench.runs.runner import build_parts, execute_run
+from bench.runs.sweep import load_config, run_configs
 from methods.peft.hqsam import HQDecoder
 from methods.peft.lst import LadderSide
 
@@ -429,8 +429,8 @@ def test_a_distiller_sees_the_embedding_lst_adapted():
     from bench.backbones import Prompts, build_backbone
     from bench.config import BackboneConfig
     from bench.contracts.peft import build_peft
-    from bench.encoders import CachedEncoder
-    from bench.trainer import TrainParts, model_features
+    from bench.data.encoders import CachedEncoder
+    from bench.train.trainer import TrainParts, model_features
 
     backbone = build_backbone(BackboneConfig(name="tiny_sam"))
     peft = build_peft("lst", {})

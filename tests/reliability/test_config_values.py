@@ -7,10 +7,10 @@ import shutil
 
 import pytest
 
-import bench.sweep
-from bench.cli import cmd_list, main
+import bench.runs.sweep
+from bench.app.cli import cmd_list, main
 from bench.config import ConfigError
-from bench.sweep import load_config, run_configs
+from bench.runs.sweep import load_config, run_configs
 
 
 @pytest.mark.parametrize(
@@ -91,9 +91,9 @@ def sweeps_copy(tmp_path, monkeypatch):
     folder = tmp_path / "sweeps"
     folder.mkdir()
     for name in ("smoke", "demo"):
-        shutil.copy(bench.sweep.SWEEPS_DIR / f"{name}.yaml", folder)
+        shutil.copy(bench.runs.sweep.SWEEPS_DIR / f"{name}.yaml", folder)
     (folder / "bad.yaml").write_text("methods: [adapter\ndatasets: [synth_polyp]\n")
-    monkeypatch.setattr(bench.sweep, "SWEEPS_DIR", folder)
+    monkeypatch.setattr(bench.runs.sweep, "SWEEPS_DIR", folder)
     return folder
 
 

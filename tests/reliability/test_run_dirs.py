@@ -17,16 +17,16 @@ import pytest
 import torch
 
 import bench.fileio
-import bench.inputs
+import bench.runs.inputs
 import reports.report
+from bench.app.cli import cmd_status, main
 from bench.backbones import build_backbone
-from bench.cli import cmd_status, main
 from bench.config import BackboneConfig, config_digest, to_dict
-from bench.launcher import launch
-from bench.results import FAILED_FILE, METRICS_FILE, RunDir
-from bench.resume import ForeignCheckpointError
-from bench.runner import execute_run
-from bench.sweep import load_config, run_configs, run_hash
+from bench.runs.launcher import launch
+from bench.runs.results import FAILED_FILE, METRICS_FILE, RunDir
+from bench.runs.runner import execute_run
+from bench.runs.sweep import load_config, run_configs, run_hash
+from bench.train.resume import ForeignCheckpointError
 from reports.report import build_report
 from tests.bench.test_runs import sweep, sweep_args
 
@@ -59,7 +59,7 @@ def test_overwriting_a_checkpoint_at_the_same_path_gives_a_new_run(tmp_path):
     assert len(outcomes) == 1 and outcomes[0].record is not None  # executed, not "0 runs executed"
     assert outcomes[0].record["metrics"] != old
     recorded = json.loads((second.path / "inputs.json").read_text())
-    assert recorded["backbone.checkpoint"]["sha256"] == bench.inputs.sha256_file(ckpt)
+    assert recorded["backbone.checkpoint"]["sha256"] == bench.runs.inputs.sha256_file(ckpt)
     assert second.read_metrics()["inputs"] == recorded
 
 
@@ -92,7 +92,7 @@ def test_teacher_and_relation_module_contents_enter_the_hash(tmp_path):
 
 def test_a_run_without_input_files_keeps_its_config_hash(tmp_path):
     run = _only(sweep(tmp_path))
-    assert bench.inputs.input_files(run) == {}
+    assert bench.runs.inputs.input_files(run) == {}
     # the config-only hash (as before input digests entered the hash): results of such runs stay valid
     assert RunDir(tmp_path / "runs", run).name == f"synth_polyp__adapter__s0__{config_digest(to_dict(run))}"
 
@@ -100,16 +100,16 @@ def test_a_run_without_input_files_keeps_its_config_hash(tmp_path):
 def test_a_digest_is_computed_once_per_path_size_and_mtime(tmp_path, monkeypatch):
     ckpt = _tiny_checkpoint(tmp_path / "w.pt")
     calls = []
-    real = bench.inputs.sha256_file
-    monkeypatch.setattr(bench.inputs, "sha256_file", lambda p: calls.append(p) or real(p))
-    monkeypatch.setattr(bench.inputs, "_memo", {})
+    real = bench.runs.inputs.sha256_file
+    monkeypatch.setattr(bench.runs.inputs, "sha256_file", lambda p: calls.append(p) or real(p))
+    monkeypatch.setattr(bench.runs.inputs, "_memo", {})
     cache = tmp_path / "cache"
-    first = bench.inputs.file_digest(ckpt, cache)
-    monkeypatch.setattr(bench.inputs, "_memo", {})  # a new process: only the disk cache is left
-    assert bench.inputs.file_digest(ckpt, cache) == first and len(calls) == 1
+    first = bench.runs.inputs.file_digest(ckpt, cache)
+    monkeypatch.setattr(bench.runs.inputs, "_memo", {})  # a new process: only the disk cache is left
+    assert bench.runs.inputs.file_digest(ckpt, cache) == first and len(calls) == 1
     assert (cache / "digests.json").is_file()
     os.utime(ckpt, ns=(1, 1))  # touched: hashed again
-    assert bench.inputs.file_digest(ckpt, cache) == first and len(calls) == 2
+    assert bench.runs.inputs.file_digest(ckpt, cache) == first and len(calls) == 2
 
 
 def test_report_and_status_find_the_runs_when_the_checkpoint_is_absent(tmp_path, caplog):
@@ -177,7 +177,7 @@ def test_a_damaged_checkpoint_is_moved_aside_and_the_run_restarts(tmp_path, capl
 
 def test_a_checkpoint_without_a_run_name_is_resumed_with_a_warning(tmp_path, caplog):
     """Checkpoints written before they recorded their run: resumed (the run's own folder holds them)."""
-    from bench.resume import CHECKPOINT_KEYS, read_checkpoint
+    from bench.train.resume import CHECKPOINT_KEYS, read_checkpoint
 
     path = tmp_path / "checkpoint.pt"
     torch.save({**dict.fromkeys(CHECKPOINT_KEYS, {}), "epoch": 3}, path)

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from bench.runner import execute_run
-from bench.sweep import load_config, run_configs
+from bench.runs.runner import execute_run
+from bench.runs.sweep import load_config, run_configs
 from reports import render
 from reports.report import build_report
 from reports.table import build_table

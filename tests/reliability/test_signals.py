@@ -12,14 +12,14 @@ from pathlib import Path
 
 import pytest
 
-from bench.launcher import launch
-from bench.results import RunDir
-from bench.sweep import run_configs
+from bench.runs.launcher import launch
+from bench.runs.results import RunDir
+from bench.runs.sweep import run_configs
 from tests.bench.test_reliability import LONG, _env, _progress, _wait_for
 from tests.bench.test_runs import REPO, sweep, sweep_args
 
 SLOW_SITE = (
-    "import time, bench.trainer as t\n"
+    "import time, bench.train.trainer as t\n"
     "_real = t.structure_loss\n"
     "def _slow(*a, **k):\n    time.sleep(0.15)\n    return _real(*a, **k)\n"
     "t.structure_loss = _slow\n"

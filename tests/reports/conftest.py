@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from bench.config import BenchConfig
-from bench.launcher import launch
-from bench.sweep import load_config
+from bench.runs.launcher import launch
+from bench.runs.sweep import load_config
 from reports.report import build_report
 
 from ..bench.test_runs import sweep_args

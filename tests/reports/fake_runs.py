@@ -1,4 +1,4 @@
-"""Fake run directories in the format ``bench/results.py`` writes (``metrics.json``, ``per_image.csv``)."""
+"""Fake run directories in the format ``bench/runs/results.py`` writes (``metrics.json``, ``per_image.csv``)."""
 
 from __future__ import annotations
 
@@ -9,8 +9,8 @@ import numpy as np
 
 from bench.config import BenchConfig, RunConfig, row_label
 from bench.contracts.dataset import dataset_info
-from bench.results import RunDir
-from bench.sweep import run_configs
+from bench.runs.results import RunDir
+from bench.runs.sweep import run_configs
 
 
 def write_run(

@@ -12,8 +12,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from bench.launcher import launch
-from bench.sweep import load_config
+from bench.runs.launcher import launch
+from bench.runs.sweep import load_config
 from reports.report import build_report
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)

@@ -13,10 +13,10 @@ import pytest
 import torch
 from PIL import Image
 
-from bench.masks import MaskKeeper
-from bench.metrics import METRICS
-from bench.results import RunDir
-from bench.sweep import load_config, run_configs, run_name
+from bench.data.masks import MaskKeeper
+from bench.eval.metrics import METRICS
+from bench.runs.results import RunDir
+from bench.runs.sweep import load_config, run_configs, run_name
 from reports.distributions import paired_counts, per_image_frame
 from reports.qualitative import collect, write_qualitative
 from reports.report import build_report

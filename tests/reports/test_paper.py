@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from bench.sweep import load_config
+from bench.runs.sweep import load_config
 from reports import paper
 from reports.table import build_table
 

@@ -9,7 +9,7 @@ import torch
 from bench.backbones import build_backbone
 from bench.config import BackboneConfig
 from bench.contracts.peft import PEFT_METHODS, build_peft, unused_decoder_modules
-from bench.sweep import load_config
+from bench.runs.sweep import load_config
 from reports.params import CONVLORA_TABLE, ParamSetting, params_table, write_params
 
 

@@ -11,7 +11,7 @@ import pandas as pd
 import pytest
 from scipy import stats
 
-from bench.sweep import load_config, run_configs, run_name
+from bench.runs.sweep import load_config, run_configs, run_name
 from reports.figures import bf1_of_run
 from reports.report import build_report
 

@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from bench.config import row_label
-from bench.launcher import launch
-from bench.results import RunDir
-from bench.sweep import load_config, run_configs
+from bench.runs.launcher import launch
+from bench.runs.results import RunDir
+from bench.runs.sweep import load_config, run_configs
 from reports.report import build_report
 
 TINY = [
@@ -84,7 +84,7 @@ def test_table6_two_passes_train_infosam_t_with_the_source_relation_module(tmp_p
 
 
 def test_lambda_grid_command_end_to_end_writes_the_heatmap(tmp_path, capsys):
-    from bench.cli import main
+    from bench.app.cli import main
 
     args = ["sweep=lambda_grid", "datasets=[synth_polyp]", "seeds=[0,1]", f"runs_dir={tmp_path / 'runs'}"]
     args += [f"data.cache_dir={tmp_path / 'cache'}", "grid={distill.lambda1: [0.5, 1.0], distill.lambda2: [0.5, 1.0]}"]

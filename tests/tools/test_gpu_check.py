@@ -6,8 +6,8 @@ import pytest
 import torch
 
 import tools.gpu_check as gpu_check
-from bench.runner import build_parts
-from bench.sweep import run_configs
+from bench.runs.runner import build_parts
+from bench.runs.sweep import run_configs
 from tools.perf import first_batch, prompted_train_set
 
 from ..bench.test_runs import sweep

@@ -1,0 +1,530 @@
+"""The backbone interface shared by SAM, SAM2 and TinyViT SAMs.
+
+A :class:`Backbone` wraps the official model components (``image_encoder``, ``prompt_encoder``,
+``mask_decoder``) and exposes the operations the trainer and the distillers need:
+
+* :meth:`preprocess_image` / :meth:`preprocess_mask` — longest-side resize, normalisation and
+  bottom-right padding to a square ``img_size`` input (numpy side, runs in data workers);
+* :meth:`encode` — image → embedding z_i (B, C, h, w), optionally starting from a cached
+  intermediate state and returning requested block outputs;
+* :meth:`decode` — embedding + prompts → low-resolution logits, IoU and the mask token z_m;
+* :meth:`postprocess` — low-resolution logits → logits at the original image size.
+
+The encoder is described as a flat list of *steps* (patch embedding, each transformer block,
+down-sampling layers, neck). PEFT methods inject into :meth:`encoder_blocks`; the encoder cache
+stores the output of the longest frozen prefix of steps, which is exact because backbones always
+run in eval mode (frozen BatchNorm statistics; SAM has no dropout).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from PIL import Image
+from torch import nn
+
+from bench.config import BackboneConfig, ConfigError
+from bench.fileio import sha256_file
+from bench.registry import Registry
+
+log = logging.getLogger(__name__)
+
+INPUT_EMBEDDING = -100
+"""Feature key of the *input* of encoder block 0 (the patch/input embedding), for a method that reads
+it like a block output (LST's side network starts from it); cached with the frozen prefix like one."""
+
+
+@dataclass
+class Prompts:
+    """Prompts in the model-input frame (pixels of the resized, padded image); ``Prompts()`` = none.
+
+    Attributes:
+        boxes: (B, 4) as x0, y0, x1, y1, or None.
+        points: (B, N, 2) as x, y, or None.
+        labels: (B, N) with 1 = foreground, 0 = background; required with ``points``.
+    """
+
+    boxes: Optional[torch.Tensor] = None
+    points: Optional[torch.Tensor] = None
+    labels: Optional[torch.Tensor] = None
+
+    def __len__(self) -> int:
+        ref = self.boxes if self.boxes is not None else self.points
+        if ref is None:
+            raise ValueError("Prompts needs boxes or points")
+        return ref.shape[0]
+
+    def to(self, device: torch.device | str) -> "Prompts":
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return Prompts(move(self.boxes), move(self.points), move(self.labels))
+
+
+@dataclass
+class DecoderOutput:
+    """Mask-decoder outputs for a batch of (image, prompt) pairs.
+
+    Attributes:
+        logits: (B, 1, h', w') low-resolution mask logits (single-mask output).
+        iou: (B, 1) predicted IoU.
+        mask_token: (B, C) z_m, the two-way-transformer output of the first mask token (``hs[:, 1]``).
+        embedding: (B, C, h, w) the image embedding the decoder used: z_i as given, or as a
+            :class:`DecoderExtension` adapted it (LST adds its side network's output). Distillers see this.
+    """
+
+    logits: torch.Tensor
+    iou: torch.Tensor
+    mask_token: torch.Tensor
+    embedding: Optional[torch.Tensor] = None
+
+
+@dataclass
+class DecoderState:
+    """What :meth:`DecoderExtension.adapt_logits` sees of one batched decoder pass.
+
+    Attributes:
+        embedding: (B, C, h, w) image embedding the decoder used (after ``adapt_embedding``, before the
+            dense prompt embedding is added).
+        upscaled: (B, C/8, 4h, 4w) SAM's upscaled mask features (``output_upscaling``).
+        extra_tokens: (B, T, C) two-way-transformer outputs of the extension's own tokens.
+        logits: (B, 1, 4h, 4w) SAM's single-mask logits.
+        blocks: The encoder block outputs the extension asked for, as (B, C_l, h_l, w_l) maps.
+    """
+
+    embedding: torch.Tensor
+    upscaled: torch.Tensor
+    extra_tokens: torch.Tensor
+    logits: torch.Tensor
+    blocks: dict[int, torch.Tensor]
+
+
+class DecoderExtension(nn.Module):
+    """A PEFT method's addition to the mask decoder, set as ``backbone.decoder_extension``.
+
+    :meth:`Backbone.decode` calls ``adapt_embedding`` on the image embedding, appends
+    ``extra_tokens()`` after SAM's output tokens (iou, mask tokens) in the two-way transformer, and
+    lets ``adapt_logits`` post-process the low-resolution logits. The defaults change nothing.
+
+    ``blocks`` are the encoder block indices the extension reads (the PEFT method's
+    ``feature_blocks``). ``decode`` takes them from its ``blocks`` argument; missing ones fall back
+    to the outputs :meth:`Backbone.encode` recorded on its last call (so ``decode(encode(x)[0], p)``
+    works as well). Recorded outputs are detached and dropped by the next ``decode``.
+    """
+
+    def __init__(self, blocks: tuple[int, ...] = ()) -> None:
+        super().__init__()
+        self.blocks = tuple(blocks)
+        self._recorded: dict[int, torch.Tensor] = {}
+
+    def record(self, index: int, feature: torch.Tensor) -> None:
+        """Remember a block output seen by ``encode`` (used when ``decode`` is not given it)."""
+        self._recorded[index] = feature.detach()
+
+    def take_blocks(self, given: Optional[dict[int, torch.Tensor]], batch: int) -> dict[int, torch.Tensor]:
+        """The requested block outputs for a decoder batch of size ``batch`` (given ones first)."""
+        given = given or {}
+        feats = {}
+        try:
+            for index in self.blocks:
+                feat = given.get(index, self._recorded.get(index))
+                if feat is None or feat.shape[0] != batch:
+                    raise ValueError(
+                        f"{type(self).__name__} needs the output of encoder block {index} for a batch of {batch}: "
+                        "pass it to decode(..., blocks) (request PeftMethod.feature_blocks from the encoder) "
+                        "or call encode() on the same batch right before decode()"
+                    )
+                feats[index] = feat
+        finally:
+            self._recorded = {}
+        return feats
+
+    def begin(
+        self, embedding: torch.Tensor, output_tokens: torch.Tensor, given: Optional[dict[int, torch.Tensor]]
+    ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor], int]:
+        """Before the two-way transformer (called by every backbone's ``decode``).
+
+        Returns:
+            The adapted embedding, the output tokens with the extension's appended, the block outputs
+            it reads, and the number of appended tokens.
+        """
+        blocks = self.take_blocks(given, embedding.shape[0])
+        embedding = self.adapt_embedding(embedding, blocks)
+        extra = self.extra_tokens()
+        if extra is None:
+            return embedding, output_tokens, blocks, 0
+        return embedding, torch.cat([output_tokens, extra], dim=0), blocks, extra.shape[0]
+
+    def extra_tokens(self) -> Optional[torch.Tensor]:
+        """(T, C) output tokens appended after SAM's, or None."""
+        return None
+
+    def adapt_embedding(self, embedding: torch.Tensor, blocks: dict[int, torch.Tensor]) -> torch.Tensor:
+        """The image embedding (B, C, h, w) the decoder uses."""
+        return embedding
+
+    def adapt_logits(self, state: DecoderState) -> torch.Tensor:
+        """The final (B, 1, 4h, 4w) logits."""
+        return state.logits
+
+
+def _channels_last_to_map(x: torch.Tensor) -> torch.Tensor:
+    return x.permute(0, 3, 1, 2)
+
+
+@dataclass
+class EncoderStep:
+    """One step of the encoder: ``fn`` maps the previous state to the next; ``params`` are its weights.
+
+    Attributes:
+        name: Module path of the step, e.g. ``image_encoder.blocks.3``.
+        fn: The step's forward.
+        params: Parameters the step uses (decides whether it is frozen).
+        block: Index into ``encoder_blocks()`` when the step is a transformer block.
+        to_map: Turns the step's output into a (B, C, h, w) map (for block features).
+    """
+
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    params: list[nn.Parameter]
+    block: Optional[int] = None
+    to_map: Callable[[torch.Tensor], torch.Tensor] = _channels_last_to_map
+
+
+class Backbone(nn.Module):
+    """Base class of all backbones. Subclasses build the official components and define the steps.
+
+    Attributes:
+        name: Registry name.
+        img_size: Square model input size S.
+        embed_dim: Channel width C of the image embedding and the decoder tokens.
+        normalization: ``"sam"`` (ImageNet mean/std on 0..255) or ``"minmax"`` (per-image [0, 1]).
+        preprocess: How images become inputs (``data.preprocess``, see :meth:`preprocess_image`).
+        family: Model family (``"sam"``, ``"sam2"``, ``"tinyvit"``); PEFT methods and distillers name the
+            families they cannot handle (``unsupported``), and the launcher refuses those combinations.
+    """
+
+    name: str = "backbone"
+    family: str = ""
+    normalization: str = "sam"
+    preprocess: str = "sam"  # data.preprocess, set by the runner: "sam" | "infosam" | "square"
+    pixel_mean = np.array([123.675, 116.28, 103.53], dtype=np.float32)
+    pixel_std = np.array([58.395, 57.12, 57.375], dtype=np.float32)
+
+    def __init__(
+        self, image_encoder: nn.Module, prompt_encoder: nn.Module, mask_decoder: nn.Module, img_size: int
+    ) -> None:
+        super().__init__()
+        self.image_encoder = image_encoder
+        self.prompt_encoder = prompt_encoder
+        self.mask_decoder = mask_decoder
+        self.img_size = img_size
+        self.embed_dim = int(mask_decoder.transformer_dim)
+        self.weights_id = "random"
+        self.checkpoint_path: Optional[str] = None  # the file the weights came from (None: random/seeded)
+        self.checkpoint_sha256: Optional[str] = None
+        self.decoder_extension: Optional[DecoderExtension] = None
+
+    # ------------------------------------------------------------------ structure
+    def encoder_steps(self) -> list[EncoderStep]:
+        raise NotImplementedError
+
+    def encoder_blocks(self) -> list[nn.Module]:
+        """Transformer blocks of the encoder, each with ``attn.qkv`` and ``mlp``, in order."""
+        raise NotImplementedError
+
+    def stage_ends(self) -> list[int]:
+        """Indices into :meth:`encoder_blocks` of the last block of each encoder *stage*.
+
+        Multi-layer distillers and HQ-SAM read features at these blocks. Hierarchical encoders
+        (TinyViT, Hiera) end a stage where the resolution changes; a plain ViT SAM ends one at each
+        global-attention block (ViT-B: 2, 5, 8, 11).
+        """
+        raise NotImplementedError
+
+    def block_dims(self) -> list[int]:
+        """Channel width of each encoder block's output (``dim_out`` where a block changes width)."""
+        dims = []
+        for blk in self.encoder_blocks():
+            dim = getattr(blk, "dim_out", None) or getattr(blk, "dim", None)
+            dims.append(int(dim if dim is not None else blk.norm1.normalized_shape[0]))  # segment-anything's Block
+        return dims
+
+    # ------------------------------------------------------------------ numpy-side preprocessing
+    def resized_shape(self, height: int, width: int) -> tuple[int, int]:
+        """Size of the resized image inside the S×S input: the longest side scaled to S, or S×S under the
+        ``square`` preprocessing (Conv-LoRA's ``resize_to_square``)."""
+        if self.preprocess == "square":
+            return self.img_size, self.img_size
+        scale = self.img_size / max(height, width)
+        return int(height * scale + 0.5), int(width * scale + 0.5)
+
+    def preprocess_image(self, image: np.ndarray) -> np.ndarray:
+        """(H, W, 3) uint8 RGB → (3, S, S) float32, by :attr:`preprocess` (``data.preprocess``):
+
+        * ``"sam"``: longest side to S (PIL bilinear), normalise, zero-pad bottom-right (SAM's
+          ``preprocess``: padding is 0 after normalisation);
+        * ``"infosam"``: the public InfoSAM ``CSVDataset``: channels in cv2's BGR order, the same resize,
+          zero-pad the uint8 image, then normalise (padding becomes ``-mean/std``; min-max sees it);
+        * ``"square"``: Conv-LoRA's ``resize_to_square``: bicubic to S×S (aspect not kept), normalise.
+        """
+        if self.preprocess == "infosam":
+            image = np.ascontiguousarray(image[..., ::-1])
+        h, w = self.resized_shape(*image.shape[:2])
+        resample = Image.BICUBIC if self.preprocess == "square" else Image.BILINEAR
+        resized = np.asarray(Image.fromarray(image).resize((w, h), resample), dtype=np.float32)
+        if self.preprocess == "infosam":
+            canvas = np.zeros((self.img_size, self.img_size, 3), dtype=np.float32)
+            canvas[:h, :w] = resized
+            return self._normalize(canvas).transpose(2, 0, 1).copy()
+        out = np.zeros((3, self.img_size, self.img_size), dtype=np.float32)
+        out[:, :h, :w] = self._normalize(resized).transpose(2, 0, 1)
+        return out
+
+    def _normalize(self, pixels: np.ndarray) -> np.ndarray:
+        """(h, w, 3) float32 pixel values 0..255 → the encoder's input scale."""
+        if self.normalization == "minmax":
+            lo, hi = pixels.min(), pixels.max()
+            return (pixels - lo) / max(hi - lo, 1e-8)
+        return (pixels - self.pixel_mean) / self.pixel_std
+
+    def preprocess_mask(self, mask: np.ndarray) -> np.ndarray:
+        """(H, W) {0,1} → (S, S) float32 in the model-input frame, zero padding: nearest-neighbour resize,
+        or bilinear under ``"infosam"`` as the public code does (PIL on the 0/1 uint8 mask, which rounds
+        back to 0/1)."""
+        h, w = self.resized_shape(*mask.shape)
+        resample = Image.BILINEAR if self.preprocess == "infosam" else Image.NEAREST
+        resized = np.asarray(Image.fromarray(mask).resize((w, h), resample), dtype=np.float32)
+        out = np.zeros((self.img_size, self.img_size), dtype=np.float32)
+        out[:h, :w] = resized
+        return out
+
+    # ------------------------------------------------------------------ forward pieces
+    def encode(
+        self, x: torch.Tensor, start: int = 0, blocks: tuple[int, ...] = ()
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """Run encoder steps ``start..end`` on ``x`` (the image when ``start == 0``).
+
+        Returns:
+            The image embedding (B, C, h, w) and the requested block outputs as (B, C_l, h_l, w_l)
+            (``INPUT_EMBEDDING``: the input of block 0).
+        """
+        feats: dict[int, torch.Tensor] = {}
+        ext = self.decoder_extension
+        for step in self.encoder_steps()[start:]:
+            if step.block == 0 and INPUT_EMBEDDING in blocks:
+                feats[INPUT_EMBEDDING] = step.to_map(x)
+            if step.block == 0 and ext is not None and INPUT_EMBEDDING in ext.blocks:
+                ext.record(INPUT_EMBEDDING, feats[INPUT_EMBEDDING] if INPUT_EMBEDDING in feats else step.to_map(x))
+            x = step.fn(x)
+            if step.block is not None and step.block in blocks:
+                feats[step.block] = step.to_map(x)
+            if ext is not None and step.block is not None and step.block in ext.blocks:
+                ext.record(step.block, feats[step.block] if step.block in feats else step.to_map(x))
+        return x, feats
+
+    def encode_prefix(
+        self, x: torch.Tensor, stop: int, blocks: tuple[int, ...] = ()
+    ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
+        """State after the first ``stop`` encoder steps (what the cache stores), and the outputs of the
+        requested blocks among those steps as (B, C_l, h_l, w_l) maps."""
+        feats: dict[int, torch.Tensor] = {}
+        for step in self.encoder_steps()[:stop]:
+            if step.block == 0 and INPUT_EMBEDDING in blocks:
+                feats[INPUT_EMBEDDING] = step.to_map(x)
+            x = step.fn(x)
+            if step.block is not None and step.block in blocks:
+                feats[step.block] = step.to_map(x)
+        return x, feats
+
+    def frozen_prefix(self) -> int:
+        """Number of leading encoder steps without trainable parameters (cacheable)."""
+        steps = self.encoder_steps()
+        for i, step in enumerate(steps):
+            if any(p.requires_grad for p in step.params):
+                return i
+        return len(steps)
+
+    def decode(
+        self, embedding: torch.Tensor, prompts: Prompts, blocks: Optional[dict[int, torch.Tensor]] = None
+    ) -> DecoderOutput:
+        """Decode one single-mask prediction per (embedding, prompt) pair, for the whole batch at once.
+
+        ``blocks`` carries the intermediate encoder features a PEFT method asked for
+        (:meth:`bench.contracts.peft.PeftMethod.feature_blocks`); the plain decoder does not use them, a
+        :class:`DecoderExtension` (``self.decoder_extension``, e.g. HQ-SAM's) may.
+
+        ``MaskDecoder.forward`` expands one image over many prompts (it repeats the embedding per
+        prompt), so this thin call runs the official decoder's own submodules in the order of
+        ``MaskDecoder.predict_masks`` with one prompt per image, and keeps only the single-mask output
+        (mask token 0), as ``multimask_output=False`` does. ``Prompts()`` (no box, no point) decodes
+        promptless with the prompt encoder's no-prompt embeddings (Conv-LoRA's setting).
+
+        The family-specific parts are hooks: :meth:`encode_prompts`, :meth:`leading_tokens` and
+        :meth:`upscale_features` (SAM2 overrides all three).
+        """
+        dec = self.mask_decoder
+        ext = self.decoder_extension
+        sparse, dense = self.encode_prompts(prompts)
+        b = embedding.shape[0]
+        if sparse.shape[0] != b:  # no prompt (Prompts()): one empty (1, 0, C) entry for the whole batch
+            sparse = sparse.expand(b, -1, -1)
+        lead = self.leading_tokens()
+        s = len(lead)  # index of the IoU token; the mask tokens follow it
+        output_tokens = torch.cat([*lead, dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
+        given_embedding, given_blocks = embedding, blocks
+        if ext is not None:
+            embedding, output_tokens, blocks, n_extra = ext.begin(embedding, output_tokens, blocks)
+        tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1), sparse), dim=1)
+        src = embedding + dense
+        pos_src = self.prompt_encoder.get_dense_pe().expand(b, -1, -1, -1)
+        _, c, h, w = src.shape
+        hs, src = dec.transformer(src, pos_src, tokens)
+        mask_token = hs[:, s + 1, :]
+        upscaled = self.upscale_features(src.transpose(1, 2).reshape(b, c, h, w), given_embedding, given_blocks)
+        hyper = dec.output_hypernetworks_mlps[0](mask_token)  # (B, C')
+        _, c2, h2, w2 = upscaled.shape
+        logits = (hyper.unsqueeze(1) @ upscaled.reshape(b, c2, h2 * w2)).reshape(b, 1, h2, w2)
+        iou = dec.iou_prediction_head(hs[:, s, :])[:, :1]
+        if ext is not None:
+            first = s + 1 + dec.mask_tokens.weight.shape[0]
+            state = DecoderState(embedding, upscaled, hs[:, first : first + n_extra, :], logits, blocks)
+            logits = ext.adapt_logits(state)
+        return DecoderOutput(logits, iou, mask_token, embedding)
+
+    def encode_prompts(self, prompts: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sparse and dense prompt embeddings from the official prompt encoder."""
+        points = None if prompts.points is None else (prompts.points, prompts.labels)
+        return self.prompt_encoder(points=points, boxes=prompts.boxes, masks=None)
+
+    def leading_tokens(self) -> list[torch.Tensor]:
+        """Decoder output tokens placed before the IoU token (none in SAM)."""
+        return []
+
+    def upscale_features(
+        self, src: torch.Tensor, embedding: torch.Tensor, blocks: Optional[dict[int, torch.Tensor]]
+    ) -> torch.Tensor:
+        """The decoder's upscaled image features (B, C', 4h, 4w) from the transformer output ``src``
+        (B, C, h, w); ``embedding`` and ``blocks`` are what :meth:`decode` was given."""
+        return self.mask_decoder.output_upscaling(src)
+
+    def upscale(self, logits: torch.Tensor) -> torch.Tensor:
+        """Low-resolution logits → (B, 1, S, S) in the model-input frame."""
+        if logits.shape[-1] == self.img_size:
+            return logits
+        return F.interpolate(logits, (self.img_size, self.img_size), mode="bilinear", align_corners=False)
+
+    def postprocess(self, logits: torch.Tensor, original_size: tuple[int, int]) -> torch.Tensor:
+        """Low-resolution logits (1, 1, h', w') → logits (1, 1, H, W) at the original image size."""
+        h, w = self.resized_shape(*original_size)
+        up = self.upscale(logits)[..., :h, :w]
+        return F.interpolate(up, original_size, mode="bilinear", align_corners=False)
+
+
+BackboneBuilder = Callable[[BackboneConfig], Backbone]
+BACKBONES: Registry[BackboneBuilder] = Registry("backbone", "bench.backbones")
+"""Backbone builders, one module per model family under ``bench/backbones/`` (discovered)."""
+
+
+def register_backbone(name: str, family: str) -> Callable[[BackboneBuilder], BackboneBuilder]:
+    """Decorator registering a builder under ``name`` with its model ``family`` (readable without building):
+    ``@BACKBONES.register(name, family=family)``."""
+    return BACKBONES.register(name, family=family)
+
+
+def backbone_family(name: str) -> Optional[str]:
+    """Family of a registered backbone (None when its builder declares none); unknown names raise."""
+    return BACKBONES.meta(name).get("family") or None
+
+
+class CheckpointError(ValueError):
+    """A checkpoint that is missing, unreadable or for another architecture."""
+
+
+def attach_weights(
+    model: nn.Module, path: str | Path, key: Optional[str] = None, into: Optional[nn.Module] = None
+) -> str:
+    """Load ``path`` into ``into`` (default ``model``) and record on ``model`` where its weights came from
+    (``weights_id`` = the first 16 hex digits of the file's SHA-256, ``checkpoint_sha256``, ``checkpoint_path``)."""
+    load_checkpoint(into if into is not None else model, path, key=key)
+    digest = sha256_file(path)
+    model.weights_id = digest[:16]
+    model.checkpoint_sha256 = digest
+    model.checkpoint_path = str(path)
+    return digest
+
+
+def load_checkpoint(model: nn.Module, path: str | Path, key: Optional[str] = None) -> None:
+    """Load a state dict with ``weights_only=True`` and strict key checks.
+
+    Args:
+        model: Module whose ``state_dict`` keys the file must match exactly.
+        path: Checkpoint file.
+        key: Optional top-level key holding the state dict (SAM2 files use ``"model"``); when None,
+            a dict with a single ``"model"`` or ``"state_dict"`` entry is unwrapped too.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint not found: {path}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as err:  # torch raises many types for corrupt or unsafe files
+        raise CheckpointError(f"cannot read checkpoint {path}: {err.__class__.__name__}: {err}") from None
+    if key is not None:
+        if key not in state:
+            raise CheckpointError(f"checkpoint {path} has no {key!r} entry (keys: {list(state)[:5]})")
+        state = state[key]
+    elif isinstance(state, dict) and len(state) <= 3:
+        for wrapper in ("model", "state_dict"):
+            if isinstance(state.get(wrapper), dict):
+                state = state[wrapper]
+                break
+    expected = set(model.state_dict())
+    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint {path} does not fit {model.__class__.__name__}: "
+            f"{len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} unexpected key(s) {unexpected[:5]}"
+        )
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as err:
+        raise CheckpointError(f"checkpoint {path} has tensors of the wrong shape: {err}") from None
+
+
+def keep_mask_tokens(model: Backbone, n: int) -> None:
+    """Keep the first ``n`` mask tokens and hypernetwork MLPs of the decoder (Conv-LoRA's
+    ``num_mask_tokens``: AutoMM's ``SAMForSemanticSegmentation`` copies mask token 0 into each kept token
+    and keeps hypernetwork MLP 0 only; for ``n = 1`` both are simply the first)."""
+    dec = model.mask_decoder
+    total = dec.mask_tokens.weight.shape[0]
+    if not 1 <= n <= total:
+        raise ConfigError(f"backbone.mask_tokens must be in 1..{total} for {model.name}, got {n}")
+    first = dec.mask_tokens.weight.data[0].clone()
+    dec.mask_tokens = nn.Embedding(n, first.shape[0]).to(first.device, first.dtype)
+    dec.mask_tokens.weight.data.copy_(first.expand(n, -1))
+    dec.output_hypernetworks_mlps = nn.ModuleList([dec.output_hypernetworks_mlps[0]])
+    dec.num_mask_tokens = n
+
+
+def build_backbone(cfg: BackboneConfig) -> Backbone:
+    """Build a registered backbone; unknown names raise listing the valid ones."""
+    builder = BACKBONES.get(cfg.name)
+    model = builder(cfg)
+    model.eval()
+    if cfg.mask_tokens is not None:
+        keep_mask_tokens(model, cfg.mask_tokens)
+    if model.weights_id == "random":
+        log.warning("backbone %s: RANDOM weights (backbone.random_init=true); results are not a model's", cfg.name)
+    return model
+
+
+def check_img_size(cfg: BackboneConfig, native: int, multiple: int) -> int:
+    size = cfg.img_size or native
+    if size % multiple:
+        raise ConfigError(f"backbone.img_size={size} must be a multiple of {multiple} for {cfg.name}")
+    return size

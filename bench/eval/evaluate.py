@@ -1,0 +1,153 @@
+"""Evaluation at the original image resolution, scored under every metric definition at once.
+
+The model's logits are computed once per image; each *definition* scores them its own way:
+
+* ``clean`` (:mod:`bench.eval.metrics`): on ``sigmoid(logits)``, the suite's conventions;
+* ``infosam`` (:mod:`bench.eval.metrics_infosam`): on the raw logits, as the public InfoSAM ``val.py``;
+* ``convlora`` (:mod:`bench.eval.metrics_convlora`): sigmoid, min-max, mean E-curve, as autogluon's
+  ``semantic_seg_metrics.py``.
+
+So every run carries both, and a report can show the paper-protocol number beside the clean one from
+the same runs. ``per_image.csv`` holds the clean keys unprefixed and the others as ``<definition>.<key>``.
+"""
+
+from __future__ import annotations
+
+import logging
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Optional
+
+import numpy as np
+import torch
+from scipy.special import expit
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from bench.backbones import Backbone
+from bench.data.batches import PromptedDataset, batch_prompts, collate
+from bench.data.encoders import CachedEncoder
+from bench.eval.metrics import MetricAccumulator
+from bench.eval.metrics_convlora import convlora_scores
+from bench.eval.metrics_infosam import infosam_scores
+from bench.hardware.accel import autocast_for, images_to
+
+log = logging.getLogger(__name__)
+
+
+class DefinitionAccumulator:
+    """Per-image scores of one definition (``score(logits, gt) -> {key: value}``); dataset value = mean."""
+
+    def __init__(self, score: Callable[[np.ndarray, np.ndarray], dict[str, float]]) -> None:
+        self.score = score
+        self.rows: list[dict[str, Any]] = []
+
+    def add(self, name: str, logits: np.ndarray, gt: np.ndarray) -> dict[str, float]:
+        scores = self.score(logits, gt)
+        self.rows.append({"name": name, **scores})
+        return scores
+
+    def mean(self) -> dict[str, float]:
+        if not self.rows:
+            raise ValueError("no images were scored")
+        return {k: float(np.mean([r[k] for r in self.rows])) for k in self.rows[0] if k != "name"}
+
+
+class CleanAccumulator(MetricAccumulator):
+    """:class:`bench.eval.metrics.MetricAccumulator` fed with logits (it scores their sigmoid)."""
+
+    def add(self, name: str, logits: np.ndarray, gt: np.ndarray) -> dict[str, float]:  # type: ignore[override]
+        return super().add(name, expit(logits), gt)
+
+
+# definition name -> a fresh accumulator; the order is the column order of per_image.csv
+DEFINITIONS: dict[str, Callable[[], Any]] = {
+    "clean": CleanAccumulator,
+    "infosam": lambda: DefinitionAccumulator(infosam_scores),
+    "convlora": lambda: DefinitionAccumulator(convlora_scores),
+}
+
+
+class Scorer:
+    """Scores one image under every definition; rows merged per image (clean keys unprefixed)."""
+
+    def __init__(self) -> None:
+        self.accs = {name: make() for name, make in DEFINITIONS.items()}
+
+    def add(self, name: str, logits: np.ndarray, gt: np.ndarray) -> None:
+        for acc in self.accs.values():
+            acc.add(name, logits, gt)
+
+    def rows(self) -> list[dict[str, Any]]:
+        merged = [dict(row) for row in self.accs["clean"].rows]
+        for definition, acc in self.accs.items():
+            if definition == "clean":
+                continue
+            for out, row in zip(merged, acc.rows):
+                out.update({f"{definition}.{k}": v for k, v in row.items() if k != "name"})
+        return merged
+
+    def means(self) -> dict[str, dict[str, float]]:
+        return {name: acc.mean() for name, acc in self.accs.items()}
+
+
+def score_logits(name: str, logits: np.ndarray, gt: np.ndarray) -> tuple[dict[str, Any], dict[str, dict[str, float]]]:
+    """One image under every definition: its merged row and its scores by definition."""
+    scorer = Scorer()
+    scorer.add(name, logits, gt)
+    return scorer.rows()[0], {d: acc.rows[0] for d, acc in scorer.accs.items()}
+
+
+@torch.no_grad()
+def evaluate(
+    backbone: Backbone,
+    encoder: CachedEncoder,
+    data: PromptedDataset,
+    use_box: Optional[bool],
+    device: torch.device,
+    batch_size: int = 4,
+    desc: str = "eval",
+    precision: str = "auto",
+    channels_last: bool = False,
+    resolution: str = "original",
+    keep: Optional[Callable[[dict[str, Any], int, np.ndarray, np.ndarray], None]] = None,
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """Score every image of ``data``; the logits are resized back to each image's own size, or with
+    ``resolution="input"`` scored in the model-input frame (the resized image inside the S×S input) against
+    the nearest-resized GT, as Conv-LoRA scores its square 1024 frame.
+
+    The model runs batch after batch while one background thread scores the previous batches
+    (``py_sod_metrics`` is numpy on the CPU): on a GPU the metrics leave the model's critical path.
+    Images are scored in order, so the rows and means do not depend on timing. ``keep(batch, i, logits, gt)``,
+    if given, sees every image's logits and GT as scored (:class:`bench.data.masks.MaskKeeper`).
+
+    Returns:
+        Per-image rows (``name`` + every metric of every definition, see the module docstring) and the
+        dataset-level means by definition (``{"clean": {...}, "infosam": {...}}``).
+    """
+    backbone.eval()
+    acc = Scorer()
+    loader = DataLoader(
+        data, batch_size=batch_size, shuffle=False, collate_fn=collate, pin_memory=device.type == "cuda"
+    )
+    pending: list[Future] = []
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="metrics") as scorer:
+        for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+            images = images_to(batch["image"], device, channels_last)
+            with autocast_for(device, precision):
+                z, blocks = encoder(images)
+                out = backbone.decode(z, batch_prompts(batch, use_box).to(device), blocks)
+            for i, gt in enumerate(batch["gt"]):
+                if resolution == "input":
+                    h, w = backbone.resized_shape(*gt.shape)
+                    logits = backbone.upscale(out.logits[i : i + 1].float())[..., :h, :w]
+                    gt = batch["target"][i, :h, :w].numpy().astype("uint8")
+                else:
+                    logits = backbone.postprocess(out.logits[i : i + 1].float(), tuple(gt.shape))
+                pending.append(
+                    scorer.submit(acc.add, batch["name"][i], logits[0, 0].cpu().numpy().astype("float64"), gt)
+                )
+                if keep is not None:
+                    keep(batch, i, logits[0, 0].cpu().numpy(), gt)
+        for future in pending:
+            future.result()  # re-raises a metric error (e.g. a non-binary mask) here
+    return acc.rows(), acc.means()

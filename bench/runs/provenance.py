@@ -1,0 +1,144 @@
+"""The reproducibility record of a run (``metrics.json`` → ``provenance``) and the check that the runs of
+one table agree on it.
+
+Recorded: the git commit of the suite and whether the work tree had uncommitted changes, the versions
+of the packages that decide the numbers, the device, the SHA-256 of every checkpoint the run loaded
+(student, and teacher if any; ``random_init`` when a full-size model ran on random weights) and the
+command line that started the sweep (``SAMFIT_COMMAND``, set by the CLI and inherited by launcher jobs).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import os
+import platform
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any, Iterable, Optional
+
+import torch
+
+REPO = Path(__file__).resolve().parents[2]
+# import name -> distribution name
+PACKAGES = {
+    "torch": "torch",
+    "torchvision": "torchvision",
+    "segment_anything": "segment-anything",
+    "sam2": "sam2",
+    "py_sod_metrics": "pysodmetrics",
+    "numpy": "numpy",
+}
+COMMAND_ENV = "SAMFIT_COMMAND"
+
+
+def _git(*args: str) -> Optional[str]:
+    try:
+        out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=20, check=True)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip()
+
+
+def git_state() -> dict[str, Any]:
+    """``{"commit": hex or None, "dirty": bool or None}`` of the suite's checkout (None outside git)."""
+    commit = _git("rev-parse", "HEAD")
+    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
+    return {"commit": commit, "dirty": None if status is None else bool(status)}
+
+
+def package_versions() -> dict[str, Optional[str]]:
+    out: dict[str, Optional[str]] = {}
+    for name, dist in PACKAGES.items():
+        try:
+            out[name] = importlib.metadata.version(dist)
+        except importlib.metadata.PackageNotFoundError:
+            out[name] = None
+    return out
+
+
+def _cpu_model() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux), else the platform's processor or machine name."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def device_name(device: Optional[torch.device] = None) -> str:
+    if device is not None and device.type == "cuda":
+        return torch.cuda.get_device_name(device)
+    return f"cpu ({_cpu_model()}, {platform.machine()}, {os.cpu_count()} cores)"
+
+
+def weights_record(model: Any) -> dict[str, Any]:
+    """Which weights a backbone ran with: name, checkpoint file and SHA-256, or the seed/random marker."""
+    return {
+        "backbone": model.name,
+        "checkpoint": getattr(model, "checkpoint_path", None),
+        "sha256": getattr(model, "checkpoint_sha256", None),
+        "weights_id": model.weights_id,
+        "random_init": model.weights_id == "random",
+    }
+
+
+def provenance_record(parts: Any) -> dict[str, Any]:
+    """The record of a run built from ``parts`` (:class:`bench.train.trainer.TrainParts`)."""
+    student = parts.student
+    device = next(student.parameters()).device
+    teacher = getattr(parts, "teacher", None)
+    return {
+        **git_state(),
+        "packages": package_versions(),
+        "python": platform.python_version(),
+        "device": device_name(device),
+        "student_weights": weights_record(student),
+        "teacher_weights": weights_record(teacher) if teacher is not None else None,
+        "command": os.environ.get(COMMAND_ENV) or " ".join(sys.argv),
+    }
+
+
+def mixed_provenance(records: Iterable[dict[str, Any]]) -> list[str]:
+    """Warnings when complete runs of one table differ in commit, dirty state, package versions or weights,
+    and a note for runs on random weights; ``[]`` when they agree (runs without a record are counted)."""
+    records = list(records)
+    with_record = [r for r in records if isinstance(r.get("provenance"), dict)]
+    notes = []
+    if len(with_record) < len(records):
+        notes.append(f"{len(records) - len(with_record)} run(s) have no provenance record (written by older code)")
+    prov = [r["provenance"] for r in with_record]
+
+    def differ(label: str, values: list[Any]) -> None:
+        distinct = sorted({str(v) for v in values})
+        if len(distinct) > 1:
+            notes.append(f"runs come from different {label}: {', '.join(distinct)}")
+
+    differ("commits", [p.get("commit") for p in prov])
+    if any(p.get("dirty") for p in prov):
+        notes.append(f"{sum(bool(p.get('dirty')) for p in prov)} run(s) ran on a work tree with uncommitted changes")
+    for package in PACKAGES:
+        differ(f"{package} versions", [p.get("packages", {}).get(package) for p in prov])
+    by_backbone: dict[str, list[Any]] = {}
+    for p in prov:
+        for key in ("student_weights", "teacher_weights"):
+            w = p.get(key)
+            if w:
+                by_backbone.setdefault(w["backbone"], []).append(w.get("sha256") or w.get("weights_id"))
+    for backbone, ids in sorted(by_backbone.items()):
+        differ(f"{backbone} weights", ids)
+    random_runs = sorted(random_init_runs(with_record))
+    if random_runs:
+        listed = ", ".join(random_runs[:5]) + (" ..." if len(random_runs) > 5 else "")
+        notes.append(
+            f"{len(random_runs)} run(s) used RANDOM backbone weights (backbone.random_init=true), "
+            f"their numbers are not a pretrained model's: {listed}"
+        )
+    return notes
+
+
+def random_init_runs(records: Iterable[dict[str, Any]]) -> set[str]:
+    """Names of the runs whose student backbone had random weights."""
+    return {r["run"] for r in records if ((r.get("provenance") or {}).get("student_weights") or {}).get("random_init")}

@@ -1,0 +1,327 @@
+"""Execute one run end to end: build, train, evaluate, write results. Called by every launcher."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bench.train import distributed
+from bench.hardware.accel import channels_last_convs, compile_backbone, compute_tag, pick_device
+from bench.backbones import Backbone, build_backbone
+from bench.config import BackboneConfig, ConfigError, RunConfig
+from bench.contracts.dataset import DATASETS
+from bench.contracts.distill import DistillContext
+from bench.contracts.methods import method_options
+from bench.contracts.peft import trainable_parameters
+from bench.data.batches import PromptedDataset, collate, eval_points_split
+from bench.data.encoders import CachedEncoder
+from bench.eval.evaluate import evaluate
+from bench.fileio import atomic_write
+from bench.data.masks import MaskKeeper
+from bench.hardware.memory import check_accumulation, checkpoint_trainable_blocks, peak_memory_mb, reset_peak
+from bench.config.protocols import get_protocol
+from bench.runs.provenance import provenance_record
+from bench.runs.results import FollowerRunDir, RunBusyError, RunDir
+from bench.eval.selection import EpochSelector, selection_text
+from bench.train.trainer import TrainParts, train
+
+log = logging.getLogger(__name__)
+
+
+def teacher_config(run: RunConfig) -> BackboneConfig:
+    t = run.teacher
+    if t.backbone is None:
+        return BackboneConfig(
+            name=run.backbone.name,
+            checkpoint=t.checkpoint or run.backbone.checkpoint,
+            img_size=t.img_size or run.backbone.img_size,
+            random_init=run.backbone.random_init and not t.checkpoint,  # a random student's teacher is random too
+            checkpoints_dir=run.backbone.checkpoints_dir,
+        )
+    return BackboneConfig(
+        name=t.backbone,
+        checkpoint=t.checkpoint,
+        img_size=t.img_size,
+        random_init=run.backbone.random_init and not t.checkpoint,
+        checkpoints_dir=run.backbone.checkpoints_dir,
+    )
+
+
+def _place(model: Backbone, run: RunConfig, device: torch.device) -> Backbone:
+    """``model`` on ``device``, with the speed switches of ``train`` applied (``channels_last``, ``compile``)."""
+    model = model.to(device)
+    if run.train.channels_last:
+        channels_last_convs(model)
+    if run.train.compile:
+        compile_backbone(model, run.train.compile_backend)
+    return model
+
+
+def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
+    """Student with its PEFT modules, and the frozen teacher and distiller if the method has one."""
+    spec, peft_options, distill_options = method_options(run.method, run.peft, run.distill, run.protocol)
+    torch.manual_seed(run.seed)
+    student = build_backbone(run.backbone)
+    student.preprocess = run.data.preprocess
+    peft = spec.peft_cls(peft_options)
+    targeted = peft.apply(student)
+    log.info(
+        "%s: %s targets %d modules, %.3fM trainable parameters",
+        run.method,
+        spec.peft,
+        len(targeted),
+        trainable_parameters(student) / 1e6,
+    )
+    parts = TrainParts(student=_place(student, run, device), student_encoder=None, peft=peft)  # type: ignore[arg-type]
+    cls = spec.distiller_cls
+    cache_root = run.data.cache_dir if run.data.encoder_cache else None
+    compute = compute_tag(device, run.train.precision, run.train.channels_last)  # part of the cache key
+    student_blocks = set(peft.feature_blocks(student))
+    if cls is not None:
+        teacher = build_backbone(teacher_config(run))
+        teacher.preprocess = run.data.preprocess
+        teacher.requires_grad_(False)
+        teacher = _place(teacher, run, device)
+        if teacher.img_size != student.img_size:
+            raise ConfigError(f"teacher input size {teacher.img_size} differs from the student's {student.img_size}")
+        context = DistillContext(
+            student_embed_dim=student.embed_dim,
+            teacher_embed_dim=teacher.embed_dim,
+            student_block_dims=student.block_dims(),
+            teacher_block_dims=teacher.block_dims(),
+            student_stages=student.stage_ends(),
+            teacher_stages=teacher.stage_ends(),
+        )
+        parts.distiller = cls(distill_options, context).to(device)
+        parts.teacher = teacher
+        parts.teacher_encoder = CachedEncoder(
+            teacher, cache_root, tuple(parts.distiller.teacher_blocks), run.data.cache_dtype, compute
+        )
+        student_blocks |= set(parts.distiller.student_blocks)
+    parts.student_encoder = CachedEncoder(student, cache_root, tuple(student_blocks), run.data.cache_dtype, compute)
+    check_accumulation(run.train.grad_accumulation, run.train.batch_size, spec.distiller_cls, run.method)
+    if run.train.grad_checkpoint:
+        checkpoint_trainable_blocks(student)
+    return parts
+
+
+def execute_run(run: RunConfig, runs_dir: str | Path) -> dict[str, Any]:
+    """Train and evaluate ``run`` into its directory; returns the metrics record.
+
+    A complete run (``metrics.json`` present) is returned as it is. A partial one resumes from its
+    last epoch checkpoint. Under DDP (bench/train/distributed.py) rank 0 owns the directory (lock, log, results)
+    and tells the other ranks whether to run; they execute the same run without writing.
+    """
+    if not distributed.setup(run.train.device).is_main:
+        decision = distributed.broadcast(None)
+        if decision == "busy":
+            raise RunBusyError(f"run {RunDir(runs_dir, run).name} is being executed by another launcher")
+        if decision == "complete":
+            return RunDir(runs_dir, run).read_metrics()
+        return _execute(run, FollowerRunDir(runs_dir, run))
+    rd = RunDir(runs_dir, run)
+    if rd.is_complete():
+        log.info("%s: complete, skipped", rd.name)
+        distributed.broadcast("complete")
+        return rd.read_metrics()
+    try:
+        with rd.lock():  # RunBusyError if another launcher is executing this run
+            if rd.is_complete():  # finished by another process while we were starting
+                log.info("%s: complete, skipped", rd.name)
+                distributed.broadcast("complete")
+                return rd.read_metrics()
+            distributed.broadcast("run")
+            return _execute_locked(run, rd)
+    except RunBusyError:
+        distributed.broadcast("busy")
+        raise
+
+
+def _execute_locked(run: RunConfig, rd: RunDir) -> dict[str, Any]:
+    rd.start()
+    handler = logging.FileHandler(rd.log_file)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s", "%H:%M:%S"))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(min(level, logging.INFO))  # the run's log keeps INFO even when the console does not
+    try:
+        return _execute(run, rd)
+    except Exception as err:
+        _log_traceback(handler, rd.name)
+        rd.write_failure(f"{err.__class__.__name__}: {err}")
+        raise
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+
+
+def _log_traceback(handler: logging.Handler, name: str) -> None:
+    """Write the current exception's traceback to the run's log file only (the console gets one line)."""
+    record = logging.LogRecord("bench.runs.runner", logging.ERROR, __file__, 0, "%s failed", (name,), sys.exc_info())
+    handler.handle(record)
+
+
+def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
+    device = distributed.rank_device(pick_device(run.train.device))
+    t0 = time.time()
+    protocol = get_protocol(run.protocol)
+    builder = DATASETS.get(run.dataset)
+    train_set, test_set = builder("train", run.data), builder("test", run.data)
+    info = test_set.info
+    report_metrics = get_protocol(run.protocol).metrics_for(info.family, tuple(info.metrics))
+    parts = build_parts(run, device)
+    student = parts.student
+    reset_peak(device)
+    train_data = PromptedDataset(
+        train_set,
+        student,
+        run.seed,
+        train=True,
+        box_jitter=run.train.box_jitter,
+        num_pos=run.train.num_points,
+        jitter_form=run.train.box_jitter_form,
+        hflip=run.train.hflip,
+    )
+    prompt = run.eval.prompt or info.eval_prompt
+    if prompt not in ("box", "points", "none"):
+        raise ConfigError(f"eval.prompt must be 'box', 'points' or 'none', got {prompt!r}")
+    use_box = {"box": True, "points": False, "none": None}[prompt]
+    n_pos, n_neg = eval_points_split(run.eval.num_points or info.eval_points)
+
+    def prompted(split_set: Any) -> PromptedDataset:
+        return PromptedDataset(
+            split_set,
+            student,
+            run.seed,
+            train=False,
+            box_jitter=run.eval.box_jitter,
+            num_pos=n_pos,
+            num_neg=n_neg,
+            jitter_form=run.eval.box_jitter_form,
+        )
+
+    test_data = prompted(test_set)
+    keeper = MaskKeeper(run.eval.keep_masks, test_set, student, use_box, run.eval.resolution)
+
+    def score(data: PromptedDataset, what: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+        return distributed.sharded_evaluate(  # under DDP: a shard per rank, rows gathered in order
+            lambda shard: evaluate(
+                student,
+                parts.student_encoder,
+                shard,
+                use_box,
+                device,
+                run.eval.batch_size,
+                desc=f"{rd.name} {what}",
+                precision=run.train.precision,
+                channels_last=run.train.channels_last,
+                resolution=run.eval.resolution,
+                keep=keeper if data is test_data and run.eval.keep_masks > 0 else None,
+            ),
+            data,
+        )
+
+    train_cfg = run.train
+    if train_cfg.epochs is None:
+        train_cfg = dataclasses.replace(train_cfg, epochs=info.epochs)
+    selector = EpochSelector(
+        rule=run.eval.select,
+        epochs=int(train_cfg.epochs),
+        k=run.eval.select_epochs,
+        metric=report_metrics[0],
+        definition="clean" if run.eval.select == "val_best" else protocol.metrics,
+        snapshot=parts.state,
+        patience=run.eval.patience,
+    )
+    if run.eval.select == "val_best":
+        val_data = prompted(builder("val", run.data))
+        if len(val_data) == 0:
+            log.warning("%s: %s has no validation split; the last epoch is reported", rd.name, run.dataset)
+            selector.rule = "last"
+        selector.evaluate = lambda: score(val_data, "val")
+    elif run.eval.select == "test_last":
+        selector.evaluate = lambda: score(test_data, "test")
+    probe = collate([test_data[i] for i in range(min(len(test_data), run.train.batch_size))])
+    progress = rd.path / "progress.json"
+    result = train(
+        parts,
+        train_data,
+        train_cfg,
+        run.seed,
+        device,
+        rd.checkpoint,
+        desc=rd.name,
+        on_log=(lambda row: atomic_write(progress, json.dumps(row).encode())) if distributed.world().is_main else None,
+        probe=(probe, use_box),
+        selector=selector,
+        run_id=rd.name,
+    )
+    rd.write_train_log(result.log_rows)
+    if parts.distiller is not None and distributed.world().is_main:
+        parts.distiller.save_artifacts(rd.path)
+    t1 = time.time()
+    extra: dict[str, Any] = {}
+    if selector.rule == "test_last" and train_cfg.epochs in selector.rows:  # the last epoch was scored already
+        rows, means = selector.rows[int(train_cfg.epochs)], selector.history[int(train_cfg.epochs)]
+        for epoch, epoch_rows in selector.rows.items():
+            rd.write_per_image(epoch_rows, epoch)
+        best = selector.best_epoch
+        assert best is not None
+        extra["metrics_best_of_last"] = headline_metrics(selector.history[best], protocol.metrics)
+        extra["metrics_by_definition_best_of_last"] = selector.history[best]
+    else:
+        if selector.rule == "val_best" and selector.best_state is not None:
+            parts.load_state(selector.best_state)
+        rows, means = score(test_data, "eval")
+    rd.write_per_image(rows)
+    keeper.merge(distributed.gather_objects(keeper.kept))  # under DDP each rank scored its own shard
+    rd.write_masks(keeper)  # rank 0 only
+    trained = bool(result.log_rows)
+    record = {
+        **rd.identity(),
+        "protocol": run.protocol,
+        "metric_definition": protocol.metrics,
+        "metrics": headline_metrics(means, protocol.metrics),
+        "metrics_by_definition": means,
+        **extra,
+        "selection": selector.record(selection_text(selector.rule, run.eval.select_epochs))
+        if trained
+        else {"rule": "none", "text": "nothing trained: the pretrained model is evaluated"},
+        "report_metrics": list(report_metrics),
+        "num_test_images": len(rows),
+        "num_train_images": len(train_set),
+        "trainable_params": trainable_parameters(student)
+        + (trainable_parameters(parts.distiller) if parts.distiller is not None else 0),
+        "train_seconds": round(t1 - t0, 2),
+        "eval_seconds": round(time.time() - t1, 2),
+        "skipped_empty_train_samples": result.skipped_empty,
+        "train_loop_seconds": round(result.seconds, 2),
+        "train_data_wait_fraction": round(result.data_fraction, 4),
+        "eval_prompt": prompt,
+        "world_size": distributed.world().world_size,
+        "train_steps_per_second": round(result.steps / result.seconds, 4) if result.seconds > 0 else None,
+        "peak_memory_mb": round(peak_memory_mb(device)[0], 1),
+        "peak_memory_kind": peak_memory_mb(device)[1],
+        "provenance": provenance_record(parts),
+        "inputs": rd.inputs(),
+        "status": "complete",
+    }
+    rd.write_metrics(record)
+    progress.unlink(missing_ok=True)
+    log.info("%s: done in %.1fs", rd.name, time.time() - t0)
+    return record
+
+
+def headline_metrics(means: dict[str, dict[str, float]], definition: str) -> dict[str, float]:
+    """The values a table reports: the definition's own metrics, and the clean ones for every metric the
+    definition does not define (the public InfoSAM code computes no MAE, BER, mean E-measure or BF1)."""
+    return {**means["clean"], **means.get(definition, {})}
