@@ -1,0 +1,38 @@
+"""Run names pinned across refactors: a run's directory is ``<dataset>__<method>__s<seed>__<hash>``, the hash over
+its resolved config (and input-file digests). These values were recorded on commit b973074, before ``bench/`` moved
+into rooms; a change here means every stored run of that setting would be re-run under a new directory."""
+
+from __future__ import annotations
+
+import pytest
+
+from bench.config import RunConfig
+from bench.runs.sweep import load_config, run_configs, run_hash, run_name
+
+PINNED = [
+    (["sweep=demo"], 16, "synth_camo__zero_shot__s0__cd706bf12a", "synth_road__adapter+infosam__s0__f4673e43cf"),
+    (
+        ["sweep=demo", "protocol=infosam"],
+        16,
+        "synth_camo__zero_shot__s0__bb3324ae12",
+        "synth_road__adapter+infosam__s0__a30838d233",
+    ),
+    (
+        ["sweep=convlora_table", "backbone.random_init=true"],
+        189,
+        "kvasir__decoder_only__s0__1fae709c0f",
+        "massachusetts_roads__convlora__s2__b07129d18a",
+    ),
+    (["sweep=table1"], 165, "camo__zero_shot__s0__fa9c9f4114", "massachusetts_roads__adapter+infosam__s2__06b2d63a32"),
+]
+
+
+def test_default_run_hash_is_pinned():
+    assert run_hash(RunConfig()) == "ab1a0b8139"
+
+
+@pytest.mark.parametrize("args,count,first,last", PINNED, ids=[" ".join(p[0]) for p in PINNED])
+def test_sweep_run_names_are_pinned(args, count, first, last, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)  # no checkpoints/ folder here: the hashes are of the configs alone
+    runs = run_configs(load_config(args))
+    assert (len(runs), run_name(runs[0]), run_name(runs[-1])) == (count, first, last)
