@@ -69,15 +69,22 @@ def method_help(name: str) -> str:
     return "\n".join(lines)
 
 
+def _key_text(f: dataclasses.Field) -> str:
+    """A schema key as ``--help`` lists it: its name, then its fixed choices if any (``optimizer{adam|adamw}``)."""
+    choices = f.metadata.get("choices")
+    return f"{f.name}{{{'|'.join(choices)}}}" if choices else f.name
+
+
 def config_groups() -> list[str]:
-    """The top-level keys of the schema: the groups (``train.*`` ...) with their fields, then the plain keys."""
+    """The top-level keys of the schema: the groups (``train.*`` ...) with their fields (and fixed choices), then
+    the plain keys."""
     groups, plain = [], []
     for f in dataclasses.fields(BenchConfig):
         if f.name == "explicit_keys":
             continue
         default = _default(f)
         if dataclasses.is_dataclass(default):
-            names = ", ".join(g.name for g in dataclasses.fields(default))
+            names = ", ".join(_key_text(g) for g in dataclasses.fields(default))
             groups.append(f"  {f.name + '.*':<11} {names}")
         else:
             plain.append(f.name)

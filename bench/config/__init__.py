@@ -1,10 +1,60 @@
-"""Configuration: the typed schema (:mod:`bench.config.schema`), its value checks, the override grammar
-(:mod:`bench.config.overrides`) and the named protocols' config layers (:mod:`bench.config.protocols`).
+"""Configuration: what a run *is* before anything is built.
 
-Owns what a run *is* before anything is built: dataclass defaults, ranges and choices, run digests and YAML.
-Imports only the standard library, OmegaConf/PyYAML and the foundation modules of ``bench/`` (registry,
-discovery, fileio, logs). The schema's public names (``from bench.config import RunConfig, BenchConfig,
-ConfigError``) are re-exported here.
+Owns the typed schema with each field's default and fixed value rule (:mod:`bench.config.schema`), the one
+walker that enforces those rules and the merges that name a bad key (:mod:`bench.config.checks`), a run's
+config as dict, YAML and digest (:mod:`bench.config.digest`), a sweep's method entries, grid points and row
+labels (:mod:`bench.config.rows`), the override grammar (:mod:`bench.config.overrides`) and the named
+protocols' config layers (:mod:`bench.config.protocols`). Imports only the standard library, OmegaConf,
+PyYAML, Hydra's override parser and the foundation modules of ``bench/`` (registry, discovery, fileio, logs).
+The public names are re-exported here: ``from bench.config import RunConfig, BenchConfig, ConfigError,
+to_dict, row_label ...``.
 """
 
-from bench.config.schema import *  # noqa: F401,F403
+from bench.config.checks import check_values, merge_checked
+from bench.config.digest import UNHASHED_KEYS, config_digest, dump_yaml, run_from_dict, to_dict
+from bench.config.rows import grid_points, method_entry, row_label
+from bench.config.schema import (
+    RUN_KEYS,
+    BackboneConfig,
+    BenchConfig,
+    ConfigError,
+    DataConfig,
+    EvalConfig,
+    FolderDataConfig,
+    LauncherConfig,
+    Range,
+    ReportConfig,
+    RunConfig,
+    SlurmConfig,
+    SynthConfig,
+    TeacherConfig,
+    TrainConfig,
+)
+
+__all__ = [
+    "RUN_KEYS",
+    "UNHASHED_KEYS",
+    "BackboneConfig",
+    "BenchConfig",
+    "ConfigError",
+    "DataConfig",
+    "EvalConfig",
+    "FolderDataConfig",
+    "LauncherConfig",
+    "Range",
+    "ReportConfig",
+    "RunConfig",
+    "SlurmConfig",
+    "SynthConfig",
+    "TeacherConfig",
+    "TrainConfig",
+    "check_values",
+    "config_digest",
+    "dump_yaml",
+    "grid_points",
+    "merge_checked",
+    "method_entry",
+    "row_label",
+    "run_from_dict",
+    "to_dict",
+]

@@ -192,8 +192,6 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         hflip=run.train.hflip,
     )
     prompt = run.eval.prompt or info.eval_prompt
-    if prompt not in ("box", "points", "none"):
-        raise ConfigError(f"eval.prompt must be 'box', 'points' or 'none', got {prompt!r}")
     use_box = {"box": True, "points": False, "none": None}[prompt]
     n_pos, n_neg = eval_points_split(run.eval.num_points or info.eval_points)
 

@@ -20,7 +20,6 @@ from bench.config import (
     BenchConfig,
     ConfigError,
     RunConfig,
-    check_choices,
     check_values,
     config_digest,
     grid_points,
@@ -72,7 +71,6 @@ def load_config(overrides: list[str] | None = None) -> BenchConfig:
     cfg.explicit_keys = sorted(explicit)
     obj = OmegaConf.to_object(cfg)
     assert isinstance(obj, BenchConfig)
-    check_choices(obj)
     check_values(obj)
     for key in ("methods", "datasets", "seeds"):
         setattr(obj, key, _unique(key, getattr(obj, key)))

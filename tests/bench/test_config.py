@@ -1,9 +1,10 @@
-"""Tests for bench/config/schema.py and the name checks of bench/app/cli.py: defaults, overrides, errors, run
-expansion, hashes."""
+"""Tests for bench/config/ (schema, digest, rows) and the name checks of bench/app/cli.py: defaults, overrides,
+errors, run expansion, hashes."""
 
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import subprocess
 import sys
@@ -14,7 +15,7 @@ import pytest
 import torch
 
 from bench.app import cli
-from bench.config import BenchConfig, ConfigError, RunConfig, TrainConfig
+from bench.config import BenchConfig, ConfigError, RunConfig, TrainConfig, config_digest, dump_yaml, to_dict
 from bench.config.overrides import command_args
 from bench.hardware.accel import autocast_for
 from bench.runs.sweep import load_config, run_configs, run_hash, run_name
@@ -36,7 +37,7 @@ def test_demo_sweep_defaults_come_from_the_yaml_on_top_of_the_schema():
     # the demo leaves precision to the schema's "auto": no bf16 autocast on a CPU (emulated on AVX2 CPUs)
     assert cfg.train.precision == "auto"
     assert isinstance(autocast_for(torch.device("cpu"), cfg.train.precision), contextlib.nullcontext)
-    # untouched schema defaults (DESIGN.md protocol)
+    # untouched schema defaults
     assert cfg.train.batch_size == 4
     assert cfg.train.lr == pytest.approx(2e-4)
     assert cfg.train.min_lr == pytest.approx(2e-5)
@@ -218,6 +219,22 @@ def test_run_hash_is_stable_across_processes():
     env = {**os.environ, "PYTHONHASHSEED": "12345", "PYTHONPATH": str(REPO)}
     out = subprocess.run([sys.executable, "-c", code], cwd=REPO, env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == run_hash(_run())
+
+
+def test_the_schema_defaults_and_field_order_are_pinned():
+    # the digest of the defaults (sorted JSON) and the YAML every run directory stores (field order) before and
+    # after issue 29: a changed default or a reordered field re-runs every sweep, so it must be on purpose
+    assert config_digest(to_dict(RunConfig())) == "ab1a0b8139"
+    assert hashlib.sha256(dump_yaml(BenchConfig()).encode()).hexdigest()[:16] == "df09cc6acf1b6388"
+    assert dump_yaml(RunConfig()).startswith("method: adapter\ndataset: synth_polyp\nprotocol: clean\nseed: 0\n")
+
+
+def test_help_lists_the_fixed_choices_of_the_schema():
+    from bench.app.help import help_text
+
+    text = help_text()
+    assert "optimizer{adam|adamw}" in text and "  launcher.*  name{local|inline|slurm}, max_parallel" in text
+    assert "prompt{box|points|none}" in text and "batch_size," in text  # keys without choices stay bare
 
 
 def test_run_hash_ignores_execution_only_keys():

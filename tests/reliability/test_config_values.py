@@ -1,15 +1,18 @@
-"""Bad values are refused before launch with one line naming the key (issue 20 rows 2-6, 14)."""
+"""Bad values are refused before launch with one line naming the key (issue 20 rows 2-6, 14): the rules are the
+schema's field metadata (bench/config/schema.py), checked by one walker (bench/config/checks.py) at load time."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import shutil
+from typing import Any
 
 import pytest
 
 import bench.runs.sweep
 from bench.app.cli import cmd_list, main
-from bench.config import ConfigError
+from bench.config import BenchConfig, ConfigError, Range, RunConfig, run_from_dict, to_dict
 from bench.runs.sweep import load_config, run_configs
 
 
@@ -26,6 +29,14 @@ from bench.runs.sweep import load_config, run_configs
         ("eval.batch_size=0", "eval.batch_size must be >= 1, got 0"),
         ("seeds=[0,-2]", "seeds must be >= 0, got -2"),
         ("launcher.max_parallel=0", "launcher.max_parallel must be >= 1, got 0"),
+        # checks that the launcher and the runner made once a run had started (issue 29)
+        ("launcher=nope", "unknown launcher.name 'nope'; valid: local, inline, slurm"),
+        ("launcher.gpus_per_run=0", "launcher.gpus_per_run must be >= 1, got 0"),
+        ("launcher.threads_per_job=0", "launcher.threads_per_job must be >= 1, got 0"),
+        ("eval.prompt=boxes", "unknown eval.prompt 'boxes'; valid: box, points, none"),
+        ("data.folder.eval_prompt=none", "unknown data.folder.eval_prompt 'none'; valid: box, points"),
+        ("train.optimizer=sgd", "unknown train.optimizer 'sgd'; valid: adam, adamw"),
+        ("report.checkpoint=best", "unknown report.checkpoint 'best'; valid: reported, best_of_last"),
         (
             "train.epochs=",
             "override train.epochs= has no value (use train.epochs=null for none, train.epochs='' for an empty string)",
@@ -41,6 +52,81 @@ def test_bad_values_are_refused_naming_the_key(override, message):
     with pytest.raises(ConfigError) as info:
         load_config(["sweep=smoke", override])
     assert str(info.value) == message
+
+
+def _rules(cls: type, prefix: str = "") -> list[tuple[str, Any]]:
+    """(dotted key, Range or choices) of every schema field that carries a rule, nested sections included."""
+    out = []
+    for f in dataclasses.fields(cls):
+        default = f.default_factory() if f.default_factory is not dataclasses.MISSING else f.default
+        if dataclasses.is_dataclass(default):
+            out += _rules(type(default), f"{prefix}{f.name}.")
+        out += [(prefix + f.name, f.metadata[k]) for k in ("range", "choices") if k in f.metadata]
+    return out
+
+
+def _breaking(rule: Any) -> Any:
+    """A value that breaks ``rule``: just below a Range's low end (at it when ``above``) or above its high
+    end; a string outside the choices."""
+    if not isinstance(rule, Range):
+        return "nope"
+    if rule.low is not None:
+        return int(rule.low) if rule.above else int(rule.low) - 1
+    return int(rule.high) + 1
+
+
+RULES = _rules(BenchConfig)
+
+
+def test_the_schema_carries_the_rules_of_every_section():
+    keys = {key for key, _ in RULES}
+    assert {"seed", "seeds", "train.lr", "eval.prompt", "launcher.name", "report.checkpoint"} <= keys
+    assert {"data.synth.val_size", "data.folder.test_fraction", "slurm.mem_gb", "backbone.mask_tokens"} <= keys
+    # the keys checked against registries are not fixed choices of the schema (checked once, elsewhere)
+    assert not keys & {"data.preprocess", "train.schedule", "train.cosine_horizon", "eval.select", "report.metrics"}
+
+
+@pytest.mark.parametrize("key, rule", RULES, ids=[key for key, _ in RULES])
+def test_every_rule_of_the_schema_is_checked_at_load_time(key, rule):
+    value = _breaking(rule)
+    with pytest.raises(ConfigError) as info:
+        load_config(["sweep=smoke", f"{key}={[value] if key == 'seeds' else value}"])
+    expected = f"unknown {key} 'nope'; valid: " if not isinstance(rule, Range) else f"{key} must be "
+    assert str(info.value).startswith(expected), str(info.value)
+
+
+def test_null_and_every_choice_pass_where_the_schema_allows_them():
+    assert load_config(["sweep=smoke", "eval.prompt=null"]).eval.prompt is None
+    for prompt in ("box", "points", "none"):
+        assert load_config(["sweep=smoke", f"eval.prompt={prompt}"]).eval.prompt == prompt
+    assert load_config(["sweep=smoke", "launcher.threads_per_job=null"]).launcher.threads_per_job is None
+
+
+def test_a_bad_choice_in_a_grid_point_or_a_row_is_refused_before_any_run(tmp_path):
+    cfg = load_config(["sweep=smoke", "grid={eval.prompt: [box, boxes]}"])
+    with pytest.raises(ConfigError, match="unknown eval.prompt 'boxes'; valid: box, points, none"):
+        run_configs(cfg)
+    cfg = load_config(["sweep=smoke", "methods=[{name: adapter, set: {train.optimizer: sgd}}]"])
+    with pytest.raises(ConfigError, match="unknown train.optimizer 'sgd'"):
+        run_configs(cfg)
+
+
+def test_a_bad_launcher_exits_2_before_anything_runs(capsys, tmp_path):
+    runs = tmp_path / "runs"
+    assert main(["run", "sweep=smoke", "launcher=nope", f"runs_dir={runs}"]) == 2
+    assert capsys.readouterr().err == "error: unknown launcher.name 'nope'; valid: local, inline, slurm\n"
+    assert not runs.exists()
+
+
+def test_a_run_config_read_back_is_checked_too():
+    data = to_dict(RunConfig())
+    assert run_from_dict(data) == RunConfig()
+    data["eval"]["prompt"] = "boxes"
+    with pytest.raises(ConfigError, match="unknown eval.prompt 'boxes'"):
+        run_from_dict(data)
+    data["eval"]["prompt"], data["train"]["batch_size"] = None, 0
+    with pytest.raises(ConfigError, match="train.batch_size must be >= 1, got 0"):
+        run_from_dict(data)
 
 
 def test_a_type_error_names_the_key():
