@@ -84,19 +84,19 @@ class TrainConfig:
     box_jitter: float = ranged(5.0, 0)  # max box noise in pixels at a 1024-px input, scaled to img_size
     # "corners": independent uniform noise on each coordinate; "translate": the public InfoSAM code's
     # get_single_box_from_mask (one integer shift of the whole box per axis, |shift| < min(jitter, w/2, h/2))
-    box_jitter_form: str = "corners"
+    box_jitter_form: str = choice("corners", ("corners", "translate"))
     num_points: int = ranged(1, 1)  # positive points per training prompt
     # "weighted" (pixel-weighted BCE) | "unweighted_bce" (public-code quirk) | "balanced_bce" (Conv-LoRA on SBU)
     structure_loss: str = "weighted"
     # cosine schedule horizon: "steps" = epochs x steps per epoch (reaches min_lr on the last step);
     # "infosam" = epochs x (N // B + 1), the public code's T_max (one step more per epoch than it takes)
-    cosine_horizon: str = "steps"
+    cosine_horizon: str = choice("steps", ("steps", "infosam"))
     grad_clip: Optional[float] = ranged(None, 0, above=True)
     optimizer: str = choice("adam", ("adam", "adamw"))  # adamw: decoupled weight decay
     weight_decay: float = ranged(0.0, 0)
     # "cosine": cosine annealing per step to min_lr; "poly": polynomial decay with power 1 (linear) to min_lr,
     # as transformers' get_polynomial_decay_schedule_with_warmup (Conv-LoRA / AutoMM, no warm-up)
-    schedule: str = "cosine"
+    schedule: str = choice("cosine", ("cosine", "poly"))
     hflip: bool = False  # random horizontal flip of training samples (p = 0.5, seeded per sample and epoch)
     num_workers: int = ranged(0, 0)
     log_every: int = ranged(10, 1)
@@ -125,12 +125,12 @@ class EvalConfig:
     prompt: Optional[str] = choice(None, ("box", "points", "none"))
     num_points: Optional[int] = ranged(None, 1)  # None = the dataset's protocol
     box_jitter: float = ranged(0.0, 0)
-    box_jitter_form: str = "corners"  # see train.box_jitter_form; test boxes are jittered only if box_jitter > 0
+    box_jitter_form: str = choice("corners", ("corners", "translate"))  # see train.box_jitter_form; test boxes are jittered only if box_jitter > 0
     batch_size: int = ranged(4, 1)
     # which checkpoint is reported: "last" epoch; "val_best" = best on the validation split among the last
     # select_epochs epochs (clean); "test_last" = the last epoch, with each of the last select_epochs epochs
     # also evaluated on the test set and kept in the run, as the public InfoSAM scripts do
-    select: str = "val_best"
+    select: str = choice("val_best", ("last", "val_best", "test_last"))
     select_epochs: int = ranged(5, 1)
     # val_best: stop after this many epochs without a better validation score
     patience: Optional[int] = ranged(None, 1)
@@ -181,7 +181,7 @@ class DataConfig:
     # "sam": RGB, SAM's resize -> normalise -> zero-pad, nearest mask resize; "infosam": the public InfoSAM
     # CSVDataset: BGR channels (cv2), resize -> zero-pad the uint8 image -> normalise, bilinear mask resize;
     # "square": Conv-LoRA's resize_to_square (bicubic to S x S, aspect not kept; masks nearest)
-    preprocess: str = "sam"
+    preprocess: str = choice("sam", ("sam", "infosam", "square"))
     synth: SynthConfig = field(default_factory=SynthConfig)
     folder: FolderDataConfig = field(default_factory=FolderDataConfig)
 
@@ -235,7 +235,7 @@ class SlurmConfig:
 class ReportConfig:
     # metric definition the table shows: None = the runs' protocol's; "clean" | "infosam" | "convlora" (every
     # run stores all of them, computed from the same logits); shorthand: metrics=clean
-    metrics: Optional[str] = None
+    metrics: Optional[str] = choice(None, ("clean", "infosam", "convlora"))
     # "reported" = each run's reported checkpoint (eval.select); "best_of_last" = the best of the last epochs
     # on the test set, kept by runs with eval.select=test_last (the public InfoSAM scripts allow that choice)
     checkpoint: str = choice("reported", ("reported", "best_of_last"))
