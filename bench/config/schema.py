@@ -125,7 +125,8 @@ class EvalConfig:
     prompt: Optional[str] = choice(None, ("box", "points", "none"))
     num_points: Optional[int] = ranged(None, 1)  # None = the dataset's protocol
     box_jitter: float = ranged(0.0, 0)
-    box_jitter_form: str = choice("corners", ("corners", "translate"))  # see train.box_jitter_form; test boxes are jittered only if box_jitter > 0
+    # see train.box_jitter_form; test boxes are jittered only if box_jitter > 0
+    box_jitter_form: str = choice("corners", ("corners", "translate"))
     batch_size: int = ranged(4, 1)
     # which checkpoint is reported: "last" epoch; "val_best" = best on the validation split among the last
     # select_epochs epochs (clean); "test_last" = the last epoch, with each of the last select_epochs epochs
