@@ -22,12 +22,6 @@ def import_submodules(package: ModuleType) -> None:
                 import_submodules(module)
 
 
-def dataset_tools() -> ModuleType:
-    """The checks of the real datasets' files (:mod:`datasets._prepare`): ``prepare``, the presence lines of
-    ``list`` and the launcher's look for each dataset's folder; they read layouts only ``datasets/`` knows."""
-    return importlib.import_module("datasets._prepare")
-
-
 def discover(package: str) -> None:
     """Import the package named ``package`` and all its public modules (already imported ones are cached)."""
     import_submodules(importlib.import_module(package))

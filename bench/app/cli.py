@@ -13,7 +13,7 @@ import time
 from typing import Any, Optional
 
 from bench.config import ConfigError, row_label
-from bench.discovery import dataset_tools
+from bench.contracts.dataset import dataset_tools
 from bench.logs import setup_logging
 from bench.registry import UnknownNameError
 from bench.runs.sweep import available_sweeps, load_config, run_configs, run_count

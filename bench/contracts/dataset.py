@@ -15,7 +15,8 @@ takes ``(split, DataConfig)`` and returns a :class:`SegmentationDataset`.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, TypedDict
+from pathlib import Path
+from typing import Any, Callable, Optional, TypedDict
 
 import numpy as np
 from torch.utils.data import Dataset
@@ -39,7 +40,7 @@ class DatasetError(ValueError):
 
 @dataclass(frozen=True)
 class DatasetInfo:
-    """Protocol facts of a dataset family (DESIGN.md, 'Metrics per domain').
+    """Protocol facts of a dataset family (README, "Datasets": the metrics each domain reports).
 
     Attributes:
         family: Domain family, e.g. ``"polyp"``, ``"camouflage"``, ``"leaf"``, ``"road"``.
@@ -82,6 +83,39 @@ def register_dataset(name: str, info: DatasetInfo) -> Callable[[DatasetBuilder],
 def dataset_info(name: str) -> DatasetInfo:
     """The protocol facts of a registered dataset (metrics, evaluation prompt, epochs)."""
     return DATASETS.meta(name)["info"]
+
+
+@dataclass(frozen=True)
+class DatasetTools:
+    """The checks of the real datasets' files, which only the dataset package can write (it knows the layouts):
+    ``prepare``, the presence lines of ``list``, the launcher's look for each folder and ``download``'s check
+    of what it unpacked. The dataset package registers one with :func:`register_dataset_tools`.
+
+    Attributes:
+        dataset_status: ``data_root`` → per registered dataset, "generated", "present (...)" or "missing (...)".
+        prepare_command: The ``prepare dataset=NAME [src=PATH]`` command (its arguments → its report text).
+        real_spec: A real dataset's name → its spec (``source`` text, ``folders``); ConfigError otherwise.
+        check_copy: ``(name, src, data_root)`` → a report with ``ok`` and ``text()``.
+    """
+
+    dataset_status: Callable[[str | Path], dict[str, str]]
+    prepare_command: Callable[[list[str]], str]
+    real_spec: Callable[[str], Any]
+    check_copy: Callable[[str, str | Path, Optional[str | Path]], Any]
+
+
+DATASET_TOOLS: Registry[DatasetTools] = Registry("dataset tools", "datasets")
+
+
+def register_dataset_tools(tools: DatasetTools, name: str = "files") -> DatasetTools:
+    """Register the dataset package's file checks (one entry; a second package would register another name)."""
+    DATASET_TOOLS.add(name, tools)
+    return tools
+
+
+def dataset_tools(name: str = "files") -> DatasetTools:
+    """The registered file checks (the dataset package is imported on the first lookup)."""
+    return DATASET_TOOLS.get(name)
 
 
 def check_sample(sample: Sample, where: str) -> Sample:

@@ -152,7 +152,7 @@ def check_input_files(runs: list[RunConfig]) -> None:
     """Fail before launching when a file a run needs is missing: checkpoints of student and teacher, and
     the dataset folders under ``data.root`` (a quick look for the layout; the files are verified when a
     run reads them)."""
-    from bench.discovery import dataset_tools
+    from bench.contracts.dataset import dataset_tools
 
     roots = {run.data.root for run in runs}
     status = {root: dataset_tools().dataset_status(root) for root in roots}

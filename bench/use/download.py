@@ -178,7 +178,7 @@ def download_dataset(name: str, data_root: str, url: Optional[str] = None, sha25
 
     Datasets without a public archive raise ConfigError saying where to get them and where to put them.
     """
-    from bench.discovery import dataset_tools
+    from bench.contracts.dataset import dataset_tools
 
     checks = dataset_tools()
     spec = checks.real_spec(name)
