@@ -30,13 +30,14 @@ from torch import nn
 from bench.config import BackboneConfig, ConfigError
 from bench.contracts.checkpoints import CheckpointError, attach_weights, load_checkpoint
 from bench.contracts.decoder import DecoderExtension, DecoderOutput, DecoderState, Prompts
-from bench.contracts.encoder import INPUT_EMBEDDING, EncoderStep, run_steps
+from bench.contracts.encoder import INPUT_EMBEDDING, AttentionLayout, EncoderStep, attention_layout_of, run_steps
 from bench.fileio import sha256_file
 from bench.registry import Registry
 
 __all__ = [
     "BACKBONES",
     "INPUT_EMBEDDING",
+    "AttentionLayout",
     "Backbone",
     "BackboneBuilder",
     "CheckpointError",
@@ -100,6 +101,19 @@ class Backbone(nn.Module):
     def encoder_blocks(self) -> list[nn.Module]:
         """Transformer blocks of the encoder, each with ``attn.qkv`` and ``mlp``, in order."""
         raise NotImplementedError
+
+    def attention_layout(self, block: nn.Module) -> AttentionLayout:
+        """How ``block``'s attention is laid out (fused ``qkv`` groups, q/k/v widths, heads); families whose
+        attention the default reading does not know override this."""
+        return attention_layout_of(block)
+
+    def patch_embedding(self) -> tuple[nn.Module, nn.Module]:
+        """``(owner, patch_embed)``: the encoder's patch embedding and the module holding it as ``patch_embed``
+        (the image encoder, or SAM2's Hiera trunk)."""
+        owner = self.image_encoder
+        if getattr(owner, "patch_embed", None) is None:
+            owner = getattr(owner, "trunk", owner)
+        return owner, getattr(owner, "patch_embed", None)
 
     def stage_ends(self) -> list[int]:
         """Indices into :meth:`encoder_blocks` of the last block of each encoder *stage*.

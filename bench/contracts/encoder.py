@@ -65,3 +65,60 @@ def run_steps(
         if extension is not None and step.block is not None and step.block in extension.blocks:
             extension.record(step.block, feats[step.block] if step.block in feats else step.to_map(state))
     return state, feats
+
+
+@dataclass(frozen=True)
+class AttentionLayout:
+    """How an encoder block's attention is laid out, so PEFT methods need not inspect module types.
+
+    Attributes:
+        kind: ``"vit"`` (segment_anything ``Attention``), ``"tinyvit"`` (TinyViT ``Attention``), ``"hiera"``
+            (SAM2 ``MultiScaleAttention``) or ``""`` (unknown).
+        heads: Number of attention heads (0 when unknown).
+        groups: The fused ``qkv`` output is ``groups`` chunks of ``[q | k | v]`` channels (0: not known).
+        q: Query channels per group.
+        k: Key channels per group.
+        v: Value channels per group.
+        fused_out: Output width of the fused ``qkv`` Linear (0 when the block has none).
+    """
+
+    kind: str = ""
+    heads: int = 0
+    groups: int = 0
+    q: int = 0
+    k: int = 0
+    v: int = 0
+    fused_out: int = 0
+
+    def qv_columns(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Output columns of the fused ``qkv`` that hold q and those that hold v."""
+        per = self.q + self.k + self.v
+        q = torch.cat([torch.arange(g * per, g * per + self.q) for g in range(self.groups)])
+        v = torch.cat([torch.arange(g * per + self.q + self.k, (g + 1) * per) for g in range(self.groups)])
+        return q, v
+
+
+def attention_layout_of(block: nn.Module) -> AttentionLayout:
+    """The :class:`AttentionLayout` of ``block.attn``, read once from the official module's attributes."""
+    attn = getattr(block, "attn", None)
+    qkv = getattr(attn, "qkv", None)
+    out = int(qkv.out_features) if isinstance(qkv, nn.Linear) else 0
+    if attn is None:
+        return AttentionLayout()
+    heads = int(getattr(attn, "num_heads", 0) or 0)
+    if all(hasattr(attn, a) for a in ("key_dim", "d", "num_heads")):  # TinyViT: per head [q, k, v]
+        kd, d = int(attn.key_dim), int(attn.d)
+        if heads * (2 * kd + d) == out:
+            return AttentionLayout("tinyvit", heads, heads, kd, kd, d, out)
+        return AttentionLayout("tinyvit", heads, fused_out=out)
+    if all(hasattr(attn, a) for a in ("q_pool", "num_heads", "dim_out")):
+        kind = "hiera"
+    elif all(hasattr(attn, a) for a in ("num_heads", "scale", "use_rel_pos")):
+        kind = "vit"
+    else:
+        kind = ""
+    proj = getattr(attn, "proj", None)
+    if out and isinstance(proj, nn.Linear) and out == 3 * proj.in_features:  # [q | k | v]
+        dim = out // 3
+        return AttentionLayout(kind, heads, 1, dim, dim, dim, out)
+    return AttentionLayout(kind, heads, fused_out=out)
