@@ -57,7 +57,7 @@ from bench.backbones import Backbone
 from bench.config import ConfigError
 from bench.contracts.peft import PEFT_METHODS, PeftMethod, select_blocks
 
-from .adapter import Bottleneck, ParallelWrap, SeriesWrap, block_width
+from ._layers import Bottleneck, ParallelWrap, SeriesWrap, block_width
 
 VARIANTS = ("series", "parallel", "mixed", "lora")
 SCALE = 0.5  # SimAda Block(scale=0.5)
