@@ -21,15 +21,10 @@ import torch
 from torch import nn
 
 from bench.config import BackboneConfig
-from bench.contracts.backbone import (
-    Backbone,
-    CheckpointError,
-    EncoderStep,
-    check_img_size,
-    load_checkpoint,
-    register_backbone,
-    sha256_file,
-)
+from bench.contracts.backbone import Backbone, check_img_size, register_backbone
+from bench.contracts.checkpoints import CheckpointError, load_checkpoint
+from bench.contracts.encoder import EncoderStep
+from bench.fileio import sha256_file
 
 log = logging.getLogger(__name__)
 

@@ -28,7 +28,8 @@ import warnings
 from torch import nn
 
 from bench.config import BackboneConfig
-from bench.contracts.backbone import Backbone, attach_weights, check_img_size, register_backbone
+from bench.contracts.backbone import Backbone, check_img_size, register_backbone
+from bench.contracts.checkpoints import attach_weights
 from bench.contracts.weights import resolve_checkpoint
 
 from .litemedsam import TinyViTSam, build_tinyvit_sam

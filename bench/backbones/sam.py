@@ -13,7 +13,9 @@ from segment_anything.build_sam import sam_model_registry
 from torch import nn
 
 from bench.config import BackboneConfig, ConfigError
-from bench.contracts.backbone import Backbone, EncoderStep, attach_weights, register_backbone
+from bench.contracts.backbone import Backbone, register_backbone
+from bench.contracts.checkpoints import attach_weights
+from bench.contracts.encoder import EncoderStep
 from bench.contracts.weights import resolve_checkpoint
 
 

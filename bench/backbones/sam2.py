@@ -59,15 +59,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from bench.config import BackboneConfig, ConfigError
-from bench.contracts.backbone import (
-    INPUT_EMBEDDING,
-    Backbone,
-    EncoderStep,
-    Prompts,
-    attach_weights,
-    check_img_size,
-    register_backbone,
-)
+from bench.contracts.backbone import Backbone, check_img_size, register_backbone
+from bench.contracts.checkpoints import attach_weights
+from bench.contracts.decoder import Prompts
+from bench.contracts.encoder import EncoderStep, run_steps
 from bench.contracts.weights import resolve_checkpoint
 
 HIGH_RES_S0 = -1  # feature-dict key of the stride-4 high-resolution map (conv_s0 output)
@@ -258,18 +253,7 @@ class Sam2Hiera(Backbone):
             :data:`HIGH_RES_S0` / :data:`HIGH_RES_S1`.
         """
         state = [x] if start == 0 else self._unpack(x, start)
-        feats: dict[int, torch.Tensor] = {}
-        ext = getattr(self, "decoder_extension", None)
-        for step in self.encoder_steps()[start:]:
-            if step.block == 0 and INPUT_EMBEDDING in blocks:
-                feats[INPUT_EMBEDDING] = step.to_map(state)
-            if step.block == 0 and ext is not None and INPUT_EMBEDDING in ext.blocks:
-                ext.record(INPUT_EMBEDDING, feats[INPUT_EMBEDDING] if INPUT_EMBEDDING in feats else step.to_map(state))
-            state = step.fn(state)
-            if step.block is not None and step.block in blocks:
-                feats[step.block] = step.to_map(state)
-            if ext is not None and step.block is not None and step.block in ext.blocks:
-                ext.record(step.block, feats[step.block] if step.block in feats else step.to_map(state))
+        state, feats = run_steps(self.encoder_steps()[start:], state, blocks, getattr(self, "decoder_extension", None))
         s0, s1, z = state
         feats[HIGH_RES_S0], feats[HIGH_RES_S1] = s0, s1
         self._last_high_res = (s0, s1)
@@ -279,14 +263,7 @@ class Sam2Hiera(Backbone):
         self, x: torch.Tensor, stop: int, blocks: tuple[int, ...] = ()
     ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """The state after ``stop`` steps packed as one (B, N) tensor (the image itself for ``stop == 0``)."""
-        state = [x]
-        feats: dict[int, torch.Tensor] = {}
-        for step in self.encoder_steps()[:stop]:
-            if step.block == 0 and INPUT_EMBEDDING in blocks:
-                feats[INPUT_EMBEDDING] = step.to_map(state)
-            state = step.fn(state)
-            if step.block is not None and step.block in blocks:
-                feats[step.block] = step.to_map(state)
+        state, feats = run_steps(self.encoder_steps()[:stop], [x], blocks)
         return (x if stop == 0 else self._pack(state)), feats
 
     def _high_res(self, embedding: torch.Tensor, blocks: Optional[dict[int, torch.Tensor]]) -> list[torch.Tensor]:

@@ -17,7 +17,8 @@ import torch
 from segment_anything.modeling import ImageEncoderViT, MaskDecoder, PromptEncoder, TwoWayTransformer
 
 from bench.config import BackboneConfig, ConfigError
-from bench.contracts.backbone import Backbone, attach_weights, register_backbone
+from bench.contracts.backbone import Backbone, register_backbone
+from bench.contracts.checkpoints import attach_weights
 
 from .sam import SamViT
 

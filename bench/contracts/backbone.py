@@ -19,8 +19,6 @@ run in eval mode (frozen BatchNorm statistics; SAM has no dropout).
 from __future__ import annotations
 
 import logging
-from dataclasses import dataclass
-from pathlib import Path
 from typing import Callable, Optional
 
 import numpy as np
@@ -30,169 +28,36 @@ from PIL import Image
 from torch import nn
 
 from bench.config import BackboneConfig, ConfigError
+from bench.contracts.checkpoints import CheckpointError, attach_weights, load_checkpoint
+from bench.contracts.decoder import DecoderExtension, DecoderOutput, DecoderState, Prompts
+from bench.contracts.encoder import INPUT_EMBEDDING, AttentionLayout, EncoderStep, attention_layout_of, run_steps
 from bench.fileio import sha256_file
 from bench.registry import Registry
 
+__all__ = [
+    "BACKBONES",
+    "INPUT_EMBEDDING",
+    "AttentionLayout",
+    "Backbone",
+    "BackboneBuilder",
+    "CheckpointError",
+    "DecoderExtension",
+    "DecoderOutput",
+    "DecoderState",
+    "EncoderStep",
+    "Prompts",
+    "attach_weights",
+    "backbone_family",
+    "build_backbone",
+    "check_img_size",
+    "keep_mask_tokens",
+    "load_checkpoint",
+    "register_backbone",
+    "run_steps",
+    "sha256_file",
+]
+
 log = logging.getLogger(__name__)
-
-INPUT_EMBEDDING = -100
-"""Feature key of the *input* of encoder block 0 (the patch/input embedding), for a method that reads
-it like a block output (LST's side network starts from it); cached with the frozen prefix like one."""
-
-
-@dataclass
-class Prompts:
-    """Prompts in the model-input frame (pixels of the resized, padded image); ``Prompts()`` = none.
-
-    Attributes:
-        boxes: (B, 4) as x0, y0, x1, y1, or None.
-        points: (B, N, 2) as x, y, or None.
-        labels: (B, N) with 1 = foreground, 0 = background; required with ``points``.
-    """
-
-    boxes: Optional[torch.Tensor] = None
-    points: Optional[torch.Tensor] = None
-    labels: Optional[torch.Tensor] = None
-
-    def __len__(self) -> int:
-        ref = self.boxes if self.boxes is not None else self.points
-        if ref is None:
-            raise ValueError("Prompts needs boxes or points")
-        return ref.shape[0]
-
-    def to(self, device: torch.device | str) -> "Prompts":
-        move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return Prompts(move(self.boxes), move(self.points), move(self.labels))
-
-
-@dataclass
-class DecoderOutput:
-    """Mask-decoder outputs for a batch of (image, prompt) pairs.
-
-    Attributes:
-        logits: (B, 1, h', w') low-resolution mask logits (single-mask output).
-        iou: (B, 1) predicted IoU.
-        mask_token: (B, C) z_m, the two-way-transformer output of the first mask token (``hs[:, 1]``).
-        embedding: (B, C, h, w) the image embedding the decoder used: z_i as given, or as a
-            :class:`DecoderExtension` adapted it (LST adds its side network's output). Distillers see this.
-    """
-
-    logits: torch.Tensor
-    iou: torch.Tensor
-    mask_token: torch.Tensor
-    embedding: Optional[torch.Tensor] = None
-
-
-@dataclass
-class DecoderState:
-    """What :meth:`DecoderExtension.adapt_logits` sees of one batched decoder pass.
-
-    Attributes:
-        embedding: (B, C, h, w) image embedding the decoder used (after ``adapt_embedding``, before the
-            dense prompt embedding is added).
-        upscaled: (B, C/8, 4h, 4w) SAM's upscaled mask features (``output_upscaling``).
-        extra_tokens: (B, T, C) two-way-transformer outputs of the extension's own tokens.
-        logits: (B, 1, 4h, 4w) SAM's single-mask logits.
-        blocks: The encoder block outputs the extension asked for, as (B, C_l, h_l, w_l) maps.
-    """
-
-    embedding: torch.Tensor
-    upscaled: torch.Tensor
-    extra_tokens: torch.Tensor
-    logits: torch.Tensor
-    blocks: dict[int, torch.Tensor]
-
-
-class DecoderExtension(nn.Module):
-    """A PEFT method's addition to the mask decoder, set as ``backbone.decoder_extension``.
-
-    :meth:`Backbone.decode` calls ``adapt_embedding`` on the image embedding, appends
-    ``extra_tokens()`` after SAM's output tokens (iou, mask tokens) in the two-way transformer, and
-    lets ``adapt_logits`` post-process the low-resolution logits. The defaults change nothing.
-
-    ``blocks`` are the encoder block indices the extension reads (the PEFT method's
-    ``feature_blocks``). ``decode`` takes them from its ``blocks`` argument; missing ones fall back
-    to the outputs :meth:`Backbone.encode` recorded on its last call (so ``decode(encode(x)[0], p)``
-    works as well). Recorded outputs are detached and dropped by the next ``decode``.
-    """
-
-    def __init__(self, blocks: tuple[int, ...] = ()) -> None:
-        super().__init__()
-        self.blocks = tuple(blocks)
-        self._recorded: dict[int, torch.Tensor] = {}
-
-    def record(self, index: int, feature: torch.Tensor) -> None:
-        """Remember a block output seen by ``encode`` (used when ``decode`` is not given it)."""
-        self._recorded[index] = feature.detach()
-
-    def take_blocks(self, given: Optional[dict[int, torch.Tensor]], batch: int) -> dict[int, torch.Tensor]:
-        """The requested block outputs for a decoder batch of size ``batch`` (given ones first)."""
-        given = given or {}
-        feats = {}
-        try:
-            for index in self.blocks:
-                feat = given.get(index, self._recorded.get(index))
-                if feat is None or feat.shape[0] != batch:
-                    raise ValueError(
-                        f"{type(self).__name__} needs the output of encoder block {index} for a batch of {batch}: "
-                        "pass it to decode(..., blocks) (request PeftMethod.feature_blocks from the encoder) "
-                        "or call encode() on the same batch right before decode()"
-                    )
-                feats[index] = feat
-        finally:
-            self._recorded = {}
-        return feats
-
-    def begin(
-        self, embedding: torch.Tensor, output_tokens: torch.Tensor, given: Optional[dict[int, torch.Tensor]]
-    ) -> tuple[torch.Tensor, torch.Tensor, dict[int, torch.Tensor], int]:
-        """Before the two-way transformer (called by every backbone's ``decode``).
-
-        Returns:
-            The adapted embedding, the output tokens with the extension's appended, the block outputs
-            it reads, and the number of appended tokens.
-        """
-        blocks = self.take_blocks(given, embedding.shape[0])
-        embedding = self.adapt_embedding(embedding, blocks)
-        extra = self.extra_tokens()
-        if extra is None:
-            return embedding, output_tokens, blocks, 0
-        return embedding, torch.cat([output_tokens, extra], dim=0), blocks, extra.shape[0]
-
-    def extra_tokens(self) -> Optional[torch.Tensor]:
-        """(T, C) output tokens appended after SAM's, or None."""
-        return None
-
-    def adapt_embedding(self, embedding: torch.Tensor, blocks: dict[int, torch.Tensor]) -> torch.Tensor:
-        """The image embedding (B, C, h, w) the decoder uses."""
-        return embedding
-
-    def adapt_logits(self, state: DecoderState) -> torch.Tensor:
-        """The final (B, 1, 4h, 4w) logits."""
-        return state.logits
-
-
-def _channels_last_to_map(x: torch.Tensor) -> torch.Tensor:
-    return x.permute(0, 3, 1, 2)
-
-
-@dataclass
-class EncoderStep:
-    """One step of the encoder: ``fn`` maps the previous state to the next; ``params`` are its weights.
-
-    Attributes:
-        name: Module path of the step, e.g. ``image_encoder.blocks.3``.
-        fn: The step's forward.
-        params: Parameters the step uses (decides whether it is frozen).
-        block: Index into ``encoder_blocks()`` when the step is a transformer block.
-        to_map: Turns the step's output into a (B, C, h, w) map (for block features).
-    """
-
-    name: str
-    fn: Callable[[torch.Tensor], torch.Tensor]
-    params: list[nn.Parameter]
-    block: Optional[int] = None
-    to_map: Callable[[torch.Tensor], torch.Tensor] = _channels_last_to_map
 
 
 class Backbone(nn.Module):
@@ -236,6 +101,19 @@ class Backbone(nn.Module):
     def encoder_blocks(self) -> list[nn.Module]:
         """Transformer blocks of the encoder, each with ``attn.qkv`` and ``mlp``, in order."""
         raise NotImplementedError
+
+    def attention_layout(self, block: nn.Module) -> AttentionLayout:
+        """How ``block``'s attention is laid out (fused ``qkv`` groups, q/k/v widths, heads); families whose
+        attention the default reading does not know override this."""
+        return attention_layout_of(block)
+
+    def patch_embedding(self) -> tuple[nn.Module, nn.Module]:
+        """``(owner, patch_embed)``: the encoder's patch embedding and the module holding it as ``patch_embed``
+        (the image encoder, or SAM2's Hiera trunk)."""
+        owner = self.image_encoder
+        if getattr(owner, "patch_embed", None) is None:
+            owner = getattr(owner, "trunk", owner)
+        return owner, getattr(owner, "patch_embed", None)
 
     def stage_ends(self) -> list[int]:
         """Indices into :meth:`encoder_blocks` of the last block of each encoder *stage*.
@@ -313,33 +191,14 @@ class Backbone(nn.Module):
             The image embedding (B, C, h, w) and the requested block outputs as (B, C_l, h_l, w_l)
             (``INPUT_EMBEDDING``: the input of block 0).
         """
-        feats: dict[int, torch.Tensor] = {}
-        ext = self.decoder_extension
-        for step in self.encoder_steps()[start:]:
-            if step.block == 0 and INPUT_EMBEDDING in blocks:
-                feats[INPUT_EMBEDDING] = step.to_map(x)
-            if step.block == 0 and ext is not None and INPUT_EMBEDDING in ext.blocks:
-                ext.record(INPUT_EMBEDDING, feats[INPUT_EMBEDDING] if INPUT_EMBEDDING in feats else step.to_map(x))
-            x = step.fn(x)
-            if step.block is not None and step.block in blocks:
-                feats[step.block] = step.to_map(x)
-            if ext is not None and step.block is not None and step.block in ext.blocks:
-                ext.record(step.block, feats[step.block] if step.block in feats else step.to_map(x))
-        return x, feats
+        return run_steps(self.encoder_steps()[start:], x, blocks, self.decoder_extension)
 
     def encode_prefix(
         self, x: torch.Tensor, stop: int, blocks: tuple[int, ...] = ()
     ) -> tuple[torch.Tensor, dict[int, torch.Tensor]]:
         """State after the first ``stop`` encoder steps (what the cache stores), and the outputs of the
         requested blocks among those steps as (B, C_l, h_l, w_l) maps."""
-        feats: dict[int, torch.Tensor] = {}
-        for step in self.encoder_steps()[:stop]:
-            if step.block == 0 and INPUT_EMBEDDING in blocks:
-                feats[INPUT_EMBEDDING] = step.to_map(x)
-            x = step.fn(x)
-            if step.block is not None and step.block in blocks:
-                feats[step.block] = step.to_map(x)
-        return x, feats
+        return run_steps(self.encoder_steps()[:stop], x, blocks)
 
     def frozen_prefix(self) -> int:
         """Number of leading encoder steps without trainable parameters (cacheable)."""
@@ -439,61 +298,6 @@ def register_backbone(name: str, family: str) -> Callable[[BackboneBuilder], Bac
 def backbone_family(name: str) -> Optional[str]:
     """Family of a registered backbone (None when its builder declares none); unknown names raise."""
     return BACKBONES.meta(name).get("family") or None
-
-
-class CheckpointError(ValueError):
-    """A checkpoint that is missing, unreadable or for another architecture."""
-
-
-def attach_weights(
-    model: nn.Module, path: str | Path, key: Optional[str] = None, into: Optional[nn.Module] = None
-) -> str:
-    """Load ``path`` into ``into`` (default ``model``) and record on ``model`` where its weights came from
-    (``weights_id`` = the first 16 hex digits of the file's SHA-256, ``checkpoint_sha256``, ``checkpoint_path``)."""
-    load_checkpoint(into if into is not None else model, path, key=key)
-    digest = sha256_file(path)
-    model.weights_id = digest[:16]
-    model.checkpoint_sha256 = digest
-    model.checkpoint_path = str(path)
-    return digest
-
-
-def load_checkpoint(model: nn.Module, path: str | Path, key: Optional[str] = None) -> None:
-    """Load a state dict with ``weights_only=True`` and strict key checks.
-
-    Args:
-        model: Module whose ``state_dict`` keys the file must match exactly.
-        path: Checkpoint file.
-        key: Optional top-level key holding the state dict (SAM2 files use ``"model"``); when None,
-            a dict with a single ``"model"`` or ``"state_dict"`` entry is unwrapped too.
-    """
-    path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint not found: {path}")
-    try:
-        state = torch.load(path, map_location="cpu", weights_only=True)
-    except Exception as err:  # torch raises many types for corrupt or unsafe files
-        raise CheckpointError(f"cannot read checkpoint {path}: {err.__class__.__name__}: {err}") from None
-    if key is not None:
-        if key not in state:
-            raise CheckpointError(f"checkpoint {path} has no {key!r} entry (keys: {list(state)[:5]})")
-        state = state[key]
-    elif isinstance(state, dict) and len(state) <= 3:
-        for wrapper in ("model", "state_dict"):
-            if isinstance(state.get(wrapper), dict):
-                state = state[wrapper]
-                break
-    expected = set(model.state_dict())
-    missing, unexpected = sorted(expected - set(state)), sorted(set(state) - expected)
-    if missing or unexpected:
-        raise CheckpointError(
-            f"checkpoint {path} does not fit {model.__class__.__name__}: "
-            f"{len(missing)} missing key(s) {missing[:5]}, {len(unexpected)} unexpected key(s) {unexpected[:5]}"
-        )
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as err:
-        raise CheckpointError(f"checkpoint {path} has tensors of the wrong shape: {err}") from None
 
 
 def keep_mask_tokens(model: Backbone, n: int) -> None:

@@ -8,7 +8,7 @@ from typing import Optional
 import torch
 
 from bench.backbones import Backbone
-from bench.contracts.backbone import INPUT_EMBEDDING
+from bench.contracts.encoder import INPUT_EMBEDDING
 from bench.data.cache import EncoderCache
 
 log = logging.getLogger(__name__)

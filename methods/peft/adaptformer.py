@@ -30,7 +30,7 @@ from typing import Optional
 from bench.backbones import Backbone
 from bench.contracts.peft import PEFT_METHODS, PeftMethod, select_blocks
 
-from .adapter import Bottleneck, ParallelWrap, block_width, unfreeze_norms
+from ._layers import Bottleneck, ParallelWrap, block_width, unfreeze_norms
 
 
 @dataclass

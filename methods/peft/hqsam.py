@@ -48,7 +48,7 @@ from torch import nn
 
 from bench.backbones import Backbone
 from bench.config import ConfigError
-from bench.contracts.backbone import DecoderExtension, DecoderState
+from bench.contracts.decoder import DecoderExtension, DecoderState
 from bench.contracts.peft import PEFT_METHODS, PeftMethod
 
 OUTPUTS = ("sum", "hq")

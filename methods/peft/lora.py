@@ -61,23 +61,6 @@ class LoraOptions:
             raise ValueError(f"start_block must be >= 0, got {self.start_block}")
 
 
-def qkv_layout(attn: nn.Module) -> tuple[int, tuple[int, int, int]]:
-    """``(groups, (q, k, v))``: the fused output is ``groups`` chunks of ``[q | k | v]`` channels.
-
-    Raises:
-        ValueError: the attention is neither SAM's nor TinyViT's.
-    """
-    qkv = attn.qkv
-    if all(hasattr(attn, a) for a in ("key_dim", "d", "num_heads")):  # TinyViT: per head [q, k, v]
-        kd, d, heads = int(attn.key_dim), int(attn.d), int(attn.num_heads)
-        if heads * (2 * kd + d) == qkv.out_features:
-            return heads, (kd, kd, d)
-    elif qkv.out_features == 3 * attn.proj.in_features:  # SAM: [q | k | v]
-        dim = qkv.out_features // 3
-        return 1, (dim, dim, dim)
-    raise ValueError(f"unknown fused qkv layout ({type(attn).__name__}, qkv out {qkv.out_features})")
-
-
 class LoraQKV(nn.Module):
     """Fused ``qkv`` Linear plus a scaled low-rank update; keeps the original as ``base_layer``.
 
@@ -85,7 +68,7 @@ class LoraQKV(nn.Module):
         base: The fused ``qkv`` Linear (in D, out Σ groups·(q+k+v)).
         r, alpha: Rank and scale numerator (scale = alpha / r).
         form: ``"heads"`` = one A/B pair per q, k, v; ``"fused"`` = one pair on the whole output.
-        layout: ``(groups, (q, k, v))`` from :func:`qkv_layout` (needed for ``"heads"``).
+        layout: ``(groups, (q, k, v))`` from :meth:`Backbone.attention_layout` (needed for ``"heads"``).
     """
 
     def __init__(
@@ -145,10 +128,15 @@ class Lora(PeftMethod):
             attn = getattr(block, "attn", None)
             if attn is None or not isinstance(getattr(attn, "qkv", None), nn.Linear):
                 continue
-            try:  # the fused form needs no layout
-                layout = qkv_layout(attn) if o.form == "heads" else (1, (attn.qkv.out_features, 0, 0))
-            except ValueError as err:
-                raise ConfigError(f"lora form='heads' on {backbone.name} block {i}: {err}; use form='fused'") from None
+            layout = (1, (attn.qkv.out_features, 0, 0))  # the fused form needs no layout
+            if o.form == "heads":
+                heads = backbone.attention_layout(block)
+                if not heads.groups:
+                    raise ConfigError(
+                        f"lora form='heads' on {backbone.name} block {i}: unknown fused qkv layout "
+                        f"({type(attn).__name__}, qkv out {attn.qkv.out_features}); use form='fused'"
+                    )
+                layout = (heads.groups, (heads.q, heads.k, heads.v))
             attn.qkv = LoraQKV(attn.qkv, o.r, o.alpha, o.form, layout)
             names.append(f"encoder_blocks.{i}.attn.qkv")
         if not names:

@@ -55,7 +55,8 @@ from torch import nn
 
 from bench.backbones import Backbone
 from bench.config import ConfigError
-from bench.contracts.backbone import INPUT_EMBEDDING, DecoderExtension
+from bench.contracts.decoder import DecoderExtension
+from bench.contracts.encoder import INPUT_EMBEDDING
 from bench.contracts.peft import PEFT_METHODS, PeftMethod
 
 

@@ -209,11 +209,7 @@ class SAMAdapter(PeftMethod):
 
     def inject(self, backbone: Backbone) -> list[str]:
         o: SAMAdapterOptions = self.options
-        encoder = backbone.image_encoder
-        patch_embed = getattr(encoder, "patch_embed", None)
-        if patch_embed is None:  # SAM2: the trunk holds the patch embedding
-            encoder = getattr(encoder, "trunk", encoder)
-            patch_embed = getattr(encoder, "patch_embed", None)
+        encoder, patch_embed = backbone.patch_embedding()  # SAM2: the trunk holds the patch embedding
         convs = [m for m in patch_embed.modules() if isinstance(m, nn.Conv2d)] if patch_embed is not None else []
         if not convs:
             raise ConfigError(f"sam_adapter: {backbone.name} has no convolutional patch_embed")

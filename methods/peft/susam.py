@@ -57,7 +57,7 @@ from bench.backbones import Backbone
 from bench.config import ConfigError
 from bench.contracts.peft import PEFT_METHODS, PeftMethod, select_blocks
 
-from .adapter import Bottleneck, ParallelWrap, SeriesWrap, block_width
+from ._layers import Bottleneck, ParallelWrap, SeriesWrap, block_width
 
 VARIANTS = ("series", "parallel", "mixed", "lora")
 SCALE = 0.5  # SimAda Block(scale=0.5)
@@ -103,20 +103,6 @@ class ScaledSeriesWrap(nn.Module):
         if self.mode == "double_skip":
             return y + SCALE * (y + self.adapter(y))
         return y + SCALE * self.adapter(y)
-
-
-def qv_columns(attn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
-    """Output columns of the fused qkv that hold q and v (SAM: [q|k|v]; TinyViT: per head [q|k|v])."""
-    qkv = attn.qkv
-    if hasattr(attn, "key_dim") and hasattr(attn, "d"):  # TinyViT Attention
-        heads, kd, d = attn.num_heads, attn.key_dim, attn.d
-        per = 2 * kd + d
-        q = torch.cat([torch.arange(h * per, h * per + kd) for h in range(heads)])
-        v = torch.cat([torch.arange(h * per + 2 * kd, (h + 1) * per) for h in range(heads)])
-    else:  # SAM ViT Attention: Linear(D, 3D) = [q | k | v]
-        dim = qkv.out_features // 3
-        q, v = torch.arange(0, dim), torch.arange(2 * dim, 3 * dim)
-    return q, v
 
 
 class LoRAQV(nn.Module):
@@ -165,7 +151,7 @@ class SUSAM(PeftMethod):
         for i, block in select_blocks(backbone, 0, None):
             _check_block(backbone, i, block)
             if o.variant == "lora":
-                q, v = qv_columns(block.attn)
+                q, v = backbone.attention_layout(block).qv_columns()
                 block.attn.qkv = LoRAQV(block.attn.qkv, q, v, o.rank, o.zero_init)
                 names.append(f"encoder_blocks.{i}.attn.qkv")
                 continue

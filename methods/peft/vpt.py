@@ -46,6 +46,7 @@ from torch import nn
 
 from bench.backbones import Backbone
 from bench.config import ConfigError
+from bench.contracts.encoder import AttentionLayout
 from bench.contracts.peft import PEFT_METHODS, PeftMethod, select_blocks
 
 
@@ -158,18 +159,16 @@ def _patch_size(backbone: Backbone) -> int:
     return int(proj.kernel_size[0]) if isinstance(proj, nn.Conv2d) else 16
 
 
-def wrap_attention(block: nn.Module, num_tokens: int, init_range: float) -> Optional[nn.Module]:
-    """The prompted wrapper for ``block.attn``, or None for an unknown attention type."""
+def wrap_attention(
+    block: nn.Module, layout: AttentionLayout, num_tokens: int, init_range: float
+) -> Optional[nn.Module]:
+    """The prompted wrapper for ``block.attn`` (of the given layout), or None for an unknown attention type."""
     attn = block.attn
-    if all(hasattr(attn, a) for a in ("key_dim", "d", "attention_biases", "norm")):
+    if layout.kind == "tinyvit" and all(hasattr(attn, a) for a in ("attention_biases", "norm")):
         return PromptedTinyViTAttention(attn, num_tokens, init_range)
-    if all(hasattr(attn, a) for a in ("q_pool", "num_heads", "dim_out")) and isinstance(
-        getattr(block, "norm1", None), nn.LayerNorm
-    ):
+    if layout.kind == "hiera" and isinstance(getattr(block, "norm1", None), nn.LayerNorm):
         return PromptedHieraAttention(attn, block.norm1, num_tokens, init_range)
-    if all(hasattr(attn, a) for a in ("num_heads", "scale", "use_rel_pos")) and isinstance(
-        getattr(block, "norm1", None), nn.LayerNorm
-    ):
+    if layout.kind == "vit" and isinstance(getattr(block, "norm1", None), nn.LayerNorm):
         return PromptedSamAttention(attn, block.norm1, num_tokens, init_range)
     return None
 
@@ -187,7 +186,7 @@ class VPT(PeftMethod):
         for i, block in select_blocks(backbone, o.start_block, o.end_block):
             dim = block.attn.qkv.in_features
             init = o.init_range if o.init_range is not None else math.sqrt(6.0 / (3 * _patch_size(backbone) ** 2 + dim))
-            wrapped = wrap_attention(block, o.num_tokens, init)
+            wrapped = wrap_attention(block, backbone.attention_layout(block), o.num_tokens, init)
             if wrapped is None:
                 raise ConfigError(
                     f"vpt: block {i} of {backbone.name} has an unsupported attention ({type(block.attn).__name__}); "
