@@ -12,6 +12,7 @@ from typing import Any, Iterable, Optional, Sequence
 
 import pandas as pd
 
+from bench.eval.metrics import BASE_DEFINITION
 from bench.runs.results import CorruptMetricsError, check_record
 
 log = logging.getLogger(__name__)
@@ -55,9 +56,9 @@ def record_metrics(record: dict[str, Any], definition: Optional[str] = None, che
     else:
         by_definition = record.get("metrics_by_definition")
     if by_definition is None:  # a run from before metric definitions were recorded: clean only
-        return dict(record["metrics"]) if definition in (None, "clean") else {}
-    chosen = definition or record.get("metric_definition", "clean")
-    return {**by_definition["clean"], **by_definition.get(chosen, {})}
+        return dict(record["metrics"]) if definition in (None, BASE_DEFINITION) else {}
+    chosen = definition or record.get("metric_definition", BASE_DEFINITION)
+    return {**by_definition[BASE_DEFINITION], **by_definition.get(chosen, {})}
 
 
 def long_frame(

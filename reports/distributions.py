@@ -21,7 +21,7 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from bench.config import RunConfig, row_label
-from bench.eval.metrics import METRICS
+from bench.eval.metrics import BASE_DEFINITION, METRICS
 from bench.fileio import atomic_write
 
 from .figfiles import pyplot, save_figure
@@ -54,7 +54,11 @@ def per_image_frame(
         rows = _read_rows(path)
         if not rows:
             continue
-        key = f"{definition}.{metric}" if definition != "clean" and f"{definition}.{metric}" in rows[0] else metric
+        key = (
+            f"{definition}.{metric}"
+            if definition != BASE_DEFINITION and f"{definition}.{metric}" in rows[0]
+            else metric
+        )
         if key not in rows[0]:
             log.warning("%s: per_image.csv has no %s column", name, key)
             continue

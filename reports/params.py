@@ -40,7 +40,7 @@ log = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class ParamSetting:
     """A paper's published parameter counts (M); the per-method options come from its protocol
-    (:data:`bench.config.protocols.PROTOCOLS`, ``method_defaults``)."""
+    (``Protocol.method_defaults`` in ``protocols/``)."""
 
     source: str
     published_M: dict[str, float] = field(default_factory=dict)

@@ -21,6 +21,7 @@ from bench.config import BenchConfig, row_label
 from bench.config.protocols import get_protocol
 from bench.contracts.dataset import dataset_info
 from bench.contracts.sweep_steps import run_sweep_steps
+from bench.eval.metrics import BASE_DEFINITION
 from bench.eval.selection import BEST_OF_LAST_TEXT, selection_text
 from bench.fileio import atomic_write
 from bench.runs.provenance import mixed_provenance
@@ -126,8 +127,8 @@ def protocol_line(cfg: BenchConfig, definition: str, with_paper: bool) -> str:
     else:
         checkpoint = selection_text(cfg.eval.select, cfg.eval.select_epochs)
     metrics = f"{definition} metric definitions"
-    if definition != "clean":
-        metrics += " (metrics they do not define: clean)"
+    if definition != BASE_DEFINITION:
+        metrics += f" (metrics they do not define: {BASE_DEFINITION})"
     paper_note = "paper / Δ: the published values" if with_paper else "no paper / Δ columns (other definitions)"
     if not protocol.paper_tables:
         paper_note = "no paper / Δ columns (not the paper's protocol)"

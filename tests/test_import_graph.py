@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PACKAGES = ("bench", "methods", "datasets", "reports", "tools")
+PACKAGES = ("bench", "methods", "datasets", "protocols", "reports", "tools")
 PLUGINS = ("methods", "datasets", "protocols")
 # bench/'s rooms, bottom to top: a module may import its own room and the rooms before it
 ROOMS = ("foundation", "config", "contracts", "backbones", "hardware", "data", "eval", "train", "runs", "use", "app")

@@ -1,7 +1,7 @@
-"""Adding a backbone, a PEFT method, a distiller or a dataset takes one file in the plugin folder.
+"""Adding a backbone, a PEFT method, a distiller, a dataset or a protocol takes one file in the plugin folder.
 
 Each test drops one file into a temporary folder that joins the plugin package's ``__path__`` (as a file in
-``bench/backbones/``, ``methods/peft/``, ``methods/distill/`` or ``datasets/`` would be found), asks the
+``bench/backbones/``, ``methods/peft/``, ``methods/distill/``, ``datasets/`` or ``protocols/`` would be found), asks the
 registry to discover it, and shows the entry is listed by ``run_benchmark.py list`` and builds. The registry's
 entries are restored afterwards.
 """
@@ -20,6 +20,7 @@ import torch
 import bench.app.cli
 from bench.backbones import BACKBONES, backbone_family, build_backbone
 from bench.config import BackboneConfig, DataConfig
+from bench.config.protocols import PROTOCOL_REGISTRY
 from bench.contracts.dataset import DATASETS, check_sample, dataset_info
 from bench.contracts.distill import DISTILLERS, DistillContext, Features
 from bench.contracts.methods import method_options
@@ -32,7 +33,7 @@ Drop = Callable[[str, str], None]
 @pytest.fixture
 def drop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """``drop(package, source)``: write ``source`` as one module of ``package`` (in a temporary folder)."""
-    registries: list[Registry] = [BACKBONES, PEFT_METHODS, DISTILLERS, DATASETS]
+    registries: list[Registry] = [BACKBONES, PEFT_METHODS, DISTILLERS, DATASETS, PROTOCOL_REGISTRY]
     for registry in registries:
         registry.names()  # discovered before the snapshot, so that the restore keeps the real entries
         monkeypatch.setattr(registry, "_entries", dict(registry._entries))
@@ -183,3 +184,52 @@ def test_one_file_adds_a_dataset(drop, listed):
     assert dataset_info("squares").family == "squares"
     data = DATASETS.get("squares")("test", DataConfig())
     assert len(data) == 3 and check_sample(data[1], "squares")["name"] == "sq1"
+
+
+def test_one_file_adds_a_protocol(drop, listed, tmp_path):
+    """A protocol file brings a preset and a metric definition of its own: ``list`` shows it, and the same
+    run under it is scored and reported by its definition (every run also carries the others)."""
+    drop(
+        "protocols",
+        """
+        import numpy as np
+
+        from bench.config.protocols import Protocol, register_protocol
+
+        def strict_iou(logits, gt):  # IoU of the pixels the model is sure of (sigmoid > 0.95)
+            pred, gt = logits > np.log(19.0), gt.astype(bool)
+            union = (pred | gt).sum()
+            return {"iou": float((pred & gt).sum() / union) if union else 1.0}
+
+        register_protocol(
+            Protocol(
+                name="strict",
+                summary="strict IoU, last epoch",
+                order=3,
+                preset={"eval.select": "last"},
+                metrics="strict",
+                score=strict_iou,
+            )
+        )
+        """,
+    )
+    assert line_of(listed(), "protocols:").endswith("; strict = strict IoU, last epoch")
+    from bench.runs.runner import execute_run
+    from bench.runs.sweep import load_config, run_configs
+
+    def run_under(protocol: str) -> dict:
+        args = [
+            "sweep=smoke", "backbone.name=tiny_sam", "methods=[zero_shot]", "datasets=[synth_polyp]",
+            f"protocol={protocol}", f"runs_dir={tmp_path / protocol}", f"data.cache_dir={tmp_path / 'cache'}",
+            "data.synth.train_size=4", "data.synth.val_size=2", "data.synth.test_size=4",
+        ]  # fmt: skip
+        (run,) = run_configs(load_config(args))
+        return run, execute_run(run, tmp_path / protocol)
+
+    clean_run, clean = run_under("clean")
+    strict_run, strict = run_under("strict")
+    assert (clean_run.eval.select, strict_run.eval.select) == ("val_best", "last")  # the preset
+    assert strict["metric_definition"] == "strict" and "strict" in clean["metrics_by_definition"]
+    own = strict["metrics_by_definition"]["strict"]["iou"]
+    assert strict["metrics"]["iou"] == own != clean["metrics"]["iou"]
+    assert strict["metrics"]["dice"] == clean["metrics"]["dice"]  # what it does not define: the clean values

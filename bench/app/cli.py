@@ -103,7 +103,7 @@ def cmd_list(args: list[str]) -> str:
 
         return "\n\n".join(method_help(a.partition("=")[2]) for a in wanted)
     methods, backbones, datasets = _registries()
-    from bench.config.protocols import PROTOCOLS
+    from bench.config.protocols import protocols_in_order
     from bench.contracts.distill import DISTILLERS
     from bench.contracts.peft import PEFT_METHODS
 
@@ -116,7 +116,7 @@ def cmd_list(args: list[str]) -> str:
         f"datasets (data.root={cfg.data.root}):",
         *(f"  {name:<20} {state}" for name, state in dataset_tools().dataset_status(cfg.data.root).items()),
         "backbones:          " + ", ".join(backbones.names()),
-        "protocols:          " + "; ".join(f"{p.name} = {p.summary}" for p in PROTOCOLS.values()),
+        "protocols:          " + "; ".join(f"{p.name} = {p.summary}" for p in protocols_in_order()),
         "sweeps:",
     ]
     for name in available_sweeps():

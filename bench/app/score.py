@@ -7,7 +7,7 @@
   becomes ``logit(p)`` with ``p`` clipped to ``[0.5/255, 1 - 0.5/255]``, so its sigmoid gives ``p`` back);
 * ``gt`` holds ``<stem>.png`` masks (0/1 or 0/255, binarised as the datasets binarise).
 
-Every image is scored under every definition (:data:`bench.eval.evaluate.DEFINITIONS`) from the same
+Every image is scored under every definition (:func:`bench.eval.evaluate.definitions`) from the same
 logits; the CSV has one row per image: ``name``, then the protocol's values (its own definitions, the
 clean ones for the metrics it does not define), then the other definitions' as ``<definition>.<key>``.
 The means are printed. Missing, extra or mismatched files stop with one error naming them.
@@ -25,7 +25,8 @@ from tqdm import tqdm
 
 from bench.config import ConfigError
 from bench.config.overrides import command_args
-from bench.config.protocols import get_protocol
+from bench.config.protocols import get_protocol, protocols_in_order
+from bench.eval.metrics import BASE_DEFINITION
 
 log = logging.getLogger(__name__)
 
@@ -108,7 +109,7 @@ def score_folder(protocol: str, pred: Path, gt: Path) -> tuple[list[dict[str, An
     keys = [k for k in rows[0] if k != "name" and "." not in k]
     means = {k: float(np.mean([r[k] for r in rows])) for k in keys}
     own = {k.split(".", 1)[1] for k in rows[0] if k.startswith(f"{definition}.")}
-    clean = [k for k in keys if k not in own] if definition != "clean" else []
+    clean = [k for k in keys if k not in own] if definition != BASE_DEFINITION else []
     return rows, means, clean
 
 
@@ -117,7 +118,7 @@ def cmd_score(args: list[str]) -> str:
     unknown = sorted(set(pairs) - {"protocol", "pred", "gt", "out"})
     if unknown or not {"pred", "gt"} <= set(pairs):
         raise ConfigError(f"usage: {USAGE}" + (f" (unknown: {', '.join(unknown)})" if unknown else ""))
-    protocol = pairs.get("protocol", "clean")
+    protocol = pairs.get("protocol", protocols_in_order()[0].name)
     get_protocol(protocol)
     rows, means, clean = score_folder(protocol, Path(pairs["pred"]), Path(pairs["gt"]))
     if "out" in pairs:

@@ -193,7 +193,7 @@ class RunConfig:
 
     method: str = "adapter"
     dataset: str = "synth_polyp"
-    protocol: str = "clean"  # named recipe + evaluation (bench/config/protocols.py): clean | infosam
+    protocol: str = "clean"  # named recipe + evaluation: one file each in protocols/ (`list` shows them)
     seed: int = ranged(0, 0)
     variant: str = ""  # label of the sweep grid point (e.g. "distill.alpha=3"); not hashed
     backbone: BackboneConfig = field(default_factory=BackboneConfig)
@@ -235,7 +235,8 @@ class SlurmConfig:
 @dataclass
 class ReportConfig:
     # metric definition the table shows: None = the runs' protocol's; "clean" | "infosam" | "convlora" (every
-    # run stores all of them, computed from the same logits); shorthand: metrics=clean
+    # run stores all of them, computed from the same logits); shorthand: metrics=clean. A protocol file that
+    # brings a definition of its own (Protocol.score) adds its name to these choices
     metrics: Optional[str] = choice(None, ("clean", "infosam", "convlora"))
     # "reported" = each run's reported checkpoint (eval.select); "best_of_last" = the best of the last epochs
     # on the test set, kept by runs with eval.select=test_last (the public InfoSAM scripts allow that choice)

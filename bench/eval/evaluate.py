@@ -2,12 +2,14 @@
 
 The model's logits are computed once per image; each *definition* scores them its own way:
 
-* ``clean`` (:mod:`bench.eval.metrics`): on ``sigmoid(logits)``, the suite's conventions;
-* ``infosam`` (:mod:`bench.eval.metrics_infosam`): on the raw logits, as the public InfoSAM ``val.py``;
-* ``convlora`` (:mod:`bench.eval.metrics_convlora`): sigmoid, min-max, mean E-curve, as autogluon's
-  ``semantic_seg_metrics.py``.
+* ``clean`` (:mod:`bench.eval.metrics`): on ``sigmoid(logits)``, the suite's conventions, the base
+  definition (:data:`BASE_DEFINITION`) every run is scored under;
+* one more per protocol that defines its own (``Protocol.score``, in protocol order): ``infosam``
+  (:mod:`bench.eval.metrics_infosam`: on the raw logits, as the public InfoSAM ``val.py``) and ``convlora``
+  (:mod:`bench.eval.metrics_convlora`: sigmoid, min-max, mean E-curve, as autogluon's
+  ``semantic_seg_metrics.py``).
 
-So every run carries both, and a report can show the paper-protocol number beside the clean one from
+So every run carries all of them, and a report can show the paper-protocol number beside the clean one from
 the same runs. ``per_image.csv`` holds the clean keys unprefixed and the others as ``<definition>.<key>``.
 """
 
@@ -15,6 +17,7 @@ from __future__ import annotations
 
 import logging
 from concurrent.futures import Future, ThreadPoolExecutor
+from functools import partial
 from typing import Any, Callable, Optional
 
 import numpy as np
@@ -24,11 +27,10 @@ from torch.utils.data import DataLoader
 from tqdm import tqdm
 
 from bench.backbones import Backbone
+from bench.config.protocols import protocols_in_order
 from bench.data.batches import PromptedDataset, batch_prompts, collate
 from bench.data.encoders import CachedEncoder
-from bench.eval.metrics import MetricAccumulator
-from bench.eval.metrics_convlora import convlora_scores
-from bench.eval.metrics_infosam import infosam_scores
+from bench.eval.metrics import BASE_DEFINITION, MetricAccumulator
 from bench.hardware.accel import autocast_for, images_to
 
 log = logging.getLogger(__name__)
@@ -59,28 +61,27 @@ class CleanAccumulator(MetricAccumulator):
         return super().add(name, expit(logits), gt)
 
 
-# definition name -> a fresh accumulator; the order is the column order of per_image.csv
-DEFINITIONS: dict[str, Callable[[], Any]] = {
-    "clean": CleanAccumulator,
-    "infosam": lambda: DefinitionAccumulator(infosam_scores),
-    "convlora": lambda: DefinitionAccumulator(convlora_scores),
-}
+def definitions() -> dict[str, Callable[[], Any]]:
+    """Definition name → a fresh accumulator: the base one, then every protocol's own, in protocol order
+    (the column order of ``per_image.csv``)."""
+    own = {p.metrics: p.score for p in protocols_in_order() if p.score is not None}
+    return {BASE_DEFINITION: CleanAccumulator, **{n: partial(DefinitionAccumulator, f) for n, f in own.items()}}
 
 
 class Scorer:
     """Scores one image under every definition; rows merged per image (clean keys unprefixed)."""
 
     def __init__(self) -> None:
-        self.accs = {name: make() for name, make in DEFINITIONS.items()}
+        self.accs = {name: make() for name, make in definitions().items()}
 
     def add(self, name: str, logits: np.ndarray, gt: np.ndarray) -> None:
         for acc in self.accs.values():
             acc.add(name, logits, gt)
 
     def rows(self) -> list[dict[str, Any]]:
-        merged = [dict(row) for row in self.accs["clean"].rows]
+        merged = [dict(row) for row in self.accs[BASE_DEFINITION].rows]
         for definition, acc in self.accs.items():
-            if definition == "clean":
+            if definition == BASE_DEFINITION:
                 continue
             for out, row in zip(merged, acc.rows):
                 out.update({f"{definition}.{k}": v for k, v in row.items() if k != "name"})

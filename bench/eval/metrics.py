@@ -70,6 +70,8 @@ class MetricInfo:
     higher_better: bool
 
 
+BASE_DEFINITION = "clean"  # the name of these definitions: every run is scored under them (bench.eval.evaluate)
+
 METRICS: dict[str, MetricInfo] = {
     "sm": MetricInfo("S_α", True),
     "em_adp": MetricInfo("E_φ^adp", True),

@@ -23,6 +23,7 @@ from bench.contracts.peft import trainable_parameters
 from bench.data.batches import PromptedDataset, collate, eval_points_split
 from bench.data.encoders import CachedEncoder
 from bench.eval.evaluate import evaluate
+from bench.eval.metrics import BASE_DEFINITION
 from bench.fileio import atomic_write
 from bench.data.masks import MaskKeeper
 from bench.hardware.memory import check_accumulation, checkpoint_trainable_blocks, peak_memory_mb, reset_peak
@@ -236,7 +237,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         epochs=int(train_cfg.epochs),
         k=run.eval.select_epochs,
         metric=report_metrics[0],
-        definition="clean" if run.eval.select == "val_best" else protocol.metrics,
+        definition=protocol.selection_metrics(run.eval.select),
         snapshot=parts.state,
         patience=run.eval.patience,
     )
@@ -322,4 +323,4 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
 def headline_metrics(means: dict[str, dict[str, float]], definition: str) -> dict[str, float]:
     """The values a table reports: the definition's own metrics, and the clean ones for every metric the
     definition does not define (the public InfoSAM code computes no MAE, BER, mean E-measure or BF1)."""
-    return {**means["clean"], **means.get(definition, {})}
+    return {**means[BASE_DEFINITION], **means.get(definition, {})}

@@ -247,16 +247,18 @@ def sharded_evaluate(
 def row_means(rows: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
     """Means by definition of merged per-image rows (``clean`` keys unprefixed, others ``<definition>.<key>``),
     as :class:`bench.eval.evaluate.Scorer` computes them."""
-    from bench.eval.evaluate import DEFINITIONS
+    from bench.eval.evaluate import definitions
+    from bench.eval.metrics import BASE_DEFINITION
 
-    means: dict[str, dict[str, float]] = {name: {} for name in DEFINITIONS}
+    names = definitions()
+    means: dict[str, dict[str, float]] = {name: {} for name in names}
     if not rows:
         return means
     for key in rows[0]:
         if key == "name":
             continue
         definition, _, metric = (
-            key.rpartition(".") if "." in key and key.split(".")[0] in DEFINITIONS else ("clean", "", key)
+            key.rpartition(".") if "." in key and key.split(".")[0] in names else (BASE_DEFINITION, "", key)
         )
         means[definition][metric] = float(np.mean([r[key] for r in rows]))
     return means

@@ -4,6 +4,7 @@ checkpoint selection and a whole tiny run under ``protocol=infosam``."""
 from __future__ import annotations
 
 import json
+import sys
 from collections import Counter
 
 import numpy as np
@@ -34,8 +35,22 @@ def test_the_infosam_preset_sits_under_the_sweep_and_the_command_line(tmp_path):
     assert load_config(["sweep=demo"]).protocol == "clean"
 
 
+def test_protocols_are_one_file_each_in_order():
+    from bench.config.protocols import protocols_in_order
+    from bench.eval.evaluate import definitions
+
+    found = [(p.name, p.metrics, p.score and p.score.__module__) for p in protocols_in_order()]
+    assert found == [
+        ("clean", "clean", None),  # the base definition, scored for every run (bench.eval.metrics)
+        ("infosam", "infosam", "bench.eval.metrics_infosam"),
+        ("convlora", "convlora", "bench.eval.metrics_convlora"),
+    ]
+    assert list(definitions()) == ["clean", "infosam", "convlora"]  # per_image.csv's column order
+    assert set(sys.modules) >= {"protocols.clean", "protocols.infosam", "protocols.convlora"}  # one file each
+
+
 def test_bad_protocol_values_are_one_line_errors(tmp_path):
-    with pytest.raises(ConfigError, match="unknown protocol 'nope'; valid: clean, infosam"):
+    with pytest.raises(ConfigError, match="unknown protocol 'nope'; valid: clean, infosam, convlora$"):
         sweep(tmp_path, "protocol=nope")
     with pytest.raises(ConfigError, match="unknown eval.select 'best'; valid: last, val_best, test_last"):
         sweep(tmp_path, "eval.select=best")
@@ -348,7 +363,7 @@ def test_protocol_dataset_values_never_override_explicit_keys(tmp_path, monkeypa
 
     table = {"*": {"train.lr": 1e-4}, "polyp": {"train.epochs": 30, "train.weight_decay": 0.5}}
     patched = protocols.Protocol(name="clean", summary="x", dataset_values=table)
-    monkeypatch.setitem(protocols.PROTOCOLS, "clean", patched)
+    monkeypatch.setitem(protocols.PROTOCOL_REGISTRY._entries_loaded(), "clean", patched)
     cfg = sweep(tmp_path)  # the smoke sweep file sets train.epochs: 2
     (run,) = run_configs(cfg)
     assert (run.train.lr, run.train.weight_decay, run.train.epochs) == (1e-4, 0.5, 2)
