@@ -13,13 +13,11 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-import numpy as np
-
 from bench.config import ConfigError
 from bench.registry import Registry, UnknownNameError
 
-# per-image scoring of one metric definition: (logits, 0/1 ground truth) -> {metric: value}
-ScoreFn = Callable[[np.ndarray, np.ndarray], dict[str, float]]
+# per-image scoring of one metric definition: (float logits HxW, 0/1 ground truth HxW; numpy arrays) -> {metric: value}
+ScoreFn = Callable[[Any, Any], dict[str, float]]
 
 
 @dataclass(frozen=True)
