@@ -5,7 +5,8 @@ walker that enforces those rules and the merges that name a bad key (:mod:`bench
 config as dict, YAML and digest (:mod:`bench.config.digest`), a sweep's method entries, grid points and row
 labels (:mod:`bench.config.rows`), the override grammar (:mod:`bench.config.overrides`) and the
 :class:`~bench.config.protocols.Protocol` type with its registry (one file each in ``protocols/``).
-Imports only the standard library, OmegaConf, PyYAML, Hydra's override parser and the foundation modules of ``bench/`` (registry, discovery, fileio, logs).
+Imports only the standard library, OmegaConf, PyYAML, Hydra's override parser and the foundation modules of
+``bench/`` (registry, discovery, fileio, logs).
 The public names are re-exported here: ``from bench.config import RunConfig, BenchConfig, ConfigError,
 to_dict, row_label ...``.
 """
