@@ -1,11 +1,10 @@
 """``run_benchmark.py report``: the sweep's table (Markdown, LaTeX, CSV) and figures.
 
-Writes atomically into ``<runs_dir>/_reports/`` (or ``report.out_dir``; ``-`` = print only):
-``<sweep>.md``, ``<sweep>.tex`` (booktabs),
-``<sweep>.csv`` (one line per row × dataset × metric, values as fractions, with the paper's value, the
-difference and the Welch p-value), the figures that apply (:mod:`reports.figures`) as
-``<sweep>_<figure>.png`` and ``.pdf``, the qualitative figure (:mod:`reports.qualitative`), the
-per-image distributions and win counts (:mod:`reports.distributions`), and the page that shows all of
+Writes atomically into ``<runs_dir>/_reports/`` (or ``report.out_dir``; ``-`` = print only): ``<sweep>.md``,
+``<sweep>.tex`` (booktabs), ``<sweep>.csv`` (one line per row × dataset × metric, values as fractions, with
+the paper's value, the difference and the Welch p-value), the figures that apply (:mod:`reports.figures`, one
+file each, the qualitative figure among them) as ``<sweep>_<figure>.png`` and ``.pdf``, the per-image
+distributions and win counts (:mod:`reports.distributions`), and the page that shows all of
 it with the run status and provenance, ``<sweep>.html`` (:mod:`reports.html`). Nothing is written into
 the runs themselves. Returns the Markdown (printed by the CLI).
 """
@@ -33,7 +32,6 @@ from .aggregate import load_record_map, long_frame, seed_values
 from .distributions import write_distributions
 from .figures import write_figures
 from .html import run_statuses, write_page
-from .qualitative import write_qualitative
 from .table import build_table, long_table
 
 log = logging.getLogger(__name__)
@@ -86,7 +84,6 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
         atomic_write(out / f"{cfg.sweep}.csv", long_table(table).to_csv(index=False).encode())
         named = list(zip(runs, names))
         figures = write_figures(cfg, named, by_name, out)
-        figures += write_qualitative(cfg, named, by_name, out)
         per_image, wins = write_distributions(
             cfg.runs_dir, cfg.sweep, named, by_name, table.references, labels, definition, out
         )

@@ -1,7 +1,8 @@
-"""Adding a backbone, a PEFT method, a distiller, a dataset or a protocol takes one file in the plugin folder.
+"""Adding a backbone, a PEFT method, a distiller, a dataset, a protocol or a report figure takes one file.
 
 Each test drops one file into a temporary folder that joins the plugin package's ``__path__`` (as a file in
-``bench/backbones/``, ``methods/peft/``, ``methods/distill/``, ``datasets/`` or ``protocols/`` would be found), asks the
+``bench/backbones/``, ``methods/peft/``, ``methods/distill/``, ``datasets/``, ``protocols/`` or
+``reports/figures/`` would be found), asks the
 registry to discover it, and shows the entry is listed by ``run_benchmark.py list`` and builds. The registry's
 entries are restored afterwards.
 """
@@ -26,6 +27,7 @@ from bench.contracts.distill import DISTILLERS, DistillContext, Features
 from bench.contracts.methods import method_options
 from bench.contracts.peft import PEFT_METHODS, trainable_parameters
 from bench.registry import Registry
+from reports.figures import FIGURES
 
 Drop = Callable[[str, str], None]
 
@@ -33,7 +35,7 @@ Drop = Callable[[str, str], None]
 @pytest.fixture
 def drop(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     """``drop(package, source)``: write ``source`` as one module of ``package`` (in a temporary folder)."""
-    registries: list[Registry] = [BACKBONES, PEFT_METHODS, DISTILLERS, DATASETS, PROTOCOL_REGISTRY]
+    registries: list[Registry] = [BACKBONES, PEFT_METHODS, DISTILLERS, DATASETS, PROTOCOL_REGISTRY, FIGURES]
     for registry in registries:
         registry.names()  # discovered before the snapshot, so that the restore keeps the real entries
         monkeypatch.setattr(registry, "_entries", dict(registry._entries))
@@ -233,3 +235,32 @@ def test_one_file_adds_a_protocol(drop, listed, tmp_path):
     own = strict["metrics_by_definition"]["strict"]["iou"]
     assert strict["metrics"]["iou"] == own != clean["metrics"]["iou"]
     assert strict["metrics"]["dice"] == clean["metrics"]["dice"]  # what it does not define: the clean values
+
+
+def test_one_file_adds_a_report_figure(drop, tmp_path):
+    """A figure file is drawn by ``report`` for the sweep it applies to, after the built-in ones."""
+    from bench.runs.sweep import load_config, run_configs
+    from reports.report import build_report
+    from tests.reports.fake_runs import write_run
+
+    drop(
+        "reports.figures",
+        """
+        from reports.figures import FIGURES
+        from reports.figfiles import pyplot, save_figure
+
+        @FIGURES.register("run_count", order=9)
+        def run_count(cfg, runs, records, out):
+            plt = pyplot()
+            fig, ax = plt.subplots()
+            ax.bar(["complete", "all"], [len(records), len(runs)])
+            return save_figure(fig, out / f"{cfg.sweep}_run_count")
+        """,
+    )
+    cfg = load_config(["sweep=smoke", f"runs_dir={tmp_path / 'runs'}", "methods=[zero_shot]"])
+    (run,) = run_configs(cfg)
+    write_run(cfg.runs_dir, run, {"sm": 0.5, "em_mean": 0.5, "wfm": 0.5, "mae": 0.1})
+    build_report(cfg)
+    out = tmp_path / "runs" / "_reports"
+    assert (out / "smoke_run_count.png").is_file() and (out / "smoke_run_count.pdf").is_file()
+    assert "smoke_run_count.png" in (out / "smoke.html").read_text()

@@ -18,7 +18,7 @@ from bench.eval.metrics import METRICS
 from bench.runs.results import RunDir
 from bench.runs.sweep import load_config, run_configs, run_name
 from reports.distributions import paired_counts, per_image_frame
-from reports.qualitative import collect, write_qualitative
+from reports.figures.qualitative import collect, write_qualitative
 from reports.report import build_report
 
 from .fake_runs import find_run, write_run

@@ -12,7 +12,7 @@ import pytest
 from scipy import stats
 
 from bench.runs.sweep import load_config, run_configs, run_name
-from reports.figures import bf1_of_run
+from reports.figures.bf1 import bf1_of_run
 from reports.report import build_report
 
 from .fake_runs import find_run, per_image_rows, write_run

@@ -19,17 +19,17 @@ import numpy as np
 import pandas as pd
 from PIL import Image
 
-from bench.config import BenchConfig, RunConfig, row_label
+from bench.config import BenchConfig, row_label
 from bench.config.protocols import get_protocol
 from bench.data.masks import read_masks
 from bench.eval.metrics import METRICS
 
-from .distributions import per_image_frame
-from .figfiles import pyplot, save_figure
+from ..distributions import per_image_frame
+from ..figfiles import pyplot, save_figure
+from . import FIGURES, Named
 
 log = logging.getLogger(__name__)
 
-Named = list[tuple[RunConfig, str]]
 PRED_RGB = np.array([1.0, 0.35, 0.0])
 GT_RGB = np.array([0.1, 0.85, 0.2])
 PANEL_INCHES = 1.8
@@ -158,6 +158,7 @@ def draw(
     return save_figure(fig, stem, dpi=90)
 
 
+@FIGURES.register("qualitative", order=3)
 def write_qualitative(cfg: BenchConfig, runs: Named, records: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     """``<sweep>_qualitative.{png,pdf}`` in ``out`` if any complete run kept masks; else nothing."""
     found = collect(cfg.runs_dir, runs, records)
