@@ -60,3 +60,21 @@ def test_each_command_resolves_the_sweep_once_and_only_run_calls_the_steps(tmp_p
     assert counted("report", *args) == {"run_configs": 1, "steps": 0}
     assert (Path(cfg.runs_dir) / "_reports" / "smoke.md").is_file()
     assert counted("status", *args) == {"run_configs": 1, "steps": 0}
+
+
+def test_under_slurm_the_steps_run_before_submitting(tmp_path, monkeypatch):
+    """``launcher=slurm`` returns once the jobs are submitted: the steps run before submitting (they see the
+    jobs that ended since the last ``run``), so a job's results reach them at the next ``run`` of the sweep."""
+    import bench.runs.launcher as launcher
+
+    order: list[str] = []
+    SWEEP_STEPS.names()
+    monkeypatch.setitem(SWEEP_STEPS._entries, "count_calls", lambda cfg, runs: order.append("steps"))
+    monkeypatch.setitem(SWEEP_STEPS._meta, "count_calls", {})
+    monkeypatch.setattr(launcher, "_submit_slurm", lambda cfg, pending: order.append(f"submit {len(pending)}"))
+    cfg = load_config(sweep_args(tmp_path, "methods=[zero_shot]", "seeds=[0,1]", "after_runs=[count_calls]"))
+    cfg.launcher.name = "slurm"
+    assert launcher.launch(cfg) == [] and order == ["steps", "submit 2"]
+    monkeypatch.setattr(RunDir, "is_complete", lambda self: True)  # the jobs have ended: every run complete
+    order.clear()
+    assert launcher.launch(cfg) == [] and order == ["steps"]  # the next run: nothing to submit, the steps run
