@@ -16,16 +16,15 @@ import logging
 from pathlib import Path
 from typing import Optional
 
-from bench.config import BenchConfig, row_label
+from bench.config import BenchConfig, RunConfig, row_label
 from bench.config.protocols import get_protocol
 from bench.contracts.dataset import dataset_info
-from bench.contracts.sweep_steps import run_sweep_steps
 from bench.eval.metrics import BASE_DEFINITION
 from bench.eval.selection import BEST_OF_LAST_TEXT, selection_text
 from bench.fileio import atomic_write
 from bench.runs.provenance import mixed_provenance
 from bench.runs.results import RunDir
-from bench.runs.sweep import run_configs
+from bench.runs.sweep import sweep_runs
 
 from . import render
 from .aggregate import load_record_map, long_frame, seed_values
@@ -40,9 +39,13 @@ log = logging.getLogger(__name__)
 READ_ONLY_ERRNOS = (errno.EACCES, errno.EPERM, errno.EROFS)
 
 
-def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
-    """Aggregate the sweep's complete runs and write the table files and figures; return the Markdown."""
-    runs = run_configs(cfg)
+def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Optional[list[RunConfig]] = None) -> str:
+    """Aggregate the sweep's complete runs and write the table files and figures; return the Markdown.
+
+    ``runs``: the sweep's runs when the command resolved them (:func:`bench.runs.sweep.resolve_sweep`), else
+    resolved here. The sweep's ``after_runs`` steps are not called here: the launcher runs them
+    (:func:`bench.runs.launcher.launch`), so a ``report`` only reads."""
+    runs = sweep_runs(cfg, runs)
     names = [RunDir(cfg.runs_dir, r).name for r in runs]  # by recorded digests where an input file is absent
     problems: list[str] = []
     by_name = load_record_map(cfg.runs_dir, names, problems)
@@ -88,7 +91,6 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None) -> str:
             cfg.runs_dir, cfg.sweep, named, by_name, table.references, labels, definition, out
         )
         figures += per_image
-        run_sweep_steps(cfg, runs)
         statuses = run_statuses(cfg.runs_dir, runs)
         write_page(
             out / f"{cfg.sweep}.html", cfg.sweep, title.splitlines()[0].lstrip("# "), view, table,

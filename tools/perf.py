@@ -131,8 +131,9 @@ def main(argv: list[str] | None = None) -> int:
     args = list(sys.argv[1:] if argv is None else argv)
     defaults = ["sweep=demo", "datasets=[synth_polyp]", "seeds=[0]", "methods=[adapter,adapter+infosam,decoder_only]"]
     cfg = load_config(defaults + args)
-    methods = [run.method for run in run_configs(cfg)]
-    base = run_configs(cfg)[0]
+    runs = run_configs(cfg)  # expanded once
+    methods = [run.method for run in runs]
+    base = runs[0]
     device = pick_device(base.train.device)
     repeat = 9
     rows: dict[tuple[str, bool], float] = {}

@@ -16,7 +16,7 @@ from bench.config import ConfigError, row_label
 from bench.contracts.dataset import dataset_tools
 from bench.logs import setup_logging
 from bench.registry import UnknownNameError
-from bench.runs.sweep import available_sweeps, load_config, run_configs, run_count
+from bench.runs.sweep import available_sweeps, load_config, resolve_sweep, run_count, sweep_runs
 from bench.train import distributed
 
 log = logging.getLogger("samfit")
@@ -53,9 +53,11 @@ def _registries():
     return methods, BACKBONES, DATASETS
 
 
-def validate_names(cfg, weights: bool = True) -> None:
+def validate_names(cfg, weights: bool = True, runs=None) -> None:
     """Fail before launching anything on an unknown method, dataset or backbone, bad method options, or a
-    method that declares it cannot run on the student's (or, for a distiller, the teacher's) backbone family."""
+    method that declares it cannot run on the student's (or, for a distiller, the teacher's) backbone family.
+
+    ``runs``: the sweep's runs when the command resolved them (:func:`bench.runs.sweep.resolve_sweep`)."""
     methods, backbones, datasets = _registries()
     from bench.backbones import backbone_family
 
@@ -71,12 +73,12 @@ def validate_names(cfg, weights: bool = True) -> None:
     from bench.contracts.weights import resolve_checkpoint
     from bench.runs.runner import teacher_config
 
-    for run in run_configs(cfg):
+    for run in sweep_runs(cfg, runs):
         if weights:  # a full-size backbone without weights stops here, before any run starts
             resolve_checkpoint(run.backbone)
-        if weights and spec_needs_teacher(methods, run):
-            resolve_checkpoint(teacher_config(run))
         spec, _, _ = methods.method_options(run.method, run.peft, run.distill, run.protocol)
+        if weights and spec.distiller_cls is not None:  # a distiller needs the teacher's weights too
+            resolve_checkpoint(teacher_config(run))
         checks = [("peft method", spec.peft, spec.peft_cls.unsupported, "student", run.backbone.name)]
         if spec.distiller_cls is not None:
             teacher = run.teacher.backbone or run.backbone.name
@@ -89,10 +91,6 @@ def validate_names(cfg, weights: bool = True) -> None:
                     f"method {run.method!r}: {kind} {name!r} cannot run with {role} backbone {backbone!r} "
                     f"({family} family): {unsupported[family]}"
                 )
-
-
-def spec_needs_teacher(methods, run) -> bool:
-    return methods.method_options(run.method, run.peft, run.distill)[0].distiller_cls is not None
 
 
 def cmd_list(args: list[str]) -> str:
@@ -132,21 +130,22 @@ def cmd_run(args: list[str]) -> str:
     from bench.runs.launcher import launch
     from reports.report import build_report
 
-    cfg = load_config(args)
-    validate_names(cfg)
+    sweep = resolve_sweep(load_config(args))  # the one expansion of the sweep in this command
+    cfg = sweep.cfg
+    validate_names(cfg, runs=sweep.runs)
     t0 = time.time()
     try:
-        outcomes = launch(cfg)
+        outcomes = launch(cfg, runs=sweep.runs)  # the sweep steps (after_runs) run in there, on rank 0
     except KeyboardInterrupt as stop:
         code = 143 if isinstance(stop, Terminated) else 130
-        raise Interrupted(interrupted_summary(cfg), code) from None
+        raise Interrupted(interrupted_summary(cfg, sweep.runs), code) from None
     failed = [o for o in outcomes if o.error]
     busy = [o for o in outcomes if o.skipped]
     if cfg.launcher.name == "slurm":
         return f"submitted; follow with: python run_benchmark.py status sweep={cfg.sweep}"
     if distributed.env_world().rank != 0:  # under torchrun: rank 0 reports
         return ""
-    report = build_report(cfg)
+    report = build_report(cfg, runs=sweep.runs)
     summary = (
         f"\n{report}\nwall time {time.time() - t0:.0f}s; {len(outcomes) - len(busy)} runs executed, "
         f"{len(failed)} failed"
@@ -161,11 +160,12 @@ def cmd_run(args: list[str]) -> str:
     return summary
 
 
-def interrupted_summary(cfg) -> str:
-    """``interrupted; N runs complete, M resumable`` for the sweep of ``cfg`` (after Ctrl-C)."""
+def interrupted_summary(cfg, runs=None) -> str:
+    """``interrupted; N runs complete, M resumable`` for the sweep of ``cfg`` (after Ctrl-C); ``runs``: its
+    runs when the command resolved them."""
     from bench.runs.results import RunDir
 
-    dirs = [RunDir(cfg.runs_dir, run) for run in run_configs(cfg)]
+    dirs = [RunDir(cfg.runs_dir, run) for run in sweep_runs(cfg, runs)]
     done = sum(rd.is_complete() for rd in dirs)
     resumable = sum(rd.path.is_dir() and not rd.is_complete() for rd in dirs)
     return f"interrupted; {done} runs complete, {resumable} resumable"
@@ -180,19 +180,21 @@ def cmd_score(args: list[str]) -> str:
 def cmd_report(args: list[str]) -> str:
     from reports.report import build_report
 
-    cfg = load_config(args)
-    validate_names(cfg, weights=False)  # a report reads results: it needs no weights (runs match by digest)
-    return build_report(cfg)
+    sweep = resolve_sweep(load_config(args))
+    validate_names(sweep.cfg, weights=False, runs=sweep.runs)  # a report reads results: no weights needed
+    return build_report(sweep.cfg, runs=sweep.runs)
 
 
 def cmd_status(args: list[str]) -> str:
     from bench.runs.provenance import mixed_provenance
     from bench.runs.results import RunDir
 
-    cfg = load_config(args)
+    sweep = resolve_sweep(load_config(args))
+    cfg = sweep.cfg
     lines = []
+    records = []
     counts = {"done": 0, "running": 0, "failed": 0, "interrupted": 0, "missing": 0}
-    for run in run_configs(cfg):
+    for run in sweep.runs:
         rd = RunDir(cfg.runs_dir, run)
         state = rd.state()
         detail = ""
@@ -204,10 +206,9 @@ def cmd_status(args: list[str]) -> str:
             detail = "  (resumes from its checkpoint)" if rd.checkpoint.is_file() else ""
         counts[state] = counts.get(state, 0) + 1
         lines.append(f"{state:<11} {run.dataset:<14} {row_label(run):<28} s{run.seed}  {rd.name}{detail}")
+        if state == "done":
+            records.append(rd.read_metrics())
     head = ", ".join(f"{v} {k}" for k, v in counts.items())
-    records = [
-        RunDir(cfg.runs_dir, run).read_metrics() for run in run_configs(cfg) if RunDir(cfg.runs_dir, run).is_complete()
-    ]
     warnings = [f"warning: {note}" for note in mixed_provenance(records)]
     return f"sweep {cfg.sweep}: {head}\n" + "\n".join(lines + warnings)
 

@@ -260,7 +260,9 @@ class BenchConfig(RunConfig):
     datasets: list[str] = field(default_factory=lambda: ["synth_polyp"])
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"range": Range(0)})
     grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted key -> values, crossed
-    # sweep steps (bench/contracts/sweep_steps.py) called at the end of every run of the sweep, before its report
+    # sweep steps (bench/contracts/sweep_steps.py) the launcher calls once per `run` of the sweep, on rank 0: after
+    # the launched runs end (local, inline), before its report; under Slurm before submitting (the command does not
+    # wait for the jobs), so the steps see a job's results at the next `run` after it ended. `report` never calls them
     after_runs: list[str] = field(default_factory=list)
     runs_dir: str = "runs"
     launcher: LauncherConfig = field(default_factory=LauncherConfig)

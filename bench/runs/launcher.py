@@ -29,8 +29,9 @@ from bench.hardware.accel import check_execution
 from bench.config import BenchConfig, ConfigError, RunConfig, run_from_dict, to_dict
 from bench.logs import setup_logging
 from bench.hardware.memory import check_accumulation
+from bench.contracts.sweep_steps import run_sweep_steps
 from bench.runs.results import RunBusyError, RunDir
-from bench.runs.sweep import run_configs
+from bench.runs.sweep import sweep_runs
 
 log = logging.getLogger(__name__)
 
@@ -103,9 +104,10 @@ class Outcome:
     skipped: Optional[str] = None
 
 
-def pending_runs(cfg: BenchConfig) -> tuple[list[RunConfig], list[RunConfig]]:
-    """(all runs of the sweep, the ones without metrics.json)."""
-    runs = run_configs(cfg)
+def pending_runs(cfg: BenchConfig, runs: Optional[list[RunConfig]] = None) -> tuple[list[RunConfig], list[RunConfig]]:
+    """(all runs of the sweep, the ones without metrics.json); ``runs``: the sweep's runs when the command
+    resolved them (:func:`bench.runs.sweep.resolve_sweep`), else resolved here."""
+    runs = sweep_runs(cfg, runs)
     return runs, [r for r in runs if not RunDir(cfg.runs_dir, r).is_complete()]
 
 
@@ -171,11 +173,18 @@ def check_input_files(runs: list[RunConfig]) -> None:
                 raise ConfigError(f"{key}: checkpoint file not found: {value}")
 
 
-def launch(cfg: BenchConfig) -> list[Outcome]:
-    """Execute the sweep's pending runs; returns one outcome per executed run."""
+def launch(cfg: BenchConfig, runs: Optional[list[RunConfig]] = None) -> list[Outcome]:
+    """Execute the sweep's pending runs, then the sweep's steps (``after_runs``); returns one outcome per
+    executed run. ``runs``: the sweep's runs when the command resolved them, else resolved here.
+
+    The steps run once per launch, on rank 0 only (under torchrun every rank launches), before the command
+    writes its report: with ``launcher=local`` or ``inline`` after the launched runs have ended (also when
+    nothing was pending). ``launcher=slurm`` returns as soon as the jobs are submitted, so there they run
+    before submitting and see the jobs that ended since the last ``run``: a Slurm sweep's steps for a job
+    happen at the next ``run`` of the sweep after it ended."""
     from bench.contracts.methods import resolve_method
 
-    runs, pending = pending_runs(cfg)
+    runs, pending = pending_runs(cfg, runs)
     check_input_files(pending)
     for run in pending:  # a Slurm job checks its own node's devices: a login node often has no GPU
         check_execution(run.train, present=cfg.launcher.name != "slurm")
@@ -183,31 +192,44 @@ def launch(cfg: BenchConfig) -> list[Outcome]:
         distiller = resolve_method(run.method).distiller_cls  # options are checked when the run builds
         check_accumulation(run.train.grad_accumulation, run.train.batch_size, distiller, run.method)
     log.info("sweep %s: %d runs, %d complete, %d to run", cfg.sweep, len(runs), len(runs) - len(pending), len(pending))
-    if not pending:
-        return []
-    if cfg.launcher.name == "inline":
-        return _run_inline(cfg, pending)
     if cfg.launcher.name == "slurm":
-        executor = make_executor(cfg)
-        with executor.batch():
-            jobs = [
-                executor.submit(
-                    RunJob(),
-                    [to_dict(r) for r in group],
-                    cfg.runs_dir,
-                    cfg.launcher.threads_per_job,
-                    cfg.launcher.gpus_per_run,
-                )
-                for group in _groups(pending, cfg.launcher.runs_per_job)
-            ]
-        log.info(
-            "submitted %d Slurm jobs (array %s); logs under %s",
-            len(jobs),
-            jobs[0].job_id.split("_")[0],
-            cfg.launcher.folder or Path(cfg.runs_dir) / "_submitit",
-        )
+        _sweep_steps(cfg, runs)
+        if pending:
+            _submit_slurm(cfg, pending)
         return []
-    return _run_local(cfg, pending)
+    outcomes: list[Outcome] = []
+    if pending:
+        outcomes = _run_inline(cfg, pending) if cfg.launcher.name == "inline" else _run_local(cfg, pending)
+    _sweep_steps(cfg, runs)
+    return outcomes
+
+
+def _sweep_steps(cfg: BenchConfig, runs: list[RunConfig]) -> None:
+    """The sweep's ``after_runs`` steps (:mod:`bench.contracts.sweep_steps`), on rank 0 only."""
+    if cfg.after_runs and distributed.env_world().rank == 0:
+        run_sweep_steps(cfg, runs)
+
+
+def _submit_slurm(cfg: BenchConfig, pending: list[RunConfig]) -> None:
+    """Submit the pending runs as one Slurm job array and return (the jobs run on without this process)."""
+    executor = make_executor(cfg)
+    with executor.batch():
+        jobs = [
+            executor.submit(
+                RunJob(),
+                [to_dict(r) for r in group],
+                cfg.runs_dir,
+                cfg.launcher.threads_per_job,
+                cfg.launcher.gpus_per_run,
+            )
+            for group in _groups(pending, cfg.launcher.runs_per_job)
+        ]
+    log.info(
+        "submitted %d Slurm jobs (array %s); logs under %s",
+        len(jobs),
+        jobs[0].job_id.split("_")[0],
+        cfg.launcher.folder or Path(cfg.runs_dir) / "_submitit",
+    )
 
 
 def _groups(runs: list[RunConfig], size: int) -> list[list[RunConfig]]:

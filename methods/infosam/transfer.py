@@ -8,8 +8,9 @@ A row that loads a frozen relation module names it by a path that does not depen
 :func:`publish_relation_modules` copies ``relation.pt`` of the matching source run — same sweep, same
 method, the source dataset and seed, no row label, no ``relation_ckpt`` of its own — to that path once the
 source run is complete. It is a sweep step (:mod:`bench.contracts.sweep_steps`): ``sweeps/table6.yaml``
-names it in ``after_runs:``, so it happens at the end of every ``run`` of that sweep; the loading rows
-therefore run on the sweep's second pass (on the first they fail with a missing file).
+names it in ``after_runs:``, so the launcher calls it at the end of every ``run`` of that sweep (under Slurm
+at the start of the next ``run``); the loading rows therefore run on the sweep's second pass (on the first
+they fail with a missing file). ``report`` does not call it.
 """
 
 from __future__ import annotations

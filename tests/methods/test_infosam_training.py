@@ -123,9 +123,10 @@ def test_relation_maps_exported_at_chosen_epochs(tmp_path):
 
 
 def test_table6_sweep_step_hands_the_relation_module_to_the_transfer_rows(tmp_path):
-    """The sweep names ``publish_relation_modules`` in ``after_runs``: the first pass trains the sources (the
-    transfer rows fail on the missing file), the step publishes their relation modules, the second pass
-    trains the transfer rows from them; a sweep without the step publishes nothing."""
+    """The sweep names ``publish_relation_modules`` in ``after_runs``: the launcher calls it after the runs of
+    the first pass (the sources train, the transfer rows fail on the missing file), which publishes their
+    relation modules; the second pass trains the transfer rows from them. A report never calls it, and a
+    sweep without the step publishes nothing."""
     from bench.runs.launcher import launch
     from reports.report import build_report
 
@@ -134,18 +135,21 @@ def test_table6_sweep_step_hands_the_relation_module_to_the_transfer_rows(tmp_pa
     assert cfg.after_runs == ["publish_relation_modules"]
     first = launch(cfg)
     assert sum(o.error is None for o in first) == 2  # the two plain InfoSAM (source) runs
-    build_report(cfg)
-    published = sorted(p.name for p in (Path(cfg.runs_dir) / "_relation").iterdir())
-    assert published == ["synth_leaf_s0.pt", "synth_polyp_s0.pt"]
+    relation = Path(cfg.runs_dir) / "_relation"
+    assert sorted(p.name for p in relation.iterdir()) == ["synth_leaf_s0.pt", "synth_polyp_s0.pt"]
     source = next(r for r in run_configs(cfg) if r.dataset == "synth_leaf" and not r.variant)
-    assert (Path(cfg.runs_dir) / "_relation" / "synth_leaf_s0.pt").read_bytes() == (
+    assert (relation / "synth_leaf_s0.pt").read_bytes() == (
         RunDir(cfg.runs_dir, source).path / "relation.pt"
     ).read_bytes()
     second = launch(cfg)
     assert len(second) == 4 and all(o.error is None for o in second)  # the transfer rows, now trained
     assert all(RunDir(cfg.runs_dir, r).is_complete() for r in run_configs(cfg))
 
+    (relation / "synth_leaf_s0.pt").unlink()
+    build_report(cfg)  # a report only reads: it publishes nothing
+    assert not (relation / "synth_leaf_s0.pt").exists()
+
     cfg.after_runs = []  # the step runs only where a sweep names it
-    (Path(cfg.runs_dir) / "_relation" / "synth_leaf_s0.pt").unlink()
-    build_report(cfg)
-    assert not (Path(cfg.runs_dir) / "_relation" / "synth_leaf_s0.pt").exists()
+    again = launch(cfg)  # the rows loading the absent file run again (and fail on it); nothing is published
+    assert len(again) == 2 and all("synth_leaf_s0.pt" in o.error for o in again)
+    assert not (relation / "synth_leaf_s0.pt").exists()
