@@ -15,9 +15,9 @@ from bench.runs.launcher import launch
 from bench.runs.results import RunDir
 from bench.runs.runner import execute_run
 from bench.runs.sweep import run_configs
+from tests.bench.runs.test_reliability import LONG, _progress
+from tests.tiny_runs import REPO, metric_values, sweep, sweep_args
 
-from ..bench.test_reliability import LONG, _progress
-from ..bench.test_runs import REPO, metric_values, sweep, sweep_args
 from .slurm_cluster import SlurmCluster
 
 # One CPU and no GPU per job on the 2-CPU node; single-threaded torch in the job.
@@ -138,7 +138,7 @@ def test_time_limit_signal_requeues_and_resumes(slurm_cluster, tmp_path, monkeyp
 
 def test_one_run_on_two_slurm_tasks_trains_as_one_process(slurm_cluster, tmp_path, monkeypatch):
     """launcher.gpus_per_run=2 on Slurm: one job of 2 tasks (gloo here), submitit's distributed environment."""
-    from ..bench.test_distributed import ARGS, _close, _log
+    from tests.bench.train.test_distributed import ARGS, _close, _log
 
     _job_env(tmp_path, monkeypatch, delay=0.0)
     cfg = sweep(tmp_path, *ARGS, *SLURM, "launcher.gpus_per_run=2", "launcher.timeout_min=10")

@@ -17,8 +17,8 @@ from bench.runs.results import RunDir
 from bench.runs.runner import build_parts, execute_run
 from bench.runs.sweep import load_config, run_configs
 from bench.train.trainer import compute_loss, model_features
+from tests.tiny_runs import sweep_args
 
-from ..bench.test_runs import sweep_args
 from .test_infosam_training import checksum, one_batch
 
 DISTILLER_NAMES = DISTILLERS.names()

@@ -440,7 +440,7 @@ def test_without_l_d_the_student_trains_exactly_as_the_plain_adapter(tmp_path):
     ``adapter+infosam`` with λ2 = 0 must give the ``adapter`` run's scores bit for bit (same student
     operations in the same order), and with λ2 > 0 it must not (the test can fail both ways)."""
     from bench.runs.launcher import launch
-    from tests.bench.test_runs import sweep
+    from tests.tiny_runs import sweep
 
     def scores(runs: str, *extra: str) -> dict:
         (outcome,) = launch(sweep(tmp_path, *extra, runs=runs))

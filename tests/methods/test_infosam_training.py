@@ -15,8 +15,7 @@ from bench.runs.results import RunDir
 from bench.runs.runner import build_parts, execute_run
 from bench.runs.sweep import load_config, run_configs
 from bench.train.trainer import compute_loss
-
-from ..bench.test_runs import sweep_args
+from tests.tiny_runs import sweep_args
 
 
 def config(tmp_path, *extra):

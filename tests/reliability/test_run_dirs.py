@@ -28,7 +28,7 @@ from bench.runs.runner import execute_run
 from bench.runs.sweep import load_config, run_configs, run_hash
 from bench.train.resume import ForeignCheckpointError
 from reports.report import build_report
-from tests.bench.test_runs import sweep, sweep_args
+from tests.tiny_runs import sweep, sweep_args
 
 
 def _tiny_checkpoint(path: Path, shift: float = 0.0) -> Path:

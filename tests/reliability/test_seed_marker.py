@@ -7,7 +7,7 @@ from bench.runs.sweep import load_config, run_configs
 from reports import render
 from reports.report import build_report
 from reports.table import build_table
-from tests.bench.test_runs import sweep_args
+from tests.tiny_runs import sweep_args
 
 
 def _table(n_seeds: int):

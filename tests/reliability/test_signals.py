@@ -15,8 +15,8 @@ import pytest
 from bench.runs.launcher import launch
 from bench.runs.results import RunDir
 from bench.runs.sweep import run_configs
-from tests.bench.test_reliability import LONG, _env, _progress, _wait_for
-from tests.bench.test_runs import REPO, sweep, sweep_args
+from tests.bench.runs.test_reliability import LONG, _env, _progress, _wait_for
+from tests.tiny_runs import REPO, sweep, sweep_args
 
 SLOW_SITE = (
     "import time, bench.train.trainer as t\n"

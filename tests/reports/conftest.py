@@ -13,8 +13,7 @@ from bench.config import BenchConfig
 from bench.runs.launcher import launch
 from bench.runs.sweep import load_config
 from reports.report import build_report
-
-from ..bench.test_runs import sweep_args
+from tests.tiny_runs import sweep_args
 
 
 def tree_state(root: Path) -> dict[str, tuple[int, int]]:

@@ -8,9 +8,8 @@ import torch
 import tools.gpu_check as gpu_check
 from bench.runs.runner import build_parts
 from bench.runs.sweep import run_configs
+from tests.tiny_runs import sweep
 from tools.perf import first_batch, prompted_train_set
-
-from ..bench.test_runs import sweep
 
 
 @pytest.mark.parametrize(

@@ -25,7 +25,7 @@ from bench.runs.results import LOCK_FILE, METRICS_FILE, RunBusyError, RunDir
 from bench.runs.runner import execute_run
 from bench.runs.sweep import load_config, run_configs
 
-from .test_runs import REPO, metric_values, single_run, sweep, sweep_args
+from tests.tiny_runs import REPO, metric_values, single_run, sweep, sweep_args
 
 # A run long enough to be caught mid-epoch: 4 steps per epoch, each slowed to >= 0.15 s in the child.
 LONG = ("train.epochs=4", "data.synth.train_size=16", "train.batch_size=4")

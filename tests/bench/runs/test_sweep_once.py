@@ -16,7 +16,7 @@ from bench.contracts.sweep_steps import SWEEP_STEPS
 from bench.runs.results import RunDir
 from bench.runs.sweep import load_config, run_configs
 
-from .test_runs import sweep_args
+from tests.tiny_runs import sweep_args
 
 
 @pytest.fixture

@@ -14,8 +14,7 @@ from bench.runs.launcher import launch
 from bench.runs.results import RunDir
 from bench.runs.runner import build_parts
 from bench.runs.sweep import run_configs, run_hash
-
-from .test_runs import sweep
+from tests.tiny_runs import sweep
 
 ARGS = ("train.epochs=2", "train.batch_size=4", "train.log_every=1", "data.synth.train_size=8")
 

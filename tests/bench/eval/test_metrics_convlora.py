@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from bench.eval.metrics_convlora import convlora_scores
-from tests.bench.test_metric_definitions import np_smeasure, np_weighted_f  # the formulas, written out once
+from tests.bench.eval.test_metric_definitions import np_smeasure, np_weighted_f  # the formulas, written out once
 
 EPS = np.spacing(1)
 

@@ -18,7 +18,7 @@ from bench.eval.selection import EpochSelector
 from bench.runs.runner import execute_run
 from bench.runs.sweep import load_config, run_configs, run_hash
 from bench.train.trainer import cosine_horizon
-from tests.bench.test_runs import single_run, sweep, sweep_args
+from tests.tiny_runs import single_run, sweep, sweep_args
 
 
 # ----------------------------------------------------------------------------- config
@@ -327,7 +327,7 @@ def test_square_preprocessing_and_input_resolution_scoring(tmp_path, monkeypatch
 
 
 def test_promptless_sam2_decode_runs_on_the_whole_batch():
-    """(SAM's promptless path equals the official decoder: tests/bench/test_backbones.py.)"""
+    """(SAM's promptless path equals the official decoder: tests/bench/backbones/test_backbones.py.)"""
     from bench.backbones import Prompts, build_backbone
     from bench.config import BackboneConfig
 

@@ -20,7 +20,7 @@ from bench.config.overrides import command_args
 from bench.hardware.accel import autocast_for
 from bench.runs.sweep import load_config, run_configs, run_hash, run_name
 
-REPO = Path(__file__).resolve().parents[2]
+REPO = Path(__file__).resolve().parents[3]
 
 
 # ----------------------------------------------------------------------------- defaults and overrides

@@ -12,8 +12,8 @@ from bench.runs.launcher import launch
 from bench.runs.runner import build_parts
 from bench.runs.sweep import load_config, run_name
 from bench.train.trainer import compute_loss
-from tests.bench.test_runs import metric_values, single_run, sweep, sweep_args
 from tests.methods.test_infosam_training import one_batch
+from tests.tiny_runs import metric_values, single_run, sweep, sweep_args
 
 
 def _forward(model, images: torch.Tensor, channels_last: bool) -> torch.Tensor:

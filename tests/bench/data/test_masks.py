@@ -16,7 +16,7 @@ from bench.runs.results import RunDir
 from bench.runs.runner import execute_run
 from bench.runs.sweep import run_hash
 
-from .test_runs import single_run, sweep
+from tests.tiny_runs import single_run, sweep
 
 
 def test_kept_masks_are_the_scored_ones_and_leave_results_unchanged(tmp_path):

@@ -21,8 +21,7 @@ from bench.data.masks import read_masks
 from bench.runs.launcher import launch
 from bench.runs.results import RunDir
 from bench.runs.sweep import run_configs, run_hash
-
-from .test_runs import REPO, sweep, sweep_args
+from tests.tiny_runs import REPO, sweep, sweep_args
 
 # adapter+infosam: InfoSAM's loss is over the batch (B x B Gram matrices), so it must see the whole batch.
 ARGS = (
