@@ -151,9 +151,7 @@ def test_bench_rooms_import_only_rooms_below_and_no_plugin_by_name(graph):
 
 
 def test_backbone_families_are_reached_only_through_the_registry(graph):
-    # bench.use.export still builds the official SAM2Base through bench.backbones.sam2/tiny (issue 29, open)
-    allowed = {f"bench.use.export imports the backbone family module bench.backbones.{f}" for f in ("sam2", "tiny")}
-    assert set(family_violations(graph)) == allowed
+    assert family_violations(graph) == []
 
 
 def test_plugins_import_only_bench_and_their_own_package(graph):

@@ -52,7 +52,7 @@ from __future__ import annotations
 
 import importlib.resources
 import math
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import torch
 import torch.nn.functional as F
@@ -89,6 +89,8 @@ class Sam2Hiera(Backbone):
         prompt_encoder / mask_decoder: ``SAM2Base.sam_prompt_encoder`` / ``sam_mask_decoder``.
         no_mem_embed: ``SAM2Base.no_mem_embed`` (1, 1, C), added to z_i.
         img_size: Square input size S (a multiple of 32).
+        official: Builds a fresh ``SAM2Base`` of this variant (random/seeded weights), for
+            :meth:`official_state`; None: the package config of :attr:`name` at ``img_size``.
     """
 
     family = "sam2"
@@ -101,8 +103,10 @@ class Sam2Hiera(Backbone):
         mask_decoder: nn.Module,
         no_mem_embed: nn.Parameter,
         img_size: int,
+        official: Optional[Callable[[], nn.Module]] = None,
     ) -> None:
         super().__init__(image_encoder, prompt_encoder, mask_decoder, img_size)
+        self._official = official
         neck, trunk = image_encoder.neck, image_encoder.trunk
         problems = []
         if len(neck.convs) != 4 or len(trunk.stage_ends) != 4 or not trunk.return_interm_layers:
@@ -123,6 +127,31 @@ class Sam2Hiera(Backbone):
 
     def encoder_blocks(self) -> list[nn.Module]:
         return list(self.image_encoder.trunk.blocks)
+
+    def official_model(self) -> nn.Module:
+        """A fresh ``SAM2Base`` of this variant with its random/seeded weights (video modules included)."""
+        if self._official is not None:
+            return self._official()
+        if self.name not in CONFIG_FILES:
+            raise ConfigError(f"{self.name}: no sam2.1 config to rebuild its SAM2Base from")
+        return instantiate_sam2(sam2_model_config(self.name), self.img_size)
+
+    def official_state(self, checkpoint: Optional[str] = None) -> dict[str, torch.Tensor]:
+        """The whole ``SAM2Base`` state dict: a fresh one (:meth:`official_model`), the ``"model"`` tensors
+        of ``checkpoint`` (the video modules keep their pretrained values), then this backbone's tensors
+        under their ``SAM2Base`` names (``sam_prompt_encoder.`` / ``sam_mask_decoder.``)."""
+        state = self.official_model().state_dict()
+        if checkpoint:
+            state.update(torch.load(checkpoint, map_location="cpu", weights_only=True)["model"])
+        rename = {"prompt_encoder.": "sam_prompt_encoder.", "mask_decoder.": "sam_mask_decoder."}
+        for key, value in self.state_dict().items():
+            for old, new in rename.items():
+                if key.startswith(old):
+                    key = new + key[len(old) :]
+            if key not in state:
+                raise ConfigError(f"export: {key} of the merged model has no place in SAM2Base")
+            state[key] = value
+        return state
 
     def stage_ends(self) -> list[int]:
         return [int(i) for i in self.image_encoder.trunk.stage_ends]
@@ -334,10 +363,14 @@ def instantiate_sam2(model_cfg: Any, img_size: int) -> nn.Module:
     return instantiate(cfg, _recursive_=True)
 
 
-def wrap_sam2(model: nn.Module, name: str, img_size: int) -> Sam2Hiera:
-    """The image-path :class:`Sam2Hiera` over a (loaded) ``SAM2Base``; its video modules are dropped."""
+def wrap_sam2(
+    model: nn.Module, name: str, img_size: int, official: Optional[Callable[[], nn.Module]] = None
+) -> Sam2Hiera:
+    """The image-path :class:`Sam2Hiera` over a (loaded) ``SAM2Base``; its video modules are dropped.
+    ``official`` rebuilds a fresh ``SAM2Base`` of the variant for export (None: the package config of
+    ``name``)."""
     backbone = Sam2Hiera(
-        model.image_encoder, model.sam_prompt_encoder, model.sam_mask_decoder, model.no_mem_embed, img_size
+        model.image_encoder, model.sam_prompt_encoder, model.sam_mask_decoder, model.no_mem_embed, img_size, official
     )
     backbone.name = name
     return backbone

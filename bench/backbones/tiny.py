@@ -144,7 +144,7 @@ def build_tiny_sam2(cfg: BackboneConfig) -> Backbone:
     from .sam2 import wrap_sam2
 
     model = tiny_sam2_model()
-    backbone = wrap_sam2(model, cfg.name, 128)
+    backbone = wrap_sam2(model, cfg.name, 128, official=tiny_sam2_model)
     backbone.weights_id = "tiny_sam2_seed0"
     if cfg.checkpoint:  # the official sam2.1 layout, as sam2_hiera_*
         attach_weights(backbone, cfg.checkpoint, key="model", into=model)

@@ -115,6 +115,19 @@ class Backbone(nn.Module):
             owner = getattr(owner, "trunk", owner)
         return owner, getattr(owner, "patch_embed", None)
 
+    def official_state(self, checkpoint: Optional[str] = None) -> dict[str, torch.Tensor]:
+        """The state dict of the family's whole official model holding this backbone's weights, for export.
+
+        Only families whose backbone wraps a part of a larger official model (SAM2: the image path of
+        ``SAM2Base``) override this; for the others (SAM ViT, TinyViT SAMs) this backbone's own state dict is
+        already the official one, and asking raises. ``checkpoint`` is the file the pretrained weights came
+        from (None: the seeded/random ones): the official modules this backbone does not hold keep its values.
+        """
+        raise NotImplementedError(
+            f"{self.name}: the {self.family or 'unnamed'} family has no official model beyond this backbone "
+            "(its own state_dict() is the official one)"
+        )
+
     def stage_ends(self) -> list[int]:
         """Indices into :meth:`encoder_blocks` of the last block of each encoder *stage*.
 

@@ -32,6 +32,7 @@ from bench.backbones import Backbone, Prompts, build_backbone
 from bench.config import ConfigError, run_from_dict, to_dict
 from bench.config.overrides import command_args
 from bench.contracts.peft import PEFT_METHODS, Foldable
+from bench.contracts.weights import resolve_checkpoint
 from bench.fileio import atomic_torch_save
 from bench.use.trained import TrainedModel, load_trained
 
@@ -58,32 +59,6 @@ def merge(model: Backbone) -> Backbone:
         folded = _fold(getattr(parent, child))
         setattr(parent, child, folded)
     return merged
-
-
-def _sam2_full_state(trained: TrainedModel, merged: Backbone) -> dict[str, torch.Tensor]:
-    """The whole ``SAM2Base`` state dict: the pretrained model with the merged image-path tensors."""
-    from bench.backbones.sam2 import instantiate_sam2, sam2_model_config
-    from bench.backbones.tiny import tiny_sam2_model
-    from bench.contracts.weights import resolve_checkpoint
-
-    cfg = trained.run.backbone
-    if cfg.name == "tiny_sam2":
-        base = tiny_sam2_model()
-    else:
-        base = instantiate_sam2(sam2_model_config(cfg.name), merged.img_size)
-    path = resolve_checkpoint(cfg)
-    state = base.state_dict()
-    if path:
-        state.update(torch.load(path, map_location="cpu", weights_only=True)["model"])
-    rename = {"prompt_encoder.": "sam_prompt_encoder.", "mask_decoder.": "sam_mask_decoder."}
-    for key, value in merged.state_dict().items():
-        for old, new in rename.items():
-            if key.startswith(old):
-                key = new + key[len(old) :]
-        if key not in state:
-            raise ConfigError(f"export: {key} of the merged model has no place in SAM2Base")
-        state[key] = value
-    return state
 
 
 def probe_images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -115,7 +90,7 @@ def export_trained(trained: TrainedModel, out: str | Path) -> str:
         merged = merge(model)
         plain = merged.state_dict()
         if model.family == "sam2":
-            payload: Any = {"model": _sam2_full_state(trained, merged)}
+            payload: Any = {"model": merged.official_state(resolve_checkpoint(trained.run.backbone))}
             kind = "SAM2Base state dict under 'model' (sam2.build_sam.build_sam2 loads it)"
         else:
             payload = plain
