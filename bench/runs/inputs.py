@@ -9,7 +9,6 @@ results are still found when the file is gone (a colleague's runs without the we
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os

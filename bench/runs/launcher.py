@@ -24,14 +24,14 @@ from typing import Any, Optional
 import submitit
 from tqdm import tqdm
 
-from bench.train import distributed
-from bench.hardware.accel import check_execution
 from bench.config import BenchConfig, ConfigError, RunConfig, run_from_dict, to_dict
-from bench.logs import setup_logging
-from bench.hardware.memory import check_accumulation
 from bench.contracts.sweep_steps import run_sweep_steps
+from bench.hardware.accel import check_execution
+from bench.hardware.memory import check_accumulation
+from bench.logs import setup_logging
 from bench.runs.results import RunBusyError, RunDir
 from bench.runs.sweep import sweep_runs
+from bench.train import distributed
 
 log = logging.getLogger(__name__)
 

@@ -30,7 +30,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Optional
 
 from bench.config import RunConfig, dump_yaml, row_label
-from bench.fileio import CORRUPT_SUFFIX, atomic_write, move_aside
+from bench.fileio import atomic_write, move_aside
 from bench.runs.inputs import input_digests, input_record
 from bench.runs.sweep import run_hash, run_name
 

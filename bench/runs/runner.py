@@ -12,25 +12,25 @@ from typing import Any
 
 import torch
 
-from bench.train import distributed
-from bench.hardware.accel import channels_last_convs, compile_backbone, compute_tag, pick_device
 from bench.backbones import Backbone, build_backbone
 from bench.config import BackboneConfig, ConfigError, RunConfig
+from bench.config.protocols import get_protocol
 from bench.contracts.dataset import DATASETS
 from bench.contracts.distill import DistillContext
 from bench.contracts.methods import method_options
 from bench.contracts.peft import trainable_parameters
 from bench.data.batches import PromptedDataset, collate, eval_points_split
 from bench.data.encoders import CachedEncoder
+from bench.data.masks import MaskKeeper
 from bench.eval.evaluate import evaluate
 from bench.eval.metrics import BASE_DEFINITION
+from bench.eval.selection import EpochSelector, selection_text
 from bench.fileio import atomic_write
-from bench.data.masks import MaskKeeper
+from bench.hardware.accel import channels_last_convs, compile_backbone, compute_tag, pick_device
 from bench.hardware.memory import check_accumulation, checkpoint_trainable_blocks, peak_memory_mb, reset_peak
-from bench.config.protocols import get_protocol
 from bench.runs.provenance import provenance_record
 from bench.runs.results import FollowerRunDir, RunBusyError, RunDir
-from bench.eval.selection import EpochSelector, selection_text
+from bench.train import distributed
 from bench.train.trainer import TrainParts, train
 
 log = logging.getLogger(__name__)

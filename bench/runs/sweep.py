@@ -28,10 +28,10 @@ from bench.config import (
     method_entry,
     to_dict,
 )
-from bench.contracts.dataset import dataset_info
-from bench.runs.inputs import input_digests
 from bench.config.overrides import Change, parse_changes
 from bench.config.protocols import get_protocol
+from bench.contracts.dataset import dataset_info
+from bench.runs.inputs import input_digests
 
 SWEEPS_DIR = Path(__file__).resolve().parents[2] / "sweeps"
 log = logging.getLogger(__name__)

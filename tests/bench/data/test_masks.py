@@ -15,7 +15,6 @@ from bench.data.prompts import mask_box
 from bench.runs.results import RunDir
 from bench.runs.runner import execute_run
 from bench.runs.sweep import run_hash
-
 from tests.tiny_runs import single_run, sweep
 
 

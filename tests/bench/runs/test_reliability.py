@@ -24,7 +24,6 @@ from bench.runs.launcher import execute_runs, launch, make_executor
 from bench.runs.results import LOCK_FILE, METRICS_FILE, RunBusyError, RunDir
 from bench.runs.runner import execute_run
 from bench.runs.sweep import load_config, run_configs
-
 from tests.tiny_runs import REPO, metric_values, single_run, sweep, sweep_args
 
 # A run long enough to be caught mid-epoch: 4 steps per epoch, each slowed to >= 0.15 s in the child.

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-from pathlib import Path
 
 import pytest
 import torch
@@ -12,14 +11,13 @@ import torch
 import bench.data.encoders
 import bench.runs.runner
 import bench.train.trainer
-from bench.config import BenchConfig, ConfigError, RunConfig
+from bench.config import ConfigError
 from bench.data.cache import EncoderCache
 from bench.runs.launcher import launch, make_executor, slurm_parameters
 from bench.runs.results import FAILED_FILE, METRICS_FILE, RunDir
 from bench.runs.runner import execute_run
-from bench.runs.sweep import load_config, run_configs
+from bench.runs.sweep import run_configs
 from bench.train.trainer import NonFiniteLossError
-
 from tests.tiny_runs import REPO, metric_values, single_run, sweep, sweep_args  # noqa: F401
 
 

@@ -15,7 +15,6 @@ from bench.app.cli import main
 from bench.contracts.sweep_steps import SWEEP_STEPS
 from bench.runs.results import RunDir
 from bench.runs.sweep import load_config, run_configs
-
 from tests.tiny_runs import sweep_args
 
 
