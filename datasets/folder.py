@@ -33,8 +33,6 @@ def folder_info(cfg: FolderDataConfig) -> DatasetInfo:
     unknown = [m for m in cfg.metrics if m not in METRICS]
     if unknown or not cfg.metrics:
         raise ConfigError(f"data.folder.metrics: unknown {unknown or 'empty list'}; valid: {', '.join(METRICS)}")
-    if cfg.eval_prompt not in ("box", "points"):
-        raise ConfigError(f"data.folder.eval_prompt must be 'box' or 'points', got {cfg.eval_prompt!r}")
     return DatasetInfo(family="folder", metrics=tuple(cfg.metrics), eval_prompt=cfg.eval_prompt, epochs=cfg.epochs)
 
 

@@ -38,11 +38,6 @@ def load_record_map(
     return records
 
 
-def load_records(runs_dir: str | Path, names: Iterable[str]) -> list[dict[str, Any]]:
-    """The metrics records of the named runs that are complete."""
-    return list(load_record_map(runs_dir, names).values())
-
-
 def record_metrics(record: dict[str, Any], definition: Optional[str] = None, checkpoint: str = "reported") -> dict:
     """A run's values under a metric definition (None = its protocol's) and checkpoint view.
 
@@ -71,13 +66,6 @@ def long_frame(
         for m, v in record_metrics(r, definition, checkpoint).items()
     ]
     return pd.DataFrame(rows, columns=["method", "dataset", "seed", "metric", "value"])
-
-
-def summarize(df: pd.DataFrame) -> pd.DataFrame:
-    """mean, standard error (ddof=1; NaN for one seed) and n per (method, dataset, metric)."""
-    grouped = df.groupby(["method", "dataset", "metric"], sort=False)["value"]
-    out = grouped.agg(mean="mean", se="sem", n="count").reset_index()
-    return out
 
 
 def format_cell(mean: float, se: float, scale: float = 100.0) -> str:

@@ -76,7 +76,7 @@ def paper_dataset(suite_name: str) -> tuple[Optional[str], bool]:
 
 def canonical_label(label: str) -> str:
     """Normalise a row label for matching: a lone distiller gets the default student (``vid`` ->
-    ``adapter+vid``, as ``methods.resolve_method``), and ``=2.0`` reads as ``=2``."""
+    ``adapter+vid``, as ``bench.contracts.methods.resolve_method``), and ``=2.0`` reads as ``=2``."""
     base, sep, variant = label.partition(" [")
     try:
         from bench.contracts.methods import resolve_method

@@ -269,7 +269,7 @@ class BenchConfig(RunConfig):
     slurm: SlurmConfig = field(default_factory=SlurmConfig)
     report: ReportConfig = field(default_factory=ReportConfig)
     # filled by load_config: the dotted keys the sweep file or the command line set; a protocol's per-dataset
-    # values (bench/config/protocols.py, e.g. Conv-LoRA's epochs and lr per dataset) never override them
+    # values (protocols/, e.g. Conv-LoRA's epochs and lr per dataset) never override them
     explicit_keys: list[str] = field(default_factory=list)
 
 

@@ -80,11 +80,6 @@ def resolve_method(name: str) -> MethodSpec:
     return MethodSpec(name=name, peft=peft_name, distillers=tuple(distill_names))
 
 
-def method_names() -> list[str]:
-    """Names listed by ``run_benchmark.py list``: every PEFT, every distiller, default compositions."""
-    return PEFT_METHODS.names() + [d for d in DISTILLERS.names() if d not in PEFT_METHODS]
-
-
 def method_options(
     name: str, peft_values: dict[str, Any], distill_values: dict[str, Any], protocol: str = "clean"
 ) -> tuple[MethodSpec, Any, Any]:

@@ -7,7 +7,6 @@ workers, resumed runs and uninterrupted runs see exactly the same prompts.
 from __future__ import annotations
 
 import logging
-import math
 from typing import Any, Optional
 
 import numpy as np
@@ -150,7 +149,3 @@ def steps_per_epoch(n: int, batch_size: int) -> int:
 def epoch_order(n: int, seed: int, epoch: int) -> list[int]:
     """Shuffled sample order for one epoch."""
     return np.random.default_rng(stable_seed(seed, epoch, "order")).permutation(n).tolist()
-
-
-def num_batches(n: int, batch_size: int) -> int:
-    return math.ceil(n / batch_size)
