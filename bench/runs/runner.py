@@ -7,13 +7,14 @@ import json
 import logging
 import sys
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Optional
 
 import torch
 
 from bench.backbones import Backbone, build_backbone
-from bench.config import BackboneConfig, ConfigError, RunConfig
+from bench.config import BackboneConfig, ConfigError, RunConfig, TrainConfig
 from bench.config.protocols import get_protocol
 from bench.contracts.dataset import DATASETS
 from bench.contracts.distill import DistillContext
@@ -31,7 +32,7 @@ from bench.hardware.memory import check_accumulation, checkpoint_trainable_block
 from bench.runs.provenance import provenance_record
 from bench.runs.results import FollowerRunDir, RunBusyError, RunDir
 from bench.train import distributed
-from bench.train.trainer import TrainParts, train
+from bench.train.trainer import TrainParts, TrainResult, train
 
 log = logging.getLogger(__name__)
 
@@ -171,7 +172,59 @@ def _log_traceback(handler: logging.Handler, name: str) -> None:
     handler.handle(record)
 
 
+@dataclass
+class RunContext:
+    """What the steps of one run share: its config and directory, the device, the splits and the model parts.
+
+    The prompted datasets and the mask keeper are set by :func:`_prompt_datasets`.
+    """
+
+    run: RunConfig
+    rd: RunDir
+    device: torch.device
+    t0: float
+    protocol: Any
+    builder: Callable[..., Any]
+    train_set: Any
+    test_set: Any
+    report_metrics: tuple[str, ...]
+    parts: TrainParts
+    train_data: PromptedDataset = field(init=False)
+    test_data: PromptedDataset = field(init=False)
+    prompt: str = field(init=False)
+    use_box: Optional[bool] = field(init=False)
+    n_pos: int = field(init=False)
+    n_neg: int = field(init=False)
+    keeper: MaskKeeper = field(init=False)
+
+    @property
+    def info(self) -> Any:
+        return self.test_set.info
+
+    @property
+    def progress(self) -> Path:
+        """The live progress file (the last log row), removed when the run completes."""
+        return self.rd.path / "progress.json"
+
+
 def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
+    """Build, train, evaluate and write the metrics record of ``run`` into ``rd``."""
+    ctx = _open_run(run, rd)
+    _prompt_datasets(ctx)
+    train_cfg = _train_config(ctx)
+    selector = _epoch_selector(ctx, train_cfg)
+    result = _train_run(ctx, train_cfg, selector)
+    t1 = time.time()
+    rows, means, extra = _final_scores(ctx, train_cfg, selector)
+    record = _metrics_record(ctx, result, selector, rows, means, extra, t1)
+    rd.write_metrics(record)
+    ctx.progress.unlink(missing_ok=True)
+    log.info("%s: done in %.1fs", rd.name, time.time() - ctx.t0)
+    return record
+
+
+def _open_run(run: RunConfig, rd: RunDir) -> RunContext:
+    """The device, the protocol, the train and test splits and the model parts (peak memory reset after)."""
     device = distributed.rank_device(pick_device(run.train.device))
     t0 = time.time()
     protocol = get_protocol(run.protocol)
@@ -180,11 +233,16 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     info = test_set.info
     report_metrics = get_protocol(run.protocol).metrics_for(info.family, tuple(info.metrics))
     parts = build_parts(run, device)
-    student = parts.student
     reset_peak(device)
-    train_data = PromptedDataset(
-        train_set,
-        student,
+    return RunContext(run, rd, device, t0, protocol, builder, train_set, test_set, report_metrics, parts)
+
+
+def _prompt_datasets(ctx: RunContext) -> None:
+    """The prompted train and test datasets, the evaluation prompt kind and the mask keeper, into ``ctx``."""
+    run, info = ctx.run, ctx.info
+    ctx.train_data = PromptedDataset(
+        ctx.train_set,
+        ctx.parts.student,
         run.seed,
         train=True,
         box_jitter=run.train.box_jitter,
@@ -192,82 +250,111 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         jitter_form=run.train.box_jitter_form,
         hflip=run.train.hflip,
     )
-    prompt = run.eval.prompt or info.eval_prompt
-    use_box = {"box": True, "points": False, "none": None}[prompt]
-    n_pos, n_neg = eval_points_split(run.eval.num_points or info.eval_points)
+    ctx.prompt = run.eval.prompt or info.eval_prompt
+    ctx.use_box = {"box": True, "points": False, "none": None}[ctx.prompt]
+    ctx.n_pos, ctx.n_neg = eval_points_split(run.eval.num_points or info.eval_points)
+    ctx.test_data = _eval_dataset(ctx, ctx.test_set)
+    ctx.keeper = MaskKeeper(run.eval.keep_masks, ctx.test_set, ctx.parts.student, ctx.use_box, run.eval.resolution)
 
-    def prompted(split_set: Any) -> PromptedDataset:
-        return PromptedDataset(
-            split_set,
-            student,
-            run.seed,
-            train=False,
-            box_jitter=run.eval.box_jitter,
-            num_pos=n_pos,
-            num_neg=n_neg,
-            jitter_form=run.eval.box_jitter_form,
-        )
 
-    test_data = prompted(test_set)
-    keeper = MaskKeeper(run.eval.keep_masks, test_set, student, use_box, run.eval.resolution)
+def _eval_dataset(ctx: RunContext, split_set: Any) -> PromptedDataset:
+    """``split_set`` with the evaluation prompts (``eval.box_jitter``, the eval points)."""
+    return PromptedDataset(
+        split_set,
+        ctx.parts.student,
+        ctx.run.seed,
+        train=False,
+        box_jitter=ctx.run.eval.box_jitter,
+        num_pos=ctx.n_pos,
+        num_neg=ctx.n_neg,
+        jitter_form=ctx.run.eval.box_jitter_form,
+    )
 
-    def score(data: PromptedDataset, what: str) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
-        return distributed.sharded_evaluate(  # under DDP: a shard per rank, rows gathered in order
-            lambda shard: evaluate(
-                student,
-                parts.student_encoder,
-                shard,
-                use_box,
-                device,
-                run.eval.batch_size,
-                desc=f"{rd.name} {what}",
-                precision=run.train.precision,
-                channels_last=run.train.channels_last,
-                resolution=run.eval.resolution,
-                keep=keeper if data is test_data and run.eval.keep_masks > 0 else None,
-            ),
-            data,
-        )
 
-    train_cfg = run.train
+def _score(
+    ctx: RunContext, data: PromptedDataset, what: str
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """Per-image rows and metric means of the student on ``data``; masks are kept on the test set only."""
+    run = ctx.run
+    return distributed.sharded_evaluate(  # under DDP: a shard per rank, rows gathered in order
+        lambda shard: evaluate(
+            ctx.parts.student,
+            ctx.parts.student_encoder,
+            shard,
+            ctx.use_box,
+            ctx.device,
+            run.eval.batch_size,
+            desc=f"{ctx.rd.name} {what}",
+            precision=run.train.precision,
+            channels_last=run.train.channels_last,
+            resolution=run.eval.resolution,
+            keep=ctx.keeper if data is ctx.test_data and run.eval.keep_masks > 0 else None,
+        ),
+        data,
+    )
+
+
+def _train_config(ctx: RunContext) -> TrainConfig:
+    """``train`` with the dataset's number of epochs when the run gives none."""
+    train_cfg = ctx.run.train
     if train_cfg.epochs is None:
-        train_cfg = dataclasses.replace(train_cfg, epochs=info.epochs)
+        train_cfg = dataclasses.replace(train_cfg, epochs=ctx.info.epochs)
+    return train_cfg
+
+
+def _epoch_selector(ctx: RunContext, train_cfg: TrainConfig) -> EpochSelector:
+    """The checkpoint choice of ``eval.select``, scoring the validation or the test split after each epoch."""
+    run = ctx.run
     selector = EpochSelector(
         rule=run.eval.select,
         epochs=int(train_cfg.epochs),
         k=run.eval.select_epochs,
-        metric=report_metrics[0],
-        definition=protocol.selection_metrics(run.eval.select),
-        snapshot=parts.state,
+        metric=ctx.report_metrics[0],
+        definition=ctx.protocol.selection_metrics(run.eval.select),
+        snapshot=ctx.parts.state,
         patience=run.eval.patience,
     )
     if run.eval.select == "val_best":
-        val_data = prompted(builder("val", run.data))
+        val_data = _eval_dataset(ctx, ctx.builder("val", run.data))
         if len(val_data) == 0:
-            log.warning("%s: %s has no validation split; the last epoch is reported", rd.name, run.dataset)
+            log.warning("%s: %s has no validation split; the last epoch is reported", ctx.rd.name, run.dataset)
             selector.rule = "last"
-        selector.evaluate = lambda: score(val_data, "val")
+        selector.evaluate = lambda: _score(ctx, val_data, "val")
     elif run.eval.select == "test_last":
-        selector.evaluate = lambda: score(test_data, "test")
+        selector.evaluate = lambda: _score(ctx, ctx.test_data, "test")
+    return selector
+
+
+def _train_run(ctx: RunContext, train_cfg: TrainConfig, selector: EpochSelector) -> TrainResult:
+    """Train (resuming from the run's checkpoint), then write the train log and the distiller's artifacts."""
+    run, rd, test_data = ctx.run, ctx.rd, ctx.test_data
     probe = collate([test_data[i] for i in range(min(len(test_data), run.train.batch_size))])
-    progress = rd.path / "progress.json"
+    progress = ctx.progress
     result = train(
-        parts,
-        train_data,
+        ctx.parts,
+        ctx.train_data,
         train_cfg,
         run.seed,
-        device,
+        ctx.device,
         rd.checkpoint,
         desc=rd.name,
         on_log=(lambda row: atomic_write(progress, json.dumps(row).encode())) if distributed.world().is_main else None,
-        probe=(probe, use_box),
+        probe=(probe, ctx.use_box),
         selector=selector,
         run_id=rd.name,
     )
     rd.write_train_log(result.log_rows)
-    if parts.distiller is not None and distributed.world().is_main:
-        parts.distiller.save_artifacts(rd.path)
-    t1 = time.time()
+    if ctx.parts.distiller is not None and distributed.world().is_main:
+        ctx.parts.distiller.save_artifacts(rd.path)
+    return result
+
+
+def _final_scores(
+    ctx: RunContext, train_cfg: TrainConfig, selector: EpochSelector
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]], dict[str, Any]]:
+    """The reported test rows and means (and the best-of-last extras of ``test_last``); writes per_image and
+    the kept masks. Under ``val_best`` the chosen epoch's state is loaded first."""
+    rd, parts = ctx.rd, ctx.parts
     extra: dict[str, Any] = {}
     if selector.rule == "test_last" and train_cfg.epochs in selector.rows:  # the last epoch was scored already
         rows, means = selector.rows[int(train_cfg.epochs)], selector.history[int(train_cfg.epochs)]
@@ -275,17 +362,31 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
             rd.write_per_image(epoch_rows, epoch)
         best = selector.best_epoch
         assert best is not None
-        extra["metrics_best_of_last"] = headline_metrics(selector.history[best], protocol.metrics)
+        extra["metrics_best_of_last"] = headline_metrics(selector.history[best], ctx.protocol.metrics)
         extra["metrics_by_definition_best_of_last"] = selector.history[best]
     else:
         if selector.rule == "val_best" and selector.best_state is not None:
             parts.load_state(selector.best_state)
-        rows, means = score(test_data, "eval")
+        rows, means = _score(ctx, ctx.test_data, "eval")
     rd.write_per_image(rows)
-    keeper.merge(distributed.gather_objects(keeper.kept))  # under DDP each rank scored its own shard
-    rd.write_masks(keeper)  # rank 0 only
+    ctx.keeper.merge(distributed.gather_objects(ctx.keeper.kept))  # under DDP each rank scored its own shard
+    rd.write_masks(ctx.keeper)  # rank 0 only
+    return rows, means, extra
+
+
+def _metrics_record(
+    ctx: RunContext,
+    result: TrainResult,
+    selector: EpochSelector,
+    rows: list[dict[str, Any]],
+    means: dict[str, dict[str, float]],
+    extra: dict[str, Any],
+    t1: float,
+) -> dict[str, Any]:
+    """The run's ``metrics.json`` record (``t1``: when training ended and the final evaluation began)."""
+    run, rd, parts, protocol, device = ctx.run, ctx.rd, ctx.parts, ctx.protocol, ctx.device
     trained = bool(result.log_rows)
-    record = {
+    return {
         **rd.identity(),
         "protocol": run.protocol,
         "metric_definition": protocol.metrics,
@@ -295,17 +396,17 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         "selection": selector.record(selection_text(selector.rule, run.eval.select_epochs))
         if trained
         else {"rule": "none", "text": "nothing trained: the pretrained model is evaluated"},
-        "report_metrics": list(report_metrics),
+        "report_metrics": list(ctx.report_metrics),
         "num_test_images": len(rows),
-        "num_train_images": len(train_set),
-        "trainable_params": trainable_parameters(student)
+        "num_train_images": len(ctx.train_set),
+        "trainable_params": trainable_parameters(parts.student)
         + (trainable_parameters(parts.distiller) if parts.distiller is not None else 0),
-        "train_seconds": round(t1 - t0, 2),
+        "train_seconds": round(t1 - ctx.t0, 2),
         "eval_seconds": round(time.time() - t1, 2),
         "skipped_empty_train_samples": result.skipped_empty,
         "train_loop_seconds": round(result.seconds, 2),
         "train_data_wait_fraction": round(result.data_fraction, 4),
-        "eval_prompt": prompt,
+        "eval_prompt": ctx.prompt,
         "world_size": distributed.world().world_size,
         "train_steps_per_second": round(result.steps / result.seconds, 4) if result.seconds > 0 else None,
         "peak_memory_mb": round(peak_memory_mb(device)[0], 1),
@@ -314,10 +415,6 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
         "inputs": rd.inputs(),
         "status": "complete",
     }
-    rd.write_metrics(record)
-    progress.unlink(missing_ok=True)
-    log.info("%s: done in %.1fs", rd.name, time.time() - t0)
-    return record
 
 
 def headline_metrics(means: dict[str, dict[str, float]], definition: str) -> dict[str, float]:
