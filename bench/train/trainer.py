@@ -13,7 +13,7 @@ import time
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Optional
+from typing import Any, Callable, Iterable, Iterator, Optional
 
 import torch
 from torch import nn
@@ -214,6 +214,33 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
         atomic_torch_save(path, payload)
 
 
+@dataclass
+class _Loop:
+    """What the steps of one :func:`train` call share."""
+
+    parts: TrainParts
+    data: PromptedDataset
+    cfg: TrainConfig
+    seed: int
+    device: torch.device
+    checkpoint: Path
+    desc: str
+    on_log: Optional[Callable[[dict[str, Any]], None]]
+    probe: Optional[tuple[dict[str, Any], bool]]
+    selector: Optional[EpochSelector]
+    run_id: Optional[str]
+    params: list[nn.Parameter] = field(init=False)  # what the optimizer updates
+    result: TrainResult = field(default_factory=TrainResult)
+    # set by _setup:
+    n_steps: int = field(init=False)
+    optimizer: torch.optim.Optimizer = field(init=False)
+    scheduler: torch.optim.lr_scheduler.LRScheduler = field(init=False)
+    rank_batch: int = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.params = self.parts.trainable()
+
+
 def train(
     parts: TrainParts,
     data: PromptedDataset,
@@ -237,120 +264,181 @@ def train(
         run_id: The run's name, recorded in the checkpoint; a checkpoint of another run is refused
             (:mod:`bench.train.resume`), a damaged one is moved aside and training starts from scratch.
     """
-    params = parts.trainable()
-    result = TrainResult()
-    if not params or cfg.epochs == 0:
+    loop = _Loop(parts, data, cfg, seed, device, checkpoint, desc, on_log, probe, selector, run_id)
+    result = loop.result
+    if not loop.params or cfg.epochs == 0:
         log.info("%s: nothing to train", desc)
         return result
-    n_steps = steps_per_epoch(len(data), cfg.batch_size)
-    if cfg.max_steps_per_epoch:
-        n_steps = min(n_steps, cfg.max_steps_per_epoch)
-    if n_steps == 0:
-        raise ValueError(f"training split has {len(data)} samples, fewer than one batch of {cfg.batch_size}")
-    optimizer, scheduler = make_optimizer(cfg, params, len(data), n_steps)
-    rank_batch = distributed.check_batch(cfg.batch_size, distributed.world().world_size)
-    start_epoch = 0
-    state = resume(checkpoint, run_id, parts, optimizer, scheduler, selector)
-    if state is not None:
-        start_epoch, result.log_rows = state["epoch"], state["log"]
-        result.skipped_empty = state.get("skipped_empty", 0)
-        log.info("%s: resumed from %s after epoch %d", desc, checkpoint, start_epoch)
-    parts.student.eval()  # frozen BatchNorm statistics; SAM has no dropout
-    if parts.distiller is not None:
-        parts.distiller.train()
-    parts.ddp = distributed.wrap_ddp(parts, compute_loss, device)
+    start_epoch = _setup(loop)
     for epoch in range(start_epoch, cfg.epochs):
         if selector is not None and selector.stop_early():
             log.info("%s: no better validation score in %s epochs: stopped after %d", desc, selector.patience, epoch)
             break
-        data.epoch = epoch
-        order = epoch_order(len(data), seed, epoch)[: n_steps * cfg.batch_size]
-        loader = DataLoader(
-            Subset(data, distributed.shard_order(order, cfg.batch_size)),
-            batch_size=rank_batch,
-            shuffle=False,
-            drop_last=True,
-            num_workers=cfg.num_workers,
-            collate_fn=collate,
-            pin_memory=device.type == "cuda",
-        )
-        bar = tqdm(loader, total=n_steps, desc=f"{desc} ep {epoch + 1}/{cfg.epochs}", leave=False, dynamic_ncols=True)
-        t_epoch = time.perf_counter()
-        t_ready = t_epoch
-        for step, batch in enumerate(bar):
-            result.data_seconds += time.perf_counter() - t_ready
-            valid = batch["valid"]
-            if cfg.prompt != "none" and not bool(valid.all()):  # no box or point on an empty mask
-                result.skipped_empty += int((~valid).sum())
-                keep = valid.nonzero().flatten().tolist()
-            else:
-                keep = list(range(len(valid)))
-            kept = distributed.all_equal(len(keep))  # DDP: the ranks' batches must keep equal sizes
-            if sum(kept) < len(valid) * len(kept):  # some sample of the global batch has an empty mask
-                if sum(kept) < 2:  # batch-level losses need two samples
-                    t_ready = time.perf_counter()
-                    continue
-                if len(set(kept)) > 1:  # unequal over the ranks: share the valid samples out again
-                    full, mine, left = distributed.balance_valid(batch)
-                    if not mine:
-                        t_ready = time.perf_counter()
-                        continue
-                    if left:
-                        log.warning(
-                            "%s: batch %d keeps %d valid samples over %d ranks; %d not trained on",
-                            desc,
-                            step,
-                            sum(kept),
-                            len(kept),
-                            left,
-                        )
-                    batch = take(full, mine)
-                else:
-                    batch = take(batch, keep)
-            use_box = None if cfg.prompt == "none" else use_box_for_batch(seed, epoch, step, cfg.box_prob)
-            loss, terms = train_step(parts, batch, use_box, device, cfg, optimizer, params)
-            result.steps += 1
-            scheduler.step()
-            last = step == n_steps - 1
-            if step % cfg.log_every == 0 or last:
-                # host sync only when logging; under DDP the mean over ranks (= the global batch's loss)
-                values = distributed.mean_over_ranks(
-                    {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
-                )
-                value = values.pop("loss")
-                if not math.isfinite(value):
-                    raise NonFiniteLossError(
-                        f"{desc}: loss is {value} at epoch {epoch + 1} step {step + 1} (terms: {values})"
-                    )
-                row = {"epoch": epoch + 1, "step": step + 1, "lr": scheduler.get_last_lr()[0], "loss": value}
-                row.update(values)
-                result.log_rows.append(row)
-                bar.set_postfix(loss=f"{value:.4f}")
-                if on_log is not None:
-                    on_log({**row, "epochs": cfg.epochs, "steps": n_steps})
-            t_ready = time.perf_counter()
-        result.seconds += time.perf_counter() - t_epoch
-        if selector is not None:
-            selector.after_epoch(epoch + 1)
-        save_checkpoint(
-            checkpoint,
-            {
-                "epoch": epoch + 1,
-                "run": run_id,
-                "parts": parts.state(),
-                "optimizer": optimizer.state_dict(),
-                "scheduler": scheduler.state_dict(),
-                "log": result.log_rows,
-                "skipped_empty": result.skipped_empty,
-                "selection": selector.state_dict() if selector is not None else {},
-            },
-        )
-        distributed.barrier()  # every rank past the epoch only once its checkpoint is on disk
-        if parts.distiller is not None and probe is not None and distributed.world().is_main:
-            batch, use_box = probe
-            parts.distiller.on_epoch_end(
-                epoch + 1, lambda: probe_features(parts, batch, use_box, device, cfg), checkpoint.parent
-            )
+        _run_epoch(loop, epoch)
+        _end_epoch(loop, epoch)
     if result.skipped_empty:
         log.warning("%s: skipped %d training samples with empty masks", desc, result.skipped_empty)
     return result
+
+
+def _setup(loop: _Loop) -> int:
+    """Optimizer, schedule and per-rank batch size into ``loop``, the checkpoint's state restored, the modules
+    in their training modes (wrapped for DDP); returns the epoch to start from."""
+    cfg, parts = loop.cfg, loop.parts
+    loop.n_steps = _epoch_steps(len(loop.data), cfg)
+    loop.optimizer, loop.scheduler = make_optimizer(cfg, loop.params, len(loop.data), loop.n_steps)
+    loop.rank_batch = distributed.check_batch(cfg.batch_size, distributed.world().world_size)
+    start_epoch = _resume(loop)
+    parts.student.eval()  # frozen BatchNorm statistics; SAM has no dropout
+    if parts.distiller is not None:
+        parts.distiller.train()
+    parts.ddp = distributed.wrap_ddp(parts, compute_loss, loop.device)
+    return start_epoch
+
+
+def _epoch_steps(n_samples: int, cfg: TrainConfig) -> int:
+    """Optimizer steps per epoch (capped by ``train.max_steps_per_epoch``); fewer samples than a batch is an error."""
+    n_steps = steps_per_epoch(n_samples, cfg.batch_size)
+    if cfg.max_steps_per_epoch:
+        n_steps = min(n_steps, cfg.max_steps_per_epoch)
+    if n_steps == 0:
+        raise ValueError(f"training split has {n_samples} samples, fewer than one batch of {cfg.batch_size}")
+    return n_steps
+
+
+def _resume(loop: _Loop) -> int:
+    """Restore the last checkpoint's state into the loop's parts, optimizer, scheduler, selector and result;
+    returns the epoch to start from (0 without a usable checkpoint)."""
+    result = loop.result
+    state = resume(loop.checkpoint, loop.run_id, loop.parts, loop.optimizer, loop.scheduler, loop.selector)
+    if state is None:
+        return 0
+    start_epoch, result.log_rows = state["epoch"], state["log"]
+    result.skipped_empty = state.get("skipped_empty", 0)
+    log.info("%s: resumed from %s after epoch %d", loop.desc, loop.checkpoint, start_epoch)
+    return start_epoch
+
+
+def _run_epoch(loop: _Loop, epoch: int) -> None:
+    """Train one epoch: its batches in the epoch's order, a step each (timed into ``loop.result``)."""
+    cfg = loop.cfg
+    loop.data.epoch = epoch
+    order = epoch_order(len(loop.data), loop.seed, epoch)[: loop.n_steps * cfg.batch_size]
+    loader = DataLoader(
+        Subset(loop.data, distributed.shard_order(order, cfg.batch_size)),
+        batch_size=loop.rank_batch,
+        shuffle=False,
+        drop_last=True,
+        num_workers=cfg.num_workers,
+        collate_fn=collate,
+        pin_memory=loop.device.type == "cuda",
+    )
+    desc = f"{loop.desc} ep {epoch + 1}/{cfg.epochs}"
+    bar = tqdm(loader, total=loop.n_steps, desc=desc, leave=False, dynamic_ncols=True)
+    t_epoch = time.perf_counter()
+    for step, batch in _epoch_batches(loop, bar, t_epoch):
+        _train_batch(loop, epoch, step, batch, bar)
+    loop.result.seconds += time.perf_counter() - t_epoch
+
+
+def _epoch_batches(loop: _Loop, bar: Iterable[dict[str, Any]], t_ready: float) -> Iterator[tuple[int, dict[str, Any]]]:
+    """``(step, batch)`` for the batches to train on, without their empty-mask samples (see :func:`_keep_valid`);
+    the time spent waiting for the loader is added to ``loop.result.data_seconds``."""
+    for step, batch in enumerate(bar):
+        loop.result.data_seconds += time.perf_counter() - t_ready
+        kept = _keep_valid(loop, step, batch)
+        if kept is not None:
+            yield step, kept
+        t_ready = time.perf_counter()
+
+
+def _keep_valid(loop: _Loop, step: int, batch: dict[str, Any]) -> Optional[dict[str, Any]]:
+    """``batch`` without the samples whose mask is empty (no box or point on them), or None to skip it.
+
+    Under DDP the ranks' batches must keep equal sizes: when they differ, the global batch's valid samples are
+    shared out again. A global batch of fewer than two valid samples is skipped (batch-level losses need two).
+    """
+    valid = batch["valid"]
+    if loop.cfg.prompt != "none" and not bool(valid.all()):  # no box or point on an empty mask
+        loop.result.skipped_empty += int((~valid).sum())
+        keep = valid.nonzero().flatten().tolist()
+    else:
+        keep = list(range(len(valid)))
+    kept = distributed.all_equal(len(keep))  # DDP: the ranks' batches must keep equal sizes
+    if sum(kept) >= len(valid) * len(kept):  # no sample of the global batch has an empty mask
+        return batch
+    if sum(kept) < 2:  # batch-level losses need two samples
+        return None
+    if len(set(kept)) == 1:
+        return take(batch, keep)
+    full, mine, left = distributed.balance_valid(batch)  # unequal over the ranks: share the valid samples out
+    if not mine:
+        return None
+    if left:
+        log.warning(
+            "%s: batch %d keeps %d valid samples over %d ranks; %d not trained on",
+            loop.desc,
+            step,
+            sum(kept),
+            len(kept),
+            left,
+        )
+    return take(full, mine)
+
+
+def _train_batch(loop: _Loop, epoch: int, step: int, batch: dict[str, Any], bar: tqdm) -> None:
+    """One optimizer and scheduler step on ``batch``; every ``log_every`` steps (and the epoch's last) a log row."""
+    cfg = loop.cfg
+    use_box = None if cfg.prompt == "none" else use_box_for_batch(loop.seed, epoch, step, cfg.box_prob)
+    loss, terms = train_step(loop.parts, batch, use_box, loop.device, cfg, loop.optimizer, loop.params)
+    loop.result.steps += 1
+    loop.scheduler.step()
+    last = step == loop.n_steps - 1
+    if step % cfg.log_every == 0 or last:
+        _log_step(loop, epoch, step, loss, terms, bar)
+
+
+def _log_step(
+    loop: _Loop, epoch: int, step: int, loss: torch.Tensor, terms: dict[str, torch.Tensor], bar: tqdm
+) -> None:
+    """Append the step's log row (the loss and its terms; :class:`NonFiniteLossError` if not finite)."""
+    # host sync only when logging; under DDP the mean over ranks (= the global batch's loss)
+    values = distributed.mean_over_ranks(
+        {"loss": float(loss.detach()), **{k: float(v.detach()) for k, v in terms.items()}}
+    )
+    value = values.pop("loss")
+    if not math.isfinite(value):
+        raise NonFiniteLossError(f"{loop.desc}: loss is {value} at epoch {epoch + 1} step {step + 1} (terms: {values})")
+    row = {"epoch": epoch + 1, "step": step + 1, "lr": loop.scheduler.get_last_lr()[0], "loss": value}
+    row.update(values)
+    loop.result.log_rows.append(row)
+    bar.set_postfix(loss=f"{value:.4f}")
+    if loop.on_log is not None:
+        loop.on_log({**row, "epochs": loop.cfg.epochs, "steps": loop.n_steps})
+
+
+def _end_epoch(loop: _Loop, epoch: int) -> None:
+    """After an epoch: the selector's scoring, the checkpoint (on every rank before any goes on) and the
+    distiller's ``on_epoch_end`` with the probe batch."""
+    parts, selector, result = loop.parts, loop.selector, loop.result
+    if selector is not None:
+        selector.after_epoch(epoch + 1)
+    save_checkpoint(
+        loop.checkpoint,
+        {
+            "epoch": epoch + 1,
+            "run": loop.run_id,
+            "parts": parts.state(),
+            "optimizer": loop.optimizer.state_dict(),
+            "scheduler": loop.scheduler.state_dict(),
+            "log": result.log_rows,
+            "skipped_empty": result.skipped_empty,
+            "selection": selector.state_dict() if selector is not None else {},
+        },
+    )
+    distributed.barrier()  # every rank past the epoch only once its checkpoint is on disk
+    if parts.distiller is not None and loop.probe is not None and distributed.world().is_main:
+        batch, use_box = loop.probe
+        parts.distiller.on_epoch_end(
+            epoch + 1, lambda: probe_features(parts, batch, use_box, loop.device, loop.cfg), loop.checkpoint.parent
+        )
