@@ -1,11 +1,17 @@
 """The dataset contract shared by every family.
 
-A dataset yields samples at original resolution; resizing belongs to the backbone::
+A dataset yields samples at original resolution; resizing belongs to the backbone. What a sample carries
+besides the image depends on its dataset's *task* (:attr:`DatasetInfo.task`)::
 
     {"image": np.ndarray (H, W, 3) uint8 RGB,
-     "mask":  np.ndarray (H, W) uint8 in {0, 1},
      "name":  str  (unique within the dataset, stable across machines),
-     "split": str  ("train" | "val" | "test")}
+     "split": str  ("train" | "val" | "test"),
+     # task "binary" (every dataset of the InfoSAM and Conv-LoRA binary tables):
+     "mask":  np.ndarray (H, W) uint8 in {0, 1},
+     # task "semantic" (one label map; Trans10K-v2, label-map folders, synth_shapes):
+     "labels": np.ndarray (H, W) uint8 class indices 0..K-1, DatasetInfo.ignore_index where unlabelled,
+     # task "instances" (COCO-style: any number of objects, each its own prompt and mask):
+     "instances": [{"mask": np.ndarray (H, W) uint8 in {0, 1}, "category": int (index into classes)}, ...]}
 
 A family (one module under ``datasets/``) registers one builder per variant with
 ``@register_dataset("name", DatasetInfo(...))`` (= ``@DATASETS.register("name", info=...)``); the builder
@@ -27,11 +33,21 @@ from bench.registry import Registry
 SPLITS = ("train", "val", "test")
 
 
-class Sample(TypedDict):
-    image: np.ndarray
+TASKS = ("binary", "semantic", "instances")
+
+
+class Instance(TypedDict):
     mask: np.ndarray
+    category: int
+
+
+class Sample(TypedDict, total=False):
+    image: np.ndarray
     name: str
     split: str
+    mask: np.ndarray  # task "binary"
+    labels: np.ndarray  # task "semantic"
+    instances: list[Instance]  # task "instances"
 
 
 class DatasetError(ValueError):
@@ -48,6 +64,11 @@ class DatasetInfo:
         eval_prompt: ``"box"`` or ``"points"``.
         eval_points: Number of points when ``eval_prompt == "points"``.
         epochs: The paper's epoch count for this dataset (a sweep may use it).
+        task: ``"binary"`` (one 0/1 mask), ``"semantic"`` (a label map) or ``"instances"`` (a list of
+            objects); see the module docstring.
+        classes: Class names, index = class id (``semantic``: background included as class 0 when the
+            dataset has one; ``instances``: the categories). Empty for ``binary``.
+        ignore_index: Label-map value of unlabelled pixels (``semantic``): no loss, no metric.
     """
 
     family: str
@@ -55,6 +76,20 @@ class DatasetInfo:
     eval_prompt: str = "box"
     eval_points: int = 5
     epochs: int = 10
+    task: str = "binary"
+    classes: tuple[str, ...] = ()
+    ignore_index: int = 255
+
+    def __post_init__(self) -> None:
+        if self.task not in TASKS:
+            raise ValueError(f"DatasetInfo.task must be one of {', '.join(TASKS)}, got {self.task!r}")
+        if self.task != "binary" and len(self.classes) < 2 - (self.task == "instances"):
+            raise ValueError(f"a {self.task} dataset names its classes (DatasetInfo.classes), got {self.classes!r}")
+
+    @property
+    def num_classes(self) -> int:
+        """K: the number of classes a ``semantic`` or ``instances`` dataset names (1 for ``binary``)."""
+        return len(self.classes) or 1
 
 
 class SegmentationDataset(Dataset):
@@ -118,15 +153,51 @@ def dataset_tools(name: str = "files") -> DatasetTools:
     return DATASET_TOOLS.get(name)
 
 
-def check_sample(sample: Sample, where: str) -> Sample:
-    """Validate one sample against the contract; raise :class:`DatasetError` naming ``where``."""
-    image, mask = sample["image"], sample["mask"]
+def check_sample(sample: Sample, where: str, info: Optional[DatasetInfo] = None) -> Sample:
+    """Validate one sample against the contract of its task (``info.task``; binary without ``info``); raise
+    :class:`DatasetError` naming ``where``."""
+    image = sample["image"]
     if image.dtype != np.uint8 or image.ndim != 3 or image.shape[2] != 3:
         raise DatasetError(f"{where}: image must be HxWx3 uint8, got {image.dtype} {image.shape}")
+    task = info.task if info is not None else "binary"
+    if task == "semantic":
+        assert info is not None
+        _check_label_map(sample.get("labels"), image.shape[:2], info, where)
+        return sample
+    if task == "instances":
+        assert info is not None
+        for k, inst in enumerate(sample.get("instances", [])):
+            _check_binary(inst["mask"], image.shape[:2], f"{where} (object {k})")
+            if not 0 <= int(inst["category"]) < info.num_classes:
+                raise DatasetError(
+                    f"{where} (object {k}): category {inst['category']} outside 0..{info.num_classes - 1} "
+                    f"({', '.join(info.classes)})"
+                )
+        return sample
+    _check_binary(sample["mask"], image.shape[:2], where)
+    return sample
+
+
+def _check_label_map(labels: Optional[np.ndarray], size: tuple[int, ...], info: DatasetInfo, where: str) -> None:
+    if labels is None:
+        raise DatasetError(f"{where}: a semantic sample needs 'labels' (an HxW label map)")
+    if labels.dtype != np.uint8 or labels.ndim != 2:
+        raise DatasetError(f"{where}: label map must be HxW uint8, got {labels.dtype} {labels.shape}")
+    if labels.shape != size:
+        raise DatasetError(f"{where}: label map size {labels.shape} differs from image size {size}")
+    values = np.unique(labels)
+    bad = values[(values >= info.num_classes) & (values != info.ignore_index)]
+    if bad.size:
+        raise DatasetError(
+            f"{where}: label values {bad.tolist()} are neither a class (0..{info.num_classes - 1}) "
+            f"nor the ignore index {info.ignore_index}"
+        )
+
+
+def _check_binary(mask: np.ndarray, size: tuple[int, ...], where: str) -> None:
     if mask.dtype != np.uint8 or mask.ndim != 2:
         raise DatasetError(f"{where}: mask must be HxW uint8, got {mask.dtype} {mask.shape}")
-    if mask.shape != image.shape[:2]:
-        raise DatasetError(f"{where}: mask size {mask.shape} differs from image size {image.shape[:2]}")
+    if mask.shape != size:
+        raise DatasetError(f"{where}: mask size {mask.shape} differs from image size {size}")
     if mask.max(initial=0) > 1:
         raise DatasetError(f"{where}: mask values must be 0/1")
-    return sample
