@@ -41,8 +41,34 @@ def to_dict(cfg: Any) -> dict[str, Any]:
     return OmegaConf.to_container(OmegaConf.structured(cfg), resolve=True)  # type: ignore[return-value]
 
 
+# Keys added after runs were stored, with the default they were added at: hashed only when a run sets them to
+# something else, so every stored run keeps its name (a binary run's digest is unchanged by the task keys).
+HASHED_WHEN_SET: dict[str, Any] = {
+    "task": {"head": "auto", "queries": None, "loss": "auto"},
+    "data.folder.classes": None,
+    "data.folder.ignore_index": 255,
+    "data.coco": {
+        "root": None,
+        "images": "images",
+        "train": "annotations/train.json",
+        "val": None,
+        "test": "annotations/test.json",
+        "eval_prompt": "box",
+        "epochs": 10,
+    },
+}
+
+
 def config_digest(data: dict[str, Any]) -> str:
-    """10 hex digits of the SHA-256 of a run's config dict without :data:`UNHASHED_KEYS` (modified in place)."""
+    """10 hex digits of the SHA-256 of a run's config dict without :data:`UNHASHED_KEYS` and without the keys of
+    :data:`HASHED_WHEN_SET` at their defaults (modified in place)."""
+    for dotted, default in HASHED_WHEN_SET.items():
+        parent, _, leaf = dotted.rpartition(".")
+        node = data
+        for part in parent.split(".") if parent else []:
+            node = node.get(part, {})
+        if leaf in node and node[leaf] == default:
+            node.pop(leaf)
     for dotted in UNHASHED_KEYS:
         parent, _, leaf = dotted.rpartition(".")
         node = data

@@ -170,6 +170,23 @@ class FolderDataConfig:
     metrics: list[str] = field(default_factory=lambda: ["iou", "dice"])  # keys of bench/eval/metrics.py
     eval_prompt: str = choice("box", ("box", "points"))
     epochs: int = ranged(10, 1)
+    # a classes file (one class name a line, line i = class i, relative to root): masks are then label maps
+    # (PNG pixel values = class indices, ignore_index = unlabelled) and the task is semantic segmentation
+    classes: Optional[str] = None
+    ignore_index: int = ranged(255, 0, 255)
+
+
+@dataclass
+class CocoDataConfig:
+    """The ``coco`` dataset: COCO-style instance annotations (polygons or RLE), one prompt per object."""
+
+    root: Optional[str] = None  # the dataset folder; paths below are relative to it
+    images: str = "images"  # image folder (file_name of each COCO image is relative to it)
+    train: str = "annotations/train.json"
+    val: Optional[str] = None
+    test: str = "annotations/test.json"
+    eval_prompt: str = choice("box", ("box", "points"))
+    epochs: int = ranged(10, 1)
 
 
 @dataclass
@@ -185,6 +202,23 @@ class DataConfig:
     preprocess: str = choice("sam", ("sam", "infosam", "square"))
     synth: SynthConfig = field(default_factory=SynthConfig)
     folder: FolderDataConfig = field(default_factory=FolderDataConfig)
+    coco: CocoDataConfig = field(default_factory=CocoDataConfig)
+
+
+@dataclass
+class TaskConfig:
+    """How a multi-class task is predicted (a binary dataset ignores this section).
+
+    ``head``: ``"queries"`` = AutoMM's ``SAMForSemanticSegmentation`` (``queries`` mask tokens, a class head on
+    them, Mask2Former's matching loss, the Mask2Former semantic inference); ``"per_class"`` = SAMed's multi-class
+    SAM (one mask token per class, softmax cross-entropy + Dice, argmax); ``"auto"`` = the protocol's choice.
+    """
+
+    head: str = choice("auto", ("auto", "queries", "per_class"))
+    queries: Optional[int] = ranged(None, 1)  # mask tokens of the queries head; None = the protocol's
+    # "auto" = the head's own loss; "m2f_sum": the three Mask2Former terms summed unweighted (AutoMM, its
+    # configured 10/5/5 weights never reach Mask2FormerLoss.forward); "m2f_weighted": weighted 10/5/5
+    loss: str = choice("auto", ("auto", "m2f_sum", "m2f_weighted", "ce_dice"))
 
 
 @dataclass
@@ -203,6 +237,7 @@ class RunConfig:
     train: TrainConfig = field(default_factory=TrainConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     data: DataConfig = field(default_factory=DataConfig)
+    task: TaskConfig = field(default_factory=TaskConfig)
 
 
 @dataclass
