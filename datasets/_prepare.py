@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from bench.config import ConfigError, FolderDataConfig
+from bench.config import CocoDataConfig, ConfigError, FolderDataConfig
 from bench.config.overrides import command_args
 from bench.contracts.dataset import DATASETS, DatasetError
 from bench.runs.sweep import load_config
@@ -24,6 +24,7 @@ from datasets._layouts import RealSpec, dataset_folder, locate
 from datasets._pairing import Scan, scan
 from datasets._real import REAL_SPECS
 from datasets._verify import load_pair
+from datasets.coco import coco_classes, coco_info, load_image, scan_split
 from datasets.folder import scan_folder
 
 log = logging.getLogger(__name__)
@@ -97,6 +98,48 @@ def check_folder(cfg: FolderDataConfig) -> PrepareReport:
     return report
 
 
+def check_coco(cfg: CocoDataConfig) -> PrepareReport:
+    """``prepare dataset=coco data.coco.root=DIR``: read every split's JSON and decode every image and mask."""
+    report = PrepareReport()
+    report.lines.append(f"dataset coco (COCO-style instances: {cfg.root})")
+    try:
+        info = coco_info(cfg)
+    except DatasetError as err:
+        report.problems.append(str(err))
+        return report
+    report.lines.append(f"classes ({len(info.classes)}): {', '.join(info.classes)}")
+    class_ids = list(coco_classes(cfg))
+    seen: dict[str, str] = {}
+    for split in ("train", "val", "test"):
+        try:
+            data = scan_split(cfg, split)
+        except DatasetError as err:
+            report.problems.append(str(err))
+            continue
+        if not data.images and split != "val":
+            report.problems.append(f"{data.json_path}: empty {split} split (no images)")
+        objects = empty = 0
+        for img in data.images:
+            if img.name in seen:
+                report.problems.append(f"{data.json_path}: sample {img.name!r} is also in the {seen[img.name]} split")
+            seen[img.name] = split
+            try:
+                sample = load_image(img, data.json_path, class_ids, split, info)
+            except DatasetError as err:
+                report.problems.append(str(err))
+                continue
+            objects += len(sample["instances"])
+            empty += not sample["instances"]
+        line = f"  {split:<5} {len(data.images):>5} images, {objects} objects"
+        if data.crowd:
+            line += f" ({data.crowd} crowd annotation(s) skipped)"
+        report.lines.append(line)
+        if empty:
+            report.warnings.append(f"coco/{split}: {empty} image(s) without objects (nothing to prompt)")
+    report.lines.append(f"metrics: {', '.join(info.metrics)}; evaluation prompt: {info.eval_prompt}")
+    return report
+
+
 def _check_scan(report: PrepareReport, spec: RealSpec, result: Scan) -> None:
     """Decode every pair of a scanned copy and add the split lines, problems and warnings to ``report``."""
     report.lines.append(f"layout {result.layout.name!r} found in {result.root}")
@@ -136,6 +179,9 @@ def dataset_status(data_root: str | Path) -> dict[str, str]:
         if name == "folder":
             out[name] = "your own images + masks (data.folder.root=DIR)"
             continue
+        if name == "coco":
+            out[name] = "your own COCO-style instance JSONs + images (data.coco.root=DIR)"
+            continue
         if spec is None:
             out[name] = "generated"
             continue
@@ -165,6 +211,13 @@ def prepare_command(args: list[str]) -> str:
         report = check_folder(cfg.data.folder)
         if not report.ok:
             raise ConfigError(f"prepare folder: {cfg.data.folder.root} is not ready\n{report.text()}")
+        return report.text()
+    if name == "coco":
+        if src:
+            cfg.data.coco.root = src
+        report = check_coco(cfg.data.coco)
+        if not report.ok:
+            raise ConfigError(f"prepare coco: {cfg.data.coco.root} is not ready\n{report.text()}")
         return report.text()
     spec = real_spec(name)
     if not src:
