@@ -102,17 +102,25 @@ def _check_scan(report: PrepareReport, spec: RealSpec, result: Scan) -> None:
     report.lines.append(f"layout {result.layout.name!r} found in {result.root}")
     report.problems.extend(result.problems)
     report.warnings.extend(result.warnings)
+    semantic = spec.info.task == "semantic"
+    seen = np.zeros(spec.info.num_classes, np.int64)  # semantic: images in which each class occurs
     for split, pairs in result.splits.items():
         sizes: list[tuple[int, int]] = []
         empty = 0
         for pair in pairs:
             try:
-                sample = load_pair(pair, split)
+                sample = load_pair(pair, split, spec if semantic else None)
             except DatasetError as err:
                 report.problems.append(str(err))
                 continue
-            sizes.append(sample["mask"].shape)
-            empty += not sample["mask"].any()
+            target = sample["labels"] if semantic else sample["mask"]
+            sizes.append(target.shape)
+            if semantic:
+                present = np.unique(target)
+                seen[present[present < spec.info.num_classes]] += 1
+                empty += not np.any((target > 0) & (target != spec.info.ignore_index))
+            else:
+                empty += not target.any()
         line = f"  {split:<5} {len(pairs):>5} pairs"
         if split == "val" and result.val_drawn:
             line += f" (drawn: {spec.val_fraction:.0%} of the training pool, fixed order)"
@@ -120,8 +128,18 @@ def _check_scan(report: PrepareReport, spec: RealSpec, result: Scan) -> None:
             hw = np.array(sizes)
             line += f"; H {hw[:, 0].min()}-{hw[:, 0].max()}, W {hw[:, 1].min()}-{hw[:, 1].max()}"
         report.lines.append(line)
-        if empty:
+        if empty and semantic:
+            report.warnings.append(f"{spec.name}/{split}: {empty} label map(s) with background / ignore only")
+        elif empty:
             report.warnings.append(f"{spec.name}/{split}: {empty} mask(s) without foreground (skipped in training)")
+    if semantic:
+        counts = ", ".join(f"{c} {int(n)}" for c, n in zip(spec.info.classes, seen))
+        report.lines.append(
+            f"  classes ({spec.info.num_classes}, ignore index {spec.info.ignore_index}; images with each): {counts}"
+        )
+        absent = [c for c, n in zip(spec.info.classes, seen) if n == 0]
+        if absent:
+            report.warnings.append(f"{spec.name}: class(es) never present: {', '.join(absent)}")
 
 
 def dataset_status(data_root: str | Path) -> dict[str, str]:
