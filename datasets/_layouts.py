@@ -13,7 +13,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Iterator, Optional, Union
+from typing import Callable, Iterator, Optional, Union
+
+import numpy as np
 
 from bench.contracts.dataset import DatasetError, DatasetInfo
 
@@ -91,6 +93,8 @@ class RealSpec:
             a warning, since re-packagings differ by a few images).
         val_fraction: Share of the training pool drawn as validation when the layout has none.
         source: Where the dataset is published (README / ``prepare`` output).
+        read_labels: ``semantic`` datasets: reads one label-map file as (H, W) uint8 class indices (default
+            :func:`datasets._labels.read_label_map`: P or L PNGs); unused by binary datasets.
     """
 
     name: str
@@ -100,6 +104,7 @@ class RealSpec:
     published: dict[str, int] = field(default_factory=dict)
     val_fraction: float = 0.0
     source: str = ""
+    read_labels: Optional[Callable[[Path], np.ndarray]] = None
 
 
 def convlora_csv(train: str = "train.csv", val: str = "val.csv", test: tuple[str, ...] = ("test.csv",)) -> Layout:

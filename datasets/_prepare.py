@@ -16,7 +16,7 @@ from typing import Optional
 
 import numpy as np
 
-from bench.config import ConfigError, FolderDataConfig
+from bench.config import CocoDataConfig, ConfigError, FolderDataConfig
 from bench.config.overrides import command_args
 from bench.contracts.dataset import DATASETS, DatasetError
 from bench.runs.sweep import load_config
@@ -24,6 +24,7 @@ from datasets._layouts import RealSpec, dataset_folder, locate
 from datasets._pairing import Scan, scan
 from datasets._real import REAL_SPECS
 from datasets._verify import load_pair
+from datasets.coco import coco_classes, coco_info, load_image, scan_split
 from datasets.folder import scan_folder
 
 log = logging.getLogger(__name__)
@@ -97,22 +98,72 @@ def check_folder(cfg: FolderDataConfig) -> PrepareReport:
     return report
 
 
+def check_coco(cfg: CocoDataConfig) -> PrepareReport:
+    """``prepare dataset=coco data.coco.root=DIR``: read every split's JSON and decode every image and mask."""
+    report = PrepareReport()
+    report.lines.append(f"dataset coco (COCO-style instances: {cfg.root})")
+    try:
+        info = coco_info(cfg)
+    except DatasetError as err:
+        report.problems.append(str(err))
+        return report
+    report.lines.append(f"classes ({len(info.classes)}): {', '.join(info.classes)}")
+    class_ids = list(coco_classes(cfg))
+    seen: dict[str, str] = {}
+    for split in ("train", "val", "test"):
+        try:
+            data = scan_split(cfg, split)
+        except DatasetError as err:
+            report.problems.append(str(err))
+            continue
+        if not data.images and split != "val":
+            report.problems.append(f"{data.json_path}: empty {split} split (no images)")
+        objects = empty = 0
+        for img in data.images:
+            if img.name in seen:
+                report.problems.append(f"{data.json_path}: sample {img.name!r} is also in the {seen[img.name]} split")
+            seen[img.name] = split
+            try:
+                sample = load_image(img, data.json_path, class_ids, split, info)
+            except DatasetError as err:
+                report.problems.append(str(err))
+                continue
+            objects += len(sample["instances"])
+            empty += not sample["instances"]
+        line = f"  {split:<5} {len(data.images):>5} images, {objects} objects"
+        if data.crowd:
+            line += f" ({data.crowd} crowd annotation(s) skipped)"
+        report.lines.append(line)
+        if empty:
+            report.warnings.append(f"coco/{split}: {empty} image(s) without objects (nothing to prompt)")
+    report.lines.append(f"metrics: {', '.join(info.metrics)}; evaluation prompt: {info.eval_prompt}")
+    return report
+
+
 def _check_scan(report: PrepareReport, spec: RealSpec, result: Scan) -> None:
     """Decode every pair of a scanned copy and add the split lines, problems and warnings to ``report``."""
     report.lines.append(f"layout {result.layout.name!r} found in {result.root}")
     report.problems.extend(result.problems)
     report.warnings.extend(result.warnings)
+    semantic = spec.info.task == "semantic"
+    seen = np.zeros(spec.info.num_classes, np.int64)  # semantic: images in which each class occurs
     for split, pairs in result.splits.items():
         sizes: list[tuple[int, int]] = []
         empty = 0
         for pair in pairs:
             try:
-                sample = load_pair(pair, split)
+                sample = load_pair(pair, split, spec if semantic else None)
             except DatasetError as err:
                 report.problems.append(str(err))
                 continue
-            sizes.append(sample["mask"].shape)
-            empty += not sample["mask"].any()
+            target = sample["labels"] if semantic else sample["mask"]
+            sizes.append(target.shape)
+            if semantic:
+                present = np.unique(target)
+                seen[present[present < spec.info.num_classes]] += 1
+                empty += not np.any((target > 0) & (target != spec.info.ignore_index))
+            else:
+                empty += not target.any()
         line = f"  {split:<5} {len(pairs):>5} pairs"
         if split == "val" and result.val_drawn:
             line += f" (drawn: {spec.val_fraction:.0%} of the training pool, fixed order)"
@@ -120,8 +171,18 @@ def _check_scan(report: PrepareReport, spec: RealSpec, result: Scan) -> None:
             hw = np.array(sizes)
             line += f"; H {hw[:, 0].min()}-{hw[:, 0].max()}, W {hw[:, 1].min()}-{hw[:, 1].max()}"
         report.lines.append(line)
-        if empty:
+        if empty and semantic:
+            report.warnings.append(f"{spec.name}/{split}: {empty} label map(s) with background / ignore only")
+        elif empty:
             report.warnings.append(f"{spec.name}/{split}: {empty} mask(s) without foreground (skipped in training)")
+    if semantic:
+        counts = ", ".join(f"{c} {int(n)}" for c, n in zip(spec.info.classes, seen))
+        report.lines.append(
+            f"  classes ({spec.info.num_classes}, ignore index {spec.info.ignore_index}; images with each): {counts}"
+        )
+        absent = [c for c, n in zip(spec.info.classes, seen) if n == 0]
+        if absent:
+            report.warnings.append(f"{spec.name}: class(es) never present: {', '.join(absent)}")
 
 
 def dataset_status(data_root: str | Path) -> dict[str, str]:
@@ -135,6 +196,9 @@ def dataset_status(data_root: str | Path) -> dict[str, str]:
         spec = REAL_SPECS.get(name)
         if name == "folder":
             out[name] = "your own images + masks (data.folder.root=DIR)"
+            continue
+        if name == "coco":
+            out[name] = "your own COCO-style instance JSONs + images (data.coco.root=DIR)"
             continue
         if spec is None:
             out[name] = "generated"
@@ -165,6 +229,13 @@ def prepare_command(args: list[str]) -> str:
         report = check_folder(cfg.data.folder)
         if not report.ok:
             raise ConfigError(f"prepare folder: {cfg.data.folder.root} is not ready\n{report.text()}")
+        return report.text()
+    if name == "coco":
+        if src:
+            cfg.data.coco.root = src
+        report = check_coco(cfg.data.coco)
+        if not report.ok:
+            raise ConfigError(f"prepare coco: {cfg.data.coco.root} is not ready\n{report.text()}")
         return report.text()
     spec = real_spec(name)
     if not src:

@@ -94,7 +94,7 @@ class RealDataset(SegmentationDataset):
         self.pairs = result.splits[split]
         if not self.pairs and split != "val":  # a validation split is optional (checkpoint selection falls back)
             raise DatasetError(f"{result.root}: empty {split} split of {spec.name!r} ({result.layout.name} layout)")
-        _verify_once(spec.name, split, self.pairs, cfg.cache_dir)
+        _verify_once(spec.name, split, self.pairs, cfg.cache_dir, spec)
 
     @property
     def names(self) -> list[str]:
@@ -104,7 +104,7 @@ class RealDataset(SegmentationDataset):
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> Sample:
-        return load_pair(self.pairs[index], self.split)
+        return load_pair(self.pairs[index], self.split, self.spec)
 
 
 REAL_SPECS: dict[str, RealSpec] = {}

@@ -13,6 +13,11 @@
 Images are decoded with Pillow (truncated files raise instead of being padded silently), converted to
 RGB (palette, grey and RGBA images included; alpha dropped); EXIF orientation is not applied to either
 file, so images and masks stay aligned as stored.
+
+* **Label maps** (``semantic`` datasets: ``spec.info.task == "semantic"``): the mask file is a label map read by
+  ``spec.read_labels`` (default :func:`datasets._labels.read_label_map`, see :mod:`datasets._labels`); the sample
+  carries ``labels`` instead of ``mask``, and a value that is neither a class nor the ignore index is an error
+  naming the mask file. The verification stamp of a semantic split also records its classes.
 """
 
 from __future__ import annotations
@@ -20,17 +25,23 @@ from __future__ import annotations
 import hashlib
 import logging
 from pathlib import Path
+from typing import Optional
 
 from bench.contracts.dataset import DatasetError, Sample, check_sample
 from bench.data.images import read_image, read_mask
 from bench.fileio import atomic_write
+from datasets._labels import read_label_map
+from datasets._layouts import RealSpec
 from datasets._pairing import Pair, _raise_problems
 
 logger = logging.getLogger(__name__)
 
 
-def load_pair(pair: Pair, split: str) -> Sample:
-    """Read one sample; every failure is a :class:`DatasetError` naming the file."""
+def load_pair(pair: Pair, split: str, spec: Optional[RealSpec] = None) -> Sample:
+    """Read one sample (a label map when ``spec`` is semantic); every failure is a :class:`DatasetError` naming
+    the file."""
+    if spec is not None and spec.info.task == "semantic":
+        return _load_labels(pair, split, spec)
     image = read_image(pair.image)
     mask = read_mask(pair.mask)
     if mask.shape != image.shape[:2]:
@@ -42,6 +53,18 @@ def load_pair(pair: Pair, split: str) -> Sample:
     return check_sample(sample, str(pair.image))
 
 
+def _load_labels(pair: Pair, split: str, spec: RealSpec) -> Sample:
+    image = read_image(pair.image)
+    labels = (spec.read_labels or read_label_map)(pair.mask)
+    if labels.shape != image.shape[:2]:
+        raise DatasetError(
+            f"{pair.mask}: label map size {labels.shape[1]}x{labels.shape[0]} differs from image "
+            f"{pair.image.name} size {image.shape[1]}x{image.shape[0]}"
+        )
+    sample: Sample = {"image": image, "labels": labels, "name": pair.name, "split": split}
+    return check_sample(sample, str(pair.mask), spec.info)
+
+
 def _fingerprint(pairs: list[Pair]) -> str:
     h = hashlib.sha256()
     for pair in pairs:
@@ -51,21 +74,28 @@ def _fingerprint(pairs: list[Pair]) -> str:
     return h.hexdigest()[:20]
 
 
-def verify_pairs(pairs: list[Pair], split: str) -> list[str]:
+def verify_pairs(pairs: list[Pair], split: str, spec: Optional[RealSpec] = None) -> list[str]:
     """Decode every pair; the problems found, each naming its file."""
     problems = []
     for pair in pairs:
         try:
-            load_pair(pair, split)
+            load_pair(pair, split, spec)
         except DatasetError as err:
             problems.append(str(err))
     return problems
 
 
-def _verify_once(name: str, split: str, pairs: list[Pair], cache_dir: str | Path) -> None:
-    stamp = Path(cache_dir) / "verified" / f"{name}__{split}__{_fingerprint(pairs)}.ok"
+def _verify_once(
+    name: str, split: str, pairs: list[Pair], cache_dir: str | Path, spec: Optional[RealSpec] = None
+) -> None:
+    key = _fingerprint(pairs)
+    if spec is not None and spec.info.task == "semantic":  # binary stamps keep their names
+        info = spec.info
+        tag = hashlib.sha256(f"{'|'.join(info.classes)}|{info.ignore_index}".encode()).hexdigest()[:8]
+        key = f"{key}__semantic{tag}"
+    stamp = Path(cache_dir) / "verified" / f"{name}__{split}__{key}.ok"
     if stamp.is_file():
         return
     logger.info("%s/%s: verifying %d image/mask pairs (once)", name, split, len(pairs))
-    _raise_problems(verify_pairs(pairs, split))
+    _raise_problems(verify_pairs(pairs, split, spec))
     atomic_write(stamp, f"{len(pairs)} pairs verified\n".encode())
