@@ -231,6 +231,12 @@ def _open_run(run: RunConfig, rd: RunDir) -> RunContext:
     builder = DATASETS.get(run.dataset)
     train_set, test_set = builder("train", run.data), builder("test", run.data)
     info = test_set.info
+    if info.task != "binary":  # the contract, datasets and metrics exist; the heads and losses do not yet
+        raise ConfigError(
+            f"dataset {run.dataset} is a {info.task} dataset: training and evaluating {info.task} tasks is not "
+            "built yet (the multi-class heads, Mask2Former loss and per-class evaluation are open work); "
+            "`prepare` checks such data already"
+        )
     report_metrics = get_protocol(run.protocol).metrics_for(info.family, tuple(info.metrics))
     parts = build_parts(run, device)
     reset_peak(device)
