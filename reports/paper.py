@@ -13,6 +13,10 @@ Kvasir (83.0 vs 71.4 S_α) — both are kept as printed. Table 3 has two parts, 
 (SAM2 = Teacher, Adapter = Student, Adapter+Ours = InfoSAM2) carry the same numbers. Table 4 row 2 is mapped
 to the paper-text reading (see ``sweeps/table4.yaml``). Table 13's "Attn-5" has no row in the sweep.
 Figures 4, 6, 7, 8, 9 print no numbers in the text, so the ``fig*`` sweeps have no paper values.
+
+``convlora_trans10k.csv`` holds the Conv-LoRA paper's multi-class table (Trans10K-v2: Acc, mIoU and the 12
+category IoUs of TransLab, Trans2Seg, decoder-only, VPT, LoRA and Conv-LoRA; no standard errors), from the
+Conv-LoRA poster (``/work/shared/reference/convlora_poster.md``); no sweep reads it yet (issue 25).
 """
 
 from __future__ import annotations
