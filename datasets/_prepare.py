@@ -12,7 +12,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
+from typing import Any, Callable, Optional, TypeVar
 
 import numpy as np
 
@@ -26,6 +26,8 @@ from datasets._real import REAL_SPECS
 from datasets._verify import load_pair
 from datasets.coco import coco_classes, coco_info, load_image, scan_split
 from datasets.folder import scan_folder
+
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
@@ -61,16 +63,24 @@ def real_spec(name: str) -> RealSpec:
     return REAL_SPECS[name]
 
 
+def _opened(header: str, read: Callable[..., T], *args: Any) -> tuple[PrepareReport, Optional[T]]:
+    """A report starting with ``header`` and what ``read(*args)`` returns; None (its error in the report's
+    problems) when reading raises a :class:`DatasetError`."""
+    report = PrepareReport()
+    report.lines.append(header)
+    try:
+        return report, read(*args)
+    except DatasetError as err:
+        report.problems.append(str(err))
+        return report, None
+
+
 def check_copy(name: str, src: str | Path, data_root: Optional[str | Path] = None) -> PrepareReport:
     """Check the copy of dataset ``name`` in folder ``src`` (read-only); see the module docstring."""
     spec = real_spec(name)
     src = Path(src)
-    report = PrepareReport()
-    report.lines.append(f"dataset {spec.name} ({spec.info.family}; published at: {spec.source})")
-    try:
-        result = scan(spec, src)
-    except DatasetError as err:
-        report.problems.append(str(err))
+    report, result = _opened(f"dataset {spec.name} ({spec.info.family}; published at: {spec.source})", scan, spec, src)
+    if result is None:
         return report
     _check_scan(report, spec, result)
     if data_root is not None:
@@ -84,12 +94,8 @@ def check_copy(name: str, src: str | Path, data_root: Optional[str | Path] = Non
 
 def check_folder(cfg: FolderDataConfig) -> PrepareReport:
     """``prepare dataset=folder data.folder.root=DIR``: the same checks on the user's own folder dataset."""
-    report = PrepareReport()
-    report.lines.append(f"dataset folder (your own data: {cfg.root})")
-    try:
-        result = scan_folder(cfg)
-    except DatasetError as err:
-        report.problems.append(str(err))
+    report, result = _opened(f"dataset folder (your own data: {cfg.root})", scan_folder, cfg)
+    if result is None:
         return report
     _check_scan(report, result.spec, result)
     report.lines.append(
@@ -100,12 +106,8 @@ def check_folder(cfg: FolderDataConfig) -> PrepareReport:
 
 def check_coco(cfg: CocoDataConfig) -> PrepareReport:
     """``prepare dataset=coco data.coco.root=DIR``: read every split's JSON and decode every image and mask."""
-    report = PrepareReport()
-    report.lines.append(f"dataset coco (COCO-style instances: {cfg.root})")
-    try:
-        info = coco_info(cfg)
-    except DatasetError as err:
-        report.problems.append(str(err))
+    report, info = _opened(f"dataset coco (COCO-style instances: {cfg.root})", coco_info, cfg)
+    if info is None:
         return report
     report.lines.append(f"classes ({len(info.classes)}): {', '.join(info.classes)}")
     class_ids = list(coco_classes(cfg))

@@ -63,20 +63,23 @@ def config_digest(data: dict[str, Any]) -> str:
     """10 hex digits of the SHA-256 of a run's config dict without :data:`UNHASHED_KEYS` and without the keys of
     :data:`HASHED_WHEN_SET` at their defaults (modified in place)."""
     for dotted, default in HASHED_WHEN_SET.items():
-        parent, _, leaf = dotted.rpartition(".")
-        node = data
-        for part in parent.split(".") if parent else []:
-            node = node.get(part, {})
+        node, leaf = _parent(data, dotted)
         if leaf in node and node[leaf] == default:
             node.pop(leaf)
     for dotted in UNHASHED_KEYS:
-        parent, _, leaf = dotted.rpartition(".")
-        node = data
-        for part in parent.split(".") if parent else []:
-            node = node[part]
+        node, leaf = _parent(data, dotted)
         node.pop(leaf, None)
     text = json.dumps(data, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:10]
+
+
+def _parent(data: dict[str, Any], dotted: str) -> tuple[dict[str, Any], str]:
+    """The dict holding the key ``dotted`` (``"data.folder.classes"`` → ``data["data"]["folder"]``) and its leaf."""
+    parent, _, leaf = dotted.rpartition(".")
+    node = data
+    for part in parent.split(".") if parent else []:
+        node = node[part]
+    return node, leaf
 
 
 def run_from_dict(data: dict[str, Any]) -> RunConfig:
