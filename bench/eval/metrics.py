@@ -85,6 +85,22 @@ METRICS: dict[str, MetricInfo] = {
     **{f"bf1_{k}": MetricInfo(f"BF1@{k}px", True) for k in BF1_TOLERANCES},
 }
 
+SEMANTIC_METRICS: dict[str, MetricInfo] = {"acc": MetricInfo("Acc", True), "miou": MetricInfo("mIoU", True)}
+"""Dataset-level metrics of a ``semantic`` task (:mod:`bench.eval.semantic`); per-class IoUs are ``iou_<class>``."""
+
+
+def metric_info(key: str) -> MetricInfo:
+    """Display information of any metric key a run can report: the binary :data:`METRICS`, the semantic
+    :data:`SEMANTIC_METRICS` and the per-class ``iou_<class>`` keys; unknown keys raise ``KeyError``."""
+    if key in METRICS:
+        return METRICS[key]
+    if key in SEMANTIC_METRICS:
+        return SEMANTIC_METRICS[key]
+    if key.startswith("iou_") and len(key) > 4:
+        return MetricInfo(f"IoU({key[4:]})", True)
+    raise KeyError(f"unknown metric {key!r}")
+
+
 _FOUR_CONNECTED = generate_binary_structure(2, 1)
 
 

@@ -19,7 +19,7 @@ import logging
 from dataclasses import dataclass, field
 from typing import Any, Callable, Optional
 
-from bench.eval.metrics import BASE_DEFINITION, METRICS
+from bench.eval.metrics import BASE_DEFINITION, metric_info
 
 log = logging.getLogger(__name__)
 
@@ -75,7 +75,7 @@ class EpochSelector:
     def score(self, means: dict[str, dict[str, float]]) -> float:
         values = means.get(self.definition, {})
         value = values.get(self.metric, means[BASE_DEFINITION][self.metric])
-        return value if METRICS[self.metric].higher_better else -value
+        return value if metric_info(self.metric).higher_better else -value
 
     @property
     def best_epoch(self) -> Optional[int]:
