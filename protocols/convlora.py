@@ -61,6 +61,10 @@ CONVLORA = Protocol(
     },
     metrics="convlora",
     score=convlora_scores,
+    # multi-class (Trans10K-v2): SAMForSemanticSegmentation with num_mask_tokens queries + a class head and the
+    # Mask2Former loss; 10 tokens as AutoMM's multi-class test (the paper does not say: [I])
+    semantic_head="queries",
+    semantic_queries=10,
     report_metrics={  # run_semantic_segmentation.py: predictor.evaluate(test_df, metrics=...)
         "polyp": ("sm", "em_mean", "wfm", "mae"),
         "camouflage": ("sm", "em_mean", "wfm", "mae"),

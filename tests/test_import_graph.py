@@ -24,7 +24,20 @@ ROOT = Path(__file__).resolve().parent.parent
 PACKAGES = ("bench", "methods", "datasets", "protocols", "reports", "tools")
 PLUGINS = ("methods", "datasets", "protocols")
 # bench/'s rooms, bottom to top: a module may import its own room and the rooms before it
-ROOMS = ("foundation", "config", "contracts", "backbones", "hardware", "data", "eval", "train", "runs", "use", "app")
+ROOMS = (
+    "foundation",
+    "config",
+    "contracts",
+    "backbones",
+    "hardware",
+    "data",
+    "eval",
+    "tasks",
+    "train",
+    "runs",
+    "use",
+    "app",
+)
 
 
 def module_name(path: Path, root: Path = ROOT) -> str:

@@ -70,6 +70,7 @@ def validate_names(cfg, weights: bool = True, runs=None) -> None:
     backbones.get(cfg.backbone.name)
     if cfg.teacher.backbone:
         backbones.get(cfg.teacher.backbone)
+    from bench.contracts.dataset import dataset_info
     from bench.contracts.weights import resolve_checkpoint
     from bench.runs.runner import teacher_config
 
@@ -84,6 +85,12 @@ def validate_names(cfg, weights: bool = True, runs=None) -> None:
             teacher = run.teacher.backbone or run.backbone.name
             for role, backbone in (("student", run.backbone.name), ("teacher", teacher)):
                 checks.append(("distiller", spec.distiller, spec.distiller_cls.unsupported, role, backbone))
+        task = dataset_info(run.dataset).task
+        if task in spec.peft_cls.unsupported_tasks:
+            raise ConfigError(
+                f"method {run.method!r} cannot run on {run.dataset!r} (a {task} dataset): "
+                f"{spec.peft_cls.unsupported_tasks[task]}"
+            )
         for kind, name, unsupported, role, backbone in checks:
             family = backbone_family(backbone)
             if family in unsupported:

@@ -38,6 +38,8 @@ class Protocol:
             another protocol's definition); every run is scored under every registered definition.
         val_metrics: The definition that scores the validation split when ``eval.select=val_best``.
         paper_tables: Whether the published InfoSAM values are comparable with its runs ("paper / Δ").
+        semantic_head: The multi-class head of ``task.head=auto`` on a ``semantic`` dataset (:mod:`bench.tasks`).
+        semantic_queries: The number of mask tokens of the ``queries`` head when ``task.queries`` is unset.
     """
 
     name: str
@@ -51,6 +53,8 @@ class Protocol:
     score: Optional[ScoreFn] = None
     val_metrics: str = "clean"
     paper_tables: bool = False
+    semantic_head: str = "per_class"
+    semantic_queries: int = 10
 
     def metrics_for(self, family: str, default: tuple[str, ...]) -> tuple[str, ...]:
         """The metrics a table shows for a dataset family (the first decides "best" in checkpoint selection)."""

@@ -19,6 +19,7 @@ run in eval mode (frozen BatchNorm statistics; SAM has no dropout).
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Callable, Optional
 
 import numpy as np
@@ -29,7 +30,7 @@ from torch import nn
 
 from bench.config import BackboneConfig, ConfigError
 from bench.contracts.checkpoints import CheckpointError, attach_weights, load_checkpoint
-from bench.contracts.decoder import DecoderExtension, DecoderOutput, DecoderState, Prompts
+from bench.contracts.decoder import DecoderExtension, DecoderOutput, DecoderState, Prompts, QueryOutput
 from bench.contracts.encoder import INPUT_EMBEDDING, AttentionLayout, EncoderStep, attention_layout_of, run_steps
 from bench.fileio import sha256_file
 from bench.registry import Registry
@@ -46,6 +47,7 @@ __all__ = [
     "DecoderState",
     "EncoderStep",
     "Prompts",
+    "QueryOutput",
     "attach_weights",
     "backbone_family",
     "build_backbone",
@@ -241,6 +243,45 @@ class Backbone(nn.Module):
         """
         dec = self.mask_decoder
         ext = self.decoder_extension
+        run = self._two_way(embedding, prompts, blocks)
+        b, s = run.hs.shape[0], run.iou_index
+        mask_token = run.hs[:, s + 1, :]
+        hyper = dec.output_hypernetworks_mlps[0](mask_token)  # (B, C')
+        _, c2, h2, w2 = run.upscaled.shape
+        logits = (hyper.unsqueeze(1) @ run.upscaled.reshape(b, c2, h2 * w2)).reshape(b, 1, h2, w2)
+        iou = dec.iou_prediction_head(run.hs[:, s, :])[:, :1]
+        if ext is not None:
+            first = s + 1 + dec.mask_tokens.weight.shape[0]
+            extra = run.hs[:, first : first + run.n_extra, :]
+            state = DecoderState(run.embedding, run.upscaled, extra, logits, run.blocks)
+            logits = ext.adapt_logits(state)
+        return DecoderOutput(logits, iou, mask_token, run.embedding)
+
+    def decode_queries(self, embedding: torch.Tensor, blocks: Optional[dict[int, torch.Tensor]] = None) -> QueryOutput:
+        """Decode promptless with *every* mask token of the decoder: one mask per token, for the whole batch.
+
+        The multi-class heads (:mod:`bench.tasks`) read this: AutoMM's ``multi_class_mask_decoder_forward`` runs
+        the official two-way transformer on the IoU token and all ``num_mask_tokens`` mask tokens with the no-prompt
+        embeddings, and maps every mask token's output through hypernetwork MLP 0 (its copies of token 0 share
+        it). The same pass as :meth:`decode` (same submodules, same order); a :class:`DecoderExtension`'s tokens and
+        embedding adaptation apply, its ``adapt_logits`` (single-mask logits) does not exist here.
+        """
+        dec = self.mask_decoder
+        run = self._two_way(embedding, Prompts(), blocks)
+        b, s = run.hs.shape[0], run.iou_index
+        n = dec.mask_tokens.weight.shape[0]
+        tokens = run.hs[:, s + 1 : s + 1 + n, :]  # (B, Q, C)
+        hyper = dec.output_hypernetworks_mlps[0](tokens)  # (B, Q, C')
+        _, c2, h2, w2 = run.upscaled.shape
+        masks = (hyper @ run.upscaled.reshape(b, c2, h2 * w2)).reshape(b, n, h2, w2)
+        return QueryOutput(masks, tokens, run.embedding)
+
+    def _two_way(
+        self, embedding: torch.Tensor, prompts: Prompts, blocks: Optional[dict[int, torch.Tensor]]
+    ) -> "_TwoWay":
+        """The decoder's two-way transformer pass and upscaling shared by :meth:`decode` and :meth:`decode_queries`."""
+        dec = self.mask_decoder
+        ext = self.decoder_extension
         sparse, dense = self.encode_prompts(prompts)
         b = embedding.shape[0]
         if sparse.shape[0] != b:  # no prompt (Prompts()): one empty (1, 0, C) entry for the whole batch
@@ -249,6 +290,7 @@ class Backbone(nn.Module):
         s = len(lead)  # index of the IoU token; the mask tokens follow it
         output_tokens = torch.cat([*lead, dec.iou_token.weight, dec.mask_tokens.weight], dim=0)
         given_embedding, given_blocks = embedding, blocks
+        n_extra = 0
         if ext is not None:
             embedding, output_tokens, blocks, n_extra = ext.begin(embedding, output_tokens, blocks)
         tokens = torch.cat((output_tokens.unsqueeze(0).expand(b, -1, -1), sparse), dim=1)
@@ -256,17 +298,8 @@ class Backbone(nn.Module):
         pos_src = self.prompt_encoder.get_dense_pe().expand(b, -1, -1, -1)
         _, c, h, w = src.shape
         hs, src = dec.transformer(src, pos_src, tokens)
-        mask_token = hs[:, s + 1, :]
         upscaled = self.upscale_features(src.transpose(1, 2).reshape(b, c, h, w), given_embedding, given_blocks)
-        hyper = dec.output_hypernetworks_mlps[0](mask_token)  # (B, C')
-        _, c2, h2, w2 = upscaled.shape
-        logits = (hyper.unsqueeze(1) @ upscaled.reshape(b, c2, h2 * w2)).reshape(b, 1, h2, w2)
-        iou = dec.iou_prediction_head(hs[:, s, :])[:, :1]
-        if ext is not None:
-            first = s + 1 + dec.mask_tokens.weight.shape[0]
-            state = DecoderState(embedding, upscaled, hs[:, first : first + n_extra, :], logits, blocks)
-            logits = ext.adapt_logits(state)
-        return DecoderOutput(logits, iou, mask_token, embedding)
+        return _TwoWay(hs, upscaled, s, embedding, blocks or {}, n_extra)
 
     def encode_prompts(self, prompts: Prompts) -> tuple[torch.Tensor, torch.Tensor]:
         """Sparse and dense prompt embeddings from the official prompt encoder."""
@@ -295,6 +328,20 @@ class Backbone(nn.Module):
         h, w = self.resized_shape(*original_size)
         up = self.upscale(logits)[..., :h, :w]
         return F.interpolate(up, original_size, mode="bilinear", align_corners=False)
+
+
+@dataclass
+class _TwoWay:
+    """One pass of the decoder's two-way transformer: its output tokens ``hs`` (IoU token at ``iou_index``, the
+    mask tokens after it, an extension's ``n_extra`` tokens after those), the upscaled image features, and the
+    embedding and block outputs the decoder used."""
+
+    hs: torch.Tensor
+    upscaled: torch.Tensor
+    iou_index: int
+    embedding: torch.Tensor
+    blocks: dict[int, torch.Tensor]
+    n_extra: int
 
 
 BackboneBuilder = Callable[[BackboneConfig], Backbone]

@@ -57,6 +57,21 @@ class DecoderOutput:
 
 
 @dataclass
+class QueryOutput:
+    """Promptless decoder outputs of every mask token (:meth:`bench.contracts.backbone.Backbone.decode_queries`).
+
+    Attributes:
+        masks: (B, Q, h', w') low-resolution mask logits, one per mask token (query).
+        tokens: (B, Q, C) the two-way-transformer outputs of the Q mask tokens (a class head reads them).
+        embedding: (B, C, h, w) the image embedding the decoder used (as :attr:`DecoderOutput.embedding`).
+    """
+
+    masks: torch.Tensor
+    tokens: torch.Tensor
+    embedding: torch.Tensor
+
+
+@dataclass
 class DecoderState:
     """What :meth:`DecoderExtension.adapt_logits` sees of one batched decoder pass.
 

@@ -36,12 +36,16 @@ class PeftMethod:
             (checked by the contract tests).
         unsupported: Backbone families (``Backbone.family``: ``"sam"``, ``"sam2"``, ``"tinyvit"``) the
             method cannot be applied to, each with the reason; the launcher refuses those runs.
+        unsupported_tasks: Dataset tasks (``DatasetInfo.task``: ``"semantic"``, ``"instances"``) the method cannot
+            serve, each with the reason (e.g. a decoder extension that rewrites SAM's one-mask logits has no
+            multi-class form); the launcher refuses those runs.
     """
 
     Options: ClassVar[type] = NoOptions
     train_decoder: ClassVar[bool] = True
     identity_at_init: ClassVar[bool] = True
     unsupported: ClassVar[dict[str, str]] = {}
+    unsupported_tasks: ClassVar[dict[str, str]] = {}
 
     def __init__(self, options: Any) -> None:
         self.options = options

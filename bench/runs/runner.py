@@ -31,6 +31,7 @@ from bench.hardware.accel import channels_last_convs, compile_backbone, compute_
 from bench.hardware.memory import check_accumulation, checkpoint_trainable_blocks, peak_memory_mb, reset_peak
 from bench.runs.provenance import provenance_record
 from bench.runs.results import FollowerRunDir, RunBusyError, RunDir
+from bench.tasks import Task, build_task
 from bench.train import distributed
 from bench.train.trainer import TrainParts, TrainResult, train
 
@@ -66,14 +67,19 @@ def _place(model: Backbone, run: RunConfig, device: torch.device) -> Backbone:
     return model
 
 
-def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
-    """Student with its PEFT modules, and the frozen teacher and distiller if the method has one."""
+def build_parts(run: RunConfig, device: torch.device, task: Optional[Task] = None) -> TrainParts:
+    """Student with its PEFT modules (and the task's head, :mod:`bench.tasks`), and the frozen teacher and
+    distiller if the method has one."""
     spec, peft_options, distill_options = method_options(run.method, run.peft, run.distill, run.protocol)
     torch.manual_seed(run.seed)
     student = build_backbone(run.backbone)
     student.preprocess = run.data.preprocess
+    if task is not None:
+        task.prepare_student(student)
     peft = spec.peft_cls(peft_options)
     targeted = peft.apply(student)
+    if task is not None:
+        task.attach_head(student)
     log.info(
         "%s: %s targets %d modules, %.3fM trainable parameters",
         run.method,
@@ -81,7 +87,7 @@ def build_parts(run: RunConfig, device: torch.device) -> TrainParts:
         len(targeted),
         trainable_parameters(student) / 1e6,
     )
-    parts = TrainParts(student=_place(student, run, device), student_encoder=None, peft=peft)  # type: ignore[arg-type]
+    parts = TrainParts(student=_place(student, run, device), student_encoder=None, peft=peft, task=task)  # type: ignore[arg-type]
     cls = spec.distiller_cls
     cache_root = run.data.cache_dir if run.data.encoder_cache else None
     compute = compute_tag(device, run.train.precision, run.train.channels_last)  # part of the cache key
@@ -231,21 +237,25 @@ def _open_run(run: RunConfig, rd: RunDir) -> RunContext:
     builder = DATASETS.get(run.dataset)
     train_set, test_set = builder("train", run.data), builder("test", run.data)
     info = test_set.info
-    if info.task != "binary":  # the contract, datasets and metrics exist; the heads and losses do not yet
-        raise ConfigError(
-            f"dataset {run.dataset} is a {info.task} dataset: training and evaluating {info.task} tasks is not "
-            "built yet (the multi-class heads, Mask2Former loss and per-class evaluation are open work); "
-            "`prepare` checks such data already"
-        )
     report_metrics = get_protocol(run.protocol).metrics_for(info.family, tuple(info.metrics))
-    parts = build_parts(run, device)
+    parts = build_parts(run, device, build_task(info, run))
     reset_peak(device)
     return RunContext(run, rd, device, t0, protocol, builder, train_set, test_set, report_metrics, parts)
 
 
 def _prompt_datasets(ctx: RunContext) -> None:
     """The prompted train and test datasets, the evaluation prompt kind and the mask keeper, into ``ctx``."""
-    run, info = ctx.run, ctx.info
+    run, info, task = ctx.run, ctx.info, ctx.parts.task
+    ctx.prompt = run.eval.prompt or info.eval_prompt
+    if task is not None:  # promptless (semantic) or one prompt per object (instances): the task's items
+        ctx.train_data = task.dataset(ctx.train_set, ctx.parts.student, run.seed, train=True)
+        ctx.use_box = {"box": True, "points": False, "none": None}[ctx.prompt]
+        ctx.n_pos, ctx.n_neg = eval_points_split(run.eval.num_points or info.eval_points)
+        ctx.test_data = _eval_dataset(ctx, ctx.test_set)
+        if run.eval.keep_masks:
+            log.info("%s: eval.keep_masks keeps binary masks only; the %s task keeps none", ctx.rd.name, task.name)
+        ctx.keeper = MaskKeeper(0, ctx.test_set, ctx.parts.student, ctx.use_box, run.eval.resolution)
+        return
     ctx.train_data = PromptedDataset(
         ctx.train_set,
         ctx.parts.student,
@@ -264,7 +274,9 @@ def _prompt_datasets(ctx: RunContext) -> None:
 
 
 def _eval_dataset(ctx: RunContext, split_set: Any) -> PromptedDataset:
-    """``split_set`` with the evaluation prompts (``eval.box_jitter``, the eval points)."""
+    """``split_set`` with the evaluation prompts (``eval.box_jitter``, the eval points), or the task's items."""
+    if ctx.parts.task is not None:
+        return ctx.parts.task.dataset(split_set, ctx.parts.student, ctx.run.seed, train=False)
     return PromptedDataset(
         split_set,
         ctx.parts.student,
@@ -281,7 +293,22 @@ def _score(
     ctx: RunContext, data: PromptedDataset, what: str
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """Per-image rows and metric means of the student on ``data``; masks are kept on the test set only."""
-    run = ctx.run
+    run, task = ctx.run, ctx.parts.task
+    if task is not None:
+        return distributed.sharded_evaluate(
+            lambda shard: task.evaluate(
+                ctx.parts.student,
+                ctx.parts.student_encoder,
+                shard,
+                ctx.device,
+                batch_size=run.eval.batch_size,
+                desc=f"{ctx.rd.name} {what}",
+                precision=run.train.precision,
+                channels_last=run.train.channels_last,
+                resolution=run.eval.resolution,
+            ),
+            data,
+        )
     return distributed.sharded_evaluate(  # under DDP: a shard per rank, rows gathered in order
         lambda shard: evaluate(
             ctx.parts.student,
@@ -315,7 +342,7 @@ def _epoch_selector(ctx: RunContext, train_cfg: TrainConfig) -> EpochSelector:
         rule=run.eval.select,
         epochs=int(train_cfg.epochs),
         k=run.eval.select_epochs,
-        metric=ctx.report_metrics[0],
+        metric=ctx.parts.task.selection_metric if ctx.parts.task is not None else ctx.report_metrics[0],
         definition=ctx.protocol.selection_metrics(run.eval.select),
         snapshot=ctx.parts.state,
         patience=run.eval.patience,
@@ -334,7 +361,8 @@ def _epoch_selector(ctx: RunContext, train_cfg: TrainConfig) -> EpochSelector:
 def _train_run(ctx: RunContext, train_cfg: TrainConfig, selector: EpochSelector) -> TrainResult:
     """Train (resuming from the run's checkpoint), then write the train log and the distiller's artifacts."""
     run, rd, test_data = ctx.run, ctx.rd, ctx.test_data
-    probe = collate([test_data[i] for i in range(min(len(test_data), run.train.batch_size))])
+    collate_fn = ctx.parts.task.collate if ctx.parts.task is not None else collate
+    probe = collate_fn([test_data[i] for i in range(min(len(test_data), run.train.batch_size))])
     progress = ctx.progress
     result = train(
         ctx.parts,
@@ -403,6 +431,7 @@ def _metrics_record(
         if trained
         else {"rule": "none", "text": "nothing trained: the pretrained model is evaluated"},
         "report_metrics": list(ctx.report_metrics),
+        **(_task_record(parts.task) if parts.task is not None else {}),
         "num_test_images": len(rows),
         "num_train_images": len(ctx.train_set),
         "trainable_params": trainable_parameters(parts.student)
@@ -421,6 +450,12 @@ def _metrics_record(
         "inputs": rd.inputs(),
         "status": "complete",
     }
+
+
+def _task_record(task: Task) -> dict[str, Any]:
+    """What a non-binary run's record says of its task: ``task``, ``classes`` and the head (``task_head``)."""
+    described = task.describe()
+    return {"task": described.pop("task"), "classes": described.pop("classes"), "task_head": described}
 
 
 def headline_metrics(means: dict[str, dict[str, float]], definition: str) -> dict[str, float]:

@@ -39,6 +39,8 @@ from bench.eval.selection import EpochSelector
 from bench.fileio import atomic_torch_save
 from bench.hardware.accel import autocast_for, images_to
 from bench.hardware.memory import micro_batches
+from bench.tasks import Task
+from bench.tasks.base import teacher_features
 from bench.train import distributed
 from bench.train.losses import structure_loss
 from bench.train.resume import resume
@@ -61,6 +63,7 @@ class TrainParts:
     teacher: Optional[Backbone] = None
     teacher_encoder: Optional[CachedEncoder] = None
     ddp: Optional[nn.Module] = None  # under DDP: the student and distiller wrapped (bench/train/distributed.py)
+    task: Optional[Task] = None  # a semantic / instances dataset's task (bench/tasks); None = the one-mask path
 
     def trainable(self) -> list[nn.Parameter]:
         params = [p for p in self.student.parameters() if p.requires_grad]
@@ -104,24 +107,24 @@ def model_features(parts: TrainParts, images: torch.Tensor, prompts: Prompts) ->
         out = parts.student.decode(z, prompts, blocks)
     embedding = out.embedding if out.embedding is not None else z  # as the decoder saw it (LST adapts it)
     student = Features(embedding, out.mask_token, out.logits, out.iou, blocks)
-    if parts.distiller is None:
-        return student, None
-    assert parts.teacher is not None and parts.teacher_encoder is not None
-    with torch.no_grad(), record_function("teacher"):
-        zt, tblocks = parts.teacher_encoder(images)
-        tout = parts.teacher.decode(zt, prompts, tblocks)
-    return student, Features(zt, tout.mask_token, tout.logits, tout.iou, tblocks)
+    with record_function("teacher"):
+        return student, teacher_features(parts, images, prompts)
 
 
 def compute_loss(
     parts: TrainParts, batch: dict[str, Any], use_box: Optional[bool], device: torch.device, cfg: TrainConfig
 ) -> dict[str, torch.Tensor]:
-    """Named loss terms for one batch (``seg`` + the distiller's terms)."""
-    images = images_to(batch["image"], device, cfg.channels_last)
-    target = batch["target"].to(device, non_blocking=True)[:, None]
-    student, teacher = model_features(parts, images, batch_prompts(batch, use_box).to(device))
-    with record_function("loss.structure"):
-        terms = {"seg": structure_loss(parts.student.upscale(student.logits), target, cfg.structure_loss)}
+    """Named loss terms for one batch: ``seg`` (or the task's terms, :mod:`bench.tasks`), the PEFT method's and
+    the distiller's."""
+    if parts.task is not None:
+        with record_function("loss.task"):
+            terms, student, teacher = parts.task.loss_terms(parts, batch, use_box, device, cfg)
+    else:
+        images = images_to(batch["image"], device, cfg.channels_last)
+        target = batch["target"].to(device, non_blocking=True)[:, None]
+        student, teacher = model_features(parts, images, batch_prompts(batch, use_box).to(device))
+        with record_function("loss.structure"):
+            terms = {"seg": structure_loss(parts.student.upscale(student.logits), target, cfg.structure_loss)}
     if parts.peft is not None:
         terms.update(parts.peft.loss_terms())
     if teacher is not None:
@@ -174,8 +177,11 @@ def probe_features(
     parts: TrainParts, probe: dict[str, Any], use_box: Optional[bool], device: torch.device, cfg: TrainConfig
 ) -> tuple[Features, Optional[Features]]:
     """Features of a fixed batch without gradients (for per-epoch exports such as relation maps)."""
-    images = images_to(probe["image"], device, cfg.channels_last)
     with torch.no_grad(), autocast_for(device, cfg.precision):
+        if parts.task is not None:
+            _, student, teacher = parts.task.loss_terms(parts, probe, use_box, device, cfg)
+            return student, teacher
+        images = images_to(probe["image"], device, cfg.channels_last)
         return model_features(parts, images, batch_prompts(probe, use_box).to(device))
 
 
@@ -330,7 +336,7 @@ def _run_epoch(loop: _Loop, epoch: int) -> None:
         shuffle=False,
         drop_last=True,
         num_workers=cfg.num_workers,
-        collate_fn=collate,
+        collate_fn=loop.parts.task.collate if loop.parts.task is not None else collate,
         pin_memory=loop.device.type == "cuda",
     )
     desc = f"{loop.desc} ep {epoch + 1}/{cfg.epochs}"

@@ -136,6 +136,7 @@ class HQSAM(PeftMethod):
     Options = HQSAMOptions
     train_decoder = False  # HQ-SAM freezes the SAM mask decoder and trains only its new parts
     identity_at_init = False  # the HQ token changes the token attention and adds a random HQ mask
+    unsupported_tasks = {"semantic": "its HQ token rewrites SAM's one-mask logits; HQ-SAM has no multi-class form"}
 
     def feature_blocks(self, backbone: Backbone) -> tuple[int, ...]:
         o: HQSAMOptions = self.options
