@@ -77,8 +77,8 @@ def test_a_short_run_changes_only_the_student_and_the_distiller(tmp_path, monkey
     seen = {}
     original = bench.runs.runner.build_parts
 
-    def spy(run, device):
-        parts = original(run, device)
+    def spy(run, device, task=None):
+        parts = original(run, device, task)
         seen["parts"] = parts
         seen["teacher"] = checksum(parts.teacher)
         seen["student"] = {n: p.detach().clone() for n, p in parts.student.named_parameters()}

@@ -60,8 +60,8 @@ def test_teacher_unchanged_by_a_run_and_relation_saved(tmp_path, monkeypatch):
     seen = {}
     original = bench.runs.runner.build_parts
 
-    def spy(run, device):
-        parts = original(run, device)
+    def spy(run, device, task=None):
+        parts = original(run, device, task)
         seen["parts"], seen["before"] = parts, checksum(parts.teacher)
         return parts
 
