@@ -9,12 +9,20 @@ stems, one a line: ``train_list``, ``val_list``, ``test_list``, relative to ``DI
 validation. ``metrics`` (keys of ``bench/eval/metrics.py``), ``eval_prompt`` and ``epochs`` set the protocol.
 Every rule of the real datasets applies (pairing, binary masks, sizes, verification before a run);
 ``prepare dataset=folder data.folder.root=DIR`` checks a copy.
+
+**Label maps.** With ``data.folder.classes`` set, the dataset is ``semantic``: every mask is a label map (a
+``P`` or ``L`` PNG whose pixel values are class indices, ``data.folder.ignore_index`` where unlabelled; read by
+:func:`datasets._labels.read_label_map`) and a value that is neither is an error naming the file. ``classes``
+is a classes file, one class name a line (line i = class i; blank lines skipped), relative to ``DIR`` or
+absolute; from Python it may also be a list of names. The metrics default to ``acc`` and ``miou`` (the binary
+default ``iou, dice`` is replaced); binary metric keys are refused.
 """
 
 from __future__ import annotations
 
 import math
 from pathlib import Path
+from typing import Optional
 
 from bench.config import ConfigError, DataConfig, FolderDataConfig
 from bench.contracts.dataset import SPLITS, DatasetError, DatasetInfo, Sample, SegmentationDataset, register_dataset
@@ -27,9 +35,68 @@ NAME = "folder"
 DEFAULT_INFO = DatasetInfo(family="folder", metrics=("iou", "dice"))
 
 
-def folder_info(cfg: FolderDataConfig) -> DatasetInfo:
-    from bench.eval.metrics import METRICS
+BINARY_DEFAULT_METRICS = ("iou", "dice")  # FolderDataConfig.metrics' default
+SEMANTIC_DEFAULT_METRICS = ("acc", "miou")
 
+
+def folder_classes(cfg: FolderDataConfig) -> Optional[tuple[str, ...]]:
+    """The class names of a label-map folder (``data.folder.classes``: a classes file or a list), or None.
+
+    Raises:
+        DatasetError: A classes file that is missing or unreadable (naming it).
+        ConfigError: Fewer than two classes, a repeated name, or an ignore index that is a class id.
+    """
+    if cfg.classes is None or cfg.classes == "":
+        return None
+    if isinstance(cfg.classes, (list, tuple)):
+        names, where = [str(c).strip() for c in cfg.classes], "data.folder.classes"
+    else:
+        path = Path(cfg.classes)
+        if not path.is_absolute() and cfg.root:
+            path = Path(cfg.root) / path
+        try:
+            text = path.read_text(encoding="utf-8")
+        except FileNotFoundError:
+            raise DatasetError(f"{path}: classes file (data.folder.classes) not found") from None
+        except (OSError, UnicodeDecodeError) as err:
+            raise DatasetError(f"{path}: unreadable classes file ({err})") from None
+        names, where = [line.strip() for line in text.splitlines()], str(path)
+    names = [n for n in names if n]
+    if len(names) < 2:
+        raise ConfigError(f"{where}: a label-map folder needs at least two class names, got {names}")
+    repeated = sorted({n for n in names if names.count(n) > 1})
+    if repeated:
+        raise ConfigError(f"{where}: class name(s) listed twice: {', '.join(repeated)}")
+    if cfg.ignore_index < len(names):
+        raise ConfigError(f"data.folder.ignore_index={cfg.ignore_index} is a class id (0..{len(names) - 1} of {where})")
+    return tuple(names)
+
+
+def folder_info(cfg: FolderDataConfig) -> DatasetInfo:
+    """The protocol facts of the folder dataset: binary, or ``semantic`` when ``data.folder.classes`` is set
+    (see the module docstring); ConfigError on metric keys the task does not report."""
+    from bench.eval.metrics import METRICS, SEMANTIC_METRICS
+
+    classes = folder_classes(cfg)
+    if classes is not None:
+        metrics = tuple(cfg.metrics)
+        if metrics == BINARY_DEFAULT_METRICS:
+            metrics = SEMANTIC_DEFAULT_METRICS
+        unknown = [m for m in metrics if m not in SEMANTIC_METRICS]
+        if unknown or not metrics:
+            raise ConfigError(
+                f"data.folder.metrics: {unknown or 'empty list'} not reported for a label-map folder "
+                f"(data.folder.classes is set); valid: {', '.join(SEMANTIC_METRICS)}"
+            )
+        return DatasetInfo(
+            family="folder",
+            metrics=metrics,
+            eval_prompt=cfg.eval_prompt,
+            epochs=cfg.epochs,
+            task="semantic",
+            classes=classes,
+            ignore_index=cfg.ignore_index,
+        )
     unknown = [m for m in cfg.metrics if m not in METRICS]
     if unknown or not cfg.metrics:
         raise ConfigError(f"data.folder.metrics: unknown {unknown or 'empty list'}; valid: {', '.join(METRICS)}")
@@ -115,16 +182,18 @@ class FolderDataset(SegmentationDataset):
         result = scan_folder(cfg.folder)
         _raise_problems(result.problems)
         self.info, self.split, self.root = result.spec.info, split, result.root
+        self.spec: Optional[RealSpec] = result.spec if self.info.task == "semantic" else None
         self.pairs = result.splits[split]
         if not self.pairs and split != "val":  # a validation split is optional (checkpoint selection falls back)
             raise DatasetError(f"{result.root}: empty {split} split of the folder dataset")
-        _verify_once(NAME, split, self.pairs, cfg.cache_dir)  # the stamp is keyed by the files themselves
+        # the stamp is keyed by the files themselves (and a semantic split's classes)
+        _verify_once(NAME, split, self.pairs, cfg.cache_dir, self.spec)
 
     def __len__(self) -> int:
         return len(self.pairs)
 
     def __getitem__(self, index: int) -> Sample:
-        return load_pair(self.pairs[index], self.split)
+        return load_pair(self.pairs[index], self.split, self.spec)
 
 
 @register_dataset(NAME, DEFAULT_INFO)
