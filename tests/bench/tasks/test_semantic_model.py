@@ -125,6 +125,8 @@ def test_m2f_terms_are_transformers_loss_and_its_weights():
         torch.testing.assert_close(weighted[ours], raw[theirs] * AUTOMM_WEIGHTS[theirs], rtol=1e-6, atol=0)
     again = m2f_terms(masks, cls, target, 255, weighted=False, seed=7)
     assert all(torch.equal(summed[k], again[k]) for k in summed)  # seeded: a resumed run draws the same points
+    other = m2f_terms(masks, cls, target, 255, weighted=False, seed=8)
+    assert not torch.equal(other["m2f_mask"], summed["m2f_mask"])  # the seed decides the sampled points
 
 
 def test_m2f_terms_leave_the_global_generator_alone():
