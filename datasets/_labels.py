@@ -19,27 +19,9 @@ import numpy as np
 
 from bench.contracts.dataset import DatasetError
 from bench.data.images import _decode
+from bench.data.labels import voc_palette
 
 LabelReader = Callable[[Path], np.ndarray]
-
-
-def voc_palette(n: int = 256) -> np.ndarray:
-    """The PASCAL VOC palette as (n, 3) uint8 RGB: Trans2Seg's ``_getvocpallete`` (segmentron/utils/visualize.py).
-
-    For class ``j`` the bits of ``j`` are interleaved into the top bits of R, G, B:
-    ``r |= ((j >> 0) & 1) << (7 - i)``, ``g |= ((j >> 1) & 1) << (7 - i)``, ``b |= ((j >> 2) & 1) << (7 - i)``,
-    then ``i += 1``, ``j >>= 3`` until ``j`` is 0.
-    """
-    out = np.zeros((n, 3), np.uint8)
-    for cls in range(n):
-        j, i, rgb = cls, 0, [0, 0, 0]
-        while j:
-            for c in range(3):
-                rgb[c] |= ((j >> c) & 1) << (7 - i)
-            i += 1
-            j >>= 3
-        out[cls] = rgb
-    return out
 
 
 def read_label_map(path: Path) -> np.ndarray:

@@ -19,7 +19,7 @@ from bench.config.protocols import get_protocol
 from bench.contracts.dataset import DATASETS
 from bench.contracts.distill import DistillContext
 from bench.contracts.methods import method_options
-from bench.contracts.peft import trainable_parameters
+from bench.contracts.peft import PeftMethod, trainable_parameters
 from bench.data.batches import PromptedDataset, collate, eval_points_split
 from bench.data.encoders import CachedEncoder
 from bench.data.masks import MaskKeeper
@@ -67,10 +67,11 @@ def _place(model: Backbone, run: RunConfig, device: torch.device) -> Backbone:
     return model
 
 
-def build_parts(run: RunConfig, device: torch.device, task: Optional[Task] = None) -> TrainParts:
-    """Student with its PEFT modules (and the task's head, :mod:`bench.tasks`), and the frozen teacher and
-    distiller if the method has one."""
-    spec, peft_options, distill_options = method_options(run.method, run.peft, run.distill, run.protocol)
+def build_student(run: RunConfig, task: Optional[Task] = None) -> tuple[Backbone, PeftMethod, list[str]]:
+    """The run's student as every command rebuilds it: the seed set first (frozen random parts come out the same),
+    the backbone, the task's decoder shape, the PEFT method, the task's head. Returns the student, the applied
+    PEFT method and the modules it targets."""
+    spec, peft_options, _ = method_options(run.method, run.peft, run.distill, run.protocol)
     torch.manual_seed(run.seed)
     student = build_backbone(run.backbone)
     student.preprocess = run.data.preprocess
@@ -80,6 +81,14 @@ def build_parts(run: RunConfig, device: torch.device, task: Optional[Task] = Non
     targeted = peft.apply(student)
     if task is not None:
         task.attach_head(student)
+    return student, peft, targeted
+
+
+def build_parts(run: RunConfig, device: torch.device, task: Optional[Task] = None) -> TrainParts:
+    """Student with its PEFT modules (and the task's head, :mod:`bench.tasks`), and the frozen teacher and
+    distiller if the method has one."""
+    spec, _, distill_options = method_options(run.method, run.peft, run.distill, run.protocol)
+    student, peft, targeted = build_student(run, task)
     log.info(
         "%s: %s targets %d modules, %.3fM trainable parameters",
         run.method,
@@ -455,7 +464,12 @@ def _metrics_record(
 def _task_record(task: Task) -> dict[str, Any]:
     """What a non-binary run's record says of its task: ``task``, ``classes`` and the head (``task_head``)."""
     described = task.describe()
-    return {"task": described.pop("task"), "classes": described.pop("classes"), "task_head": described}
+    return {
+        "task": described.pop("task"),
+        "classes": described.pop("classes"),
+        "ignore_index": task.info.ignore_index,
+        "task_head": described,
+    }
 
 
 def headline_metrics(means: dict[str, dict[str, float]], definition: str) -> dict[str, float]:

@@ -112,3 +112,19 @@ def teacher_features(parts: Any, images: torch.Tensor, prompts: Prompts) -> Opti
         zt, tblocks = parts.teacher_encoder(images)
         tout = parts.teacher.decode(zt, prompts, tblocks)
     return Features(zt, tout.mask_token, tout.logits, tout.iou, tblocks)
+
+
+def task_from_record(record: dict[str, Any], run: RunConfig) -> Optional[Task]:
+    """The task of a finished run from its ``metrics.json`` record (``task``, ``classes``, ``ignore_index``), so
+    ``predict`` and ``export`` rebuild its head without the dataset; None for a binary run."""
+    name = record.get("task", "binary")
+    if name == "binary":
+        return None
+    info = DatasetInfo(
+        family=str(record.get("family", "recorded")),
+        metrics=tuple(record.get("report_metrics") or ()),
+        task=name,
+        classes=tuple(record["classes"]),
+        ignore_index=int(record.get("ignore_index", 255)),
+    )
+    return build_task(info, run)

@@ -34,6 +34,8 @@ from bench.config.overrides import command_args
 from bench.contracts.peft import PEFT_METHODS, Foldable
 from bench.contracts.weights import resolve_checkpoint
 from bench.fileio import atomic_torch_save
+from bench.runs.runner import build_student
+from bench.tasks.base import task_from_record
 from bench.use.trained import TrainedModel, load_trained
 
 log = logging.getLogger(__name__)
@@ -42,6 +44,7 @@ PEFT_FORMAT = "samfit-peft"
 # refusal threshold of the self-check, relative to the largest logit: a folding bug gives O(1) differences,
 # float32 re-association of a correct fold ~1e-7 of the logits' scale
 RELATIVE_TOLERANCE = 1e-5
+TASK_KEYS = ("task", "classes", "ignore_index", "report_metrics")  # a multi-class run's record rebuild reads
 
 
 def _fold(module: nn.Module) -> Optional[nn.Module]:
@@ -68,9 +71,15 @@ def probe_images(size: int) -> tuple[torch.Tensor, torch.Tensor]:
 
 
 def logits(model: Backbone, x: torch.Tensor, boxes: torch.Tensor, blocks: tuple[int, ...] = ()) -> torch.Tensor:
-    """Low-resolution logits (B, 1, h, w) of ``model`` for inputs ``x`` and ``boxes``."""
+    """Low-resolution logits (B, 1, h, w) of ``model`` for inputs ``x`` and ``boxes``; a multi-class model's
+    (``task_head``) promptless query masks (B, Q, h, w) and class logits, flattened and concatenated."""
     with torch.no_grad():
         z, feats = model.encode(x, blocks=blocks)
+        head = getattr(model, "task_head", None)
+        if head is not None:  # a semantic run: every query's mask and class logits
+            out = model.decode_queries(z, feats)
+            cls = head.class_logits(out.tokens)
+            return out.masks.flatten(1) if cls is None else torch.cat([out.masks.flatten(1), cls.flatten(1)], 1)
         return model.decode(z, Prompts(boxes=boxes), feats).logits
 
 
@@ -86,7 +95,8 @@ def export_trained(trained: TrainedModel, out: str | Path) -> str:
     """Write the export of ``trained`` to ``out`` (see the module docstring); returns the report text."""
     out = Path(out)
     model = trained.model
-    if PEFT_METHODS.meta(trained.peft_name).get("mergeable") and model.decoder_extension is None:
+    plain_ok = trained.task is None  # a multi-class head and its mask tokens are not in the official classes
+    if plain_ok and PEFT_METHODS.meta(trained.peft_name).get("mergeable") and model.decoder_extension is None:
         merged = merge(model)
         plain = merged.state_dict()
         if model.family == "sam2":
@@ -111,6 +121,8 @@ def export_trained(trained: TrainedModel, out: str | Path) -> str:
             "trainable": trainable["parts"]["student"],
             "rebuild": "from bench.use.export import rebuild; model = rebuild(FILE)",
         }
+        if trained.task is not None:  # what rebuild needs to shape the decoder and attach the head
+            payload["task_record"] = {k: trained.record[k] for k in TASK_KEYS if k in (trained.record or {})}
         kind = (
             f"{trained.peft_name} tensors + run config; rebuild: from bench.use.export import rebuild; rebuild('{out}')"
         )
@@ -145,18 +157,13 @@ def _report(out: Path, kind: str, diff: float) -> str:
 
 def rebuild(path: str | Path, checkpoints_dir: Optional[str] = None) -> Backbone:
     """The fine-tuned model of a ``samfit-peft`` export (needs the pretrained backbone weights)."""
-    from bench.contracts.methods import method_options
-
     payload = torch.load(path, map_location="cpu", weights_only=True)
     if not isinstance(payload, dict) or payload.get("format") != PEFT_FORMAT:
         raise ConfigError(f"{path} is not a {PEFT_FORMAT} export (a merged export loads with the official loader)")
     run = run_from_dict(payload["run_config"])
     if checkpoints_dir:
         run.backbone.checkpoints_dir = checkpoints_dir
-    spec, options, _ = method_options(run.method, run.peft, run.distill)
-    torch.manual_seed(run.seed)
-    model = build_backbone(run.backbone)
-    spec.peft_cls(options).apply(model)
+    model, _, _ = build_student(run, task_from_record(payload.get("task_record", {}), run))
     params = dict(model.named_parameters())
     with torch.no_grad():
         for name, value in payload["trainable"].items():

@@ -1,4 +1,7 @@
-"""``run_benchmark.py predict run=RUN_DIR images=DIR (boxes=CSV | points=CSV | masks=DIR) out=DIR``.
+"""``run_benchmark.py predict run=RUN_DIR images=DIR (boxes=CSV | points=CSV | masks=DIR | coco=JSON) out=DIR``.
+
+A semantic run needs no prompt and writes label maps; ``coco=JSON`` gives one mask per object
+(:mod:`bench.use.predict_tasks`). A binary run:
 
 Applies a finished run's fine-tuned model to new images and writes ``<out>/<stem>.png`` (0/255 mask at
 the image's own size, probability > ``threshold``) and, with ``logits=true``, ``<stem>.npy`` (float32
@@ -33,6 +36,7 @@ from bench.contracts.dataset import DatasetError
 from bench.data.images import IMAGE_EXTS, read_image, read_mask
 from bench.data.prompts import EmptyMaskError, mask_box, to_input_frame
 from bench.hardware.accel import pick_device
+from bench.use.predict_tasks import predict_instances, predict_label_maps
 from bench.use.trained import load_trained
 
 log = logging.getLogger(__name__)
@@ -142,6 +146,7 @@ class PredictOptions:
     boxes: Optional[str] = None
     points: Optional[str] = None
     masks: Optional[str] = None
+    coco: Optional[str] = None  # a COCO JSON: one mask per object (bench/use/predict_tasks.py)
     logits: bool = False
     batch_size: int = 4
     device: str = "auto"
@@ -158,18 +163,28 @@ def _batches(stems: list[str], prompts: dict[str, Prompt], size: int) -> list[li
 
 @torch.no_grad()
 def predict(opts: PredictOptions) -> list[Path]:
-    """Write the masks (and logits) of every prompted image; returns the mask files."""
-    given = [k for k in ("boxes", "points", "masks") if getattr(opts, k)]
-    if len(given) != 1:
-        raise ConfigError("predict needs exactly one of boxes=CSV, points=CSV, masks=DIR")
+    """Write the masks (and logits) of every prompted image; returns the mask files. A semantic run writes label
+    maps without prompts, ``coco=JSON`` one mask per object (:mod:`bench.use.predict_tasks`)."""
+    given = [k for k in ("boxes", "points", "masks", "coco") if getattr(opts, k)]
     images = list_images(Path(opts.images))
+    trained = load_trained(opts.run, opts.checkpoints_dir)
+    device = pick_device(opts.device)
+    if trained.task is not None and trained.task.name == "semantic" and not given:
+        trained.model.to(device)
+        return predict_label_maps(trained, images, Path(opts.out), device, max(1, opts.batch_size), opts.logits)
+    if given == ["coco"]:
+        trained.model.to(device)
+        return predict_instances(trained, images, Path(opts.coco), Path(opts.out), device, opts.threshold)
+    if len(given) != 1 or trained.task is not None and trained.task.name == "semantic":
+        raise ConfigError(
+            "predict needs exactly one of boxes=CSV, points=CSV, masks=DIR, coco=JSON (a semantic run: none)"
+        )
     reader = {"boxes": read_boxes, "points": read_points, "masks": boxes_from_masks}[given[0]]
     prompts = reader(Path(getattr(opts, given[0])), images)
     missing = sorted(set(images) - set(prompts))
     if missing:
         raise ConfigError(f"{len(missing)} image(s) have no prompt in {getattr(opts, given[0])}, e.g. {missing[0]!r}")
-    trained = load_trained(opts.run, opts.checkpoints_dir)
-    model = trained.model.to(device := pick_device(opts.device))
+    model = trained.model.to(device)
     blocks = tuple(trained.peft.feature_blocks(model))
     out = Path(opts.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -209,7 +224,8 @@ def predict_command(args: list[str]) -> str:
     for key in ("run", "images", "out"):
         if not pairs.get(key):
             raise ConfigError(
-                "predict needs run=RUN_DIR images=DIR out=DIR and one of boxes=CSV, points=CSV, masks=DIR"
+                "predict needs run=RUN_DIR images=DIR out=DIR and one of boxes=CSV, points=CSV, masks=DIR, "
+                "coco=JSON (none for a semantic run)"
             )
     try:
         opts = PredictOptions(

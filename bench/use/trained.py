@@ -1,22 +1,28 @@
 """Rebuild the fine-tuned student of a finished run from its directory (for ``predict`` and ``export``).
 
-The student is built as the runner builds it (same seed before the backbone and the PEFT modules, so
-frozen random parts come out the same), then the trainable tensors of the last epoch's
-``checkpoint.pt`` are loaded into it. Teacher and distiller are training-time only and not rebuilt.
+The student is built as the runner builds it (:func:`bench.runs.runner.build_student`: same seed before the
+backbone and the PEFT modules, so frozen random parts come out the same; the protocol's method defaults and
+preprocessing; a multi-class run's decoder shape and head from its record), then the trainable tensors of the
+last epoch's ``checkpoint.pt`` are loaded into it. Teacher and distiller are training-time only and not rebuilt.
 """
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 import torch
 import yaml
 
-from bench.backbones import Backbone, build_backbone
+from bench.backbones import Backbone
 from bench.config import ConfigError, RunConfig, run_from_dict
+from bench.contracts.methods import method_options
 from bench.runs.results import METRICS_FILE
+from bench.runs.runner import build_student
+from bench.tasks import Task
+from bench.tasks.base import task_from_record
 
 
 @dataclass
@@ -26,12 +32,12 @@ class TrainedModel:
     peft: Any  # the applied methods.peft PeftMethod
     peft_name: str
     run_dir: Path
+    task: Optional[Task] = None  # a semantic / instances run's task (its head is ``model.task_head``)
+    record: Optional[dict[str, Any]] = None  # the run's metrics.json
 
 
 def load_trained(run_dir: str | Path, checkpoints_dir: str | None = None) -> TrainedModel:
     """The finished run's student with its trained weights; ConfigError naming what is missing."""
-    from bench.contracts.methods import method_options
-
     run_dir = Path(run_dir)
     config = run_dir / "config.yaml"
     if not config.is_file():
@@ -41,11 +47,10 @@ def load_trained(run_dir: str | Path, checkpoints_dir: str | None = None) -> Tra
     run = run_from_dict(yaml.safe_load(config.read_text()))
     if checkpoints_dir:
         run.backbone.checkpoints_dir = checkpoints_dir
-    spec, peft_options, _ = method_options(run.method, run.peft, run.distill)
-    torch.manual_seed(run.seed)
-    model = build_backbone(run.backbone)
-    peft = spec.peft_cls(peft_options)
-    peft.apply(model)
+    record = json.loads((run_dir / METRICS_FILE).read_text())
+    task = task_from_record(record, run)
+    spec, _, _ = method_options(run.method, run.peft, run.distill, run.protocol)
+    model, peft, _ = build_student(run, task)
     trainable = {n: p for n, p in model.named_parameters() if p.requires_grad}
     ckpt = run_dir / "checkpoint.pt"
     if trainable:
@@ -60,4 +65,4 @@ def load_trained(run_dir: str | Path, checkpoints_dir: str | None = None) -> Tra
                 trainable[name].copy_(value)
     model.requires_grad_(False)
     model.eval()
-    return TrainedModel(run, model, peft, spec.peft, run_dir)
+    return TrainedModel(run, model, peft, spec.peft, run_dir, task, record)
