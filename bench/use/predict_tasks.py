@@ -5,8 +5,9 @@
   ``<out>/classes.txt``) at the image's own size, and with ``logits=true`` ``<stem>.npy``, the (K, H, W) float32
   class scores it is the argmax of.
 * **COCO-style input** (any box-prompted run, e.g. an ``instances`` run): ``coco=JSON`` reads the images' objects
-  from a COCO JSON (``bbox`` as x, y, w, h; ``file_name`` relative to ``images=DIR``) and writes one 0/255 mask
-  per object, ``<out>/<stem>_<annotation id>.png``. Each image is encoded once; its objects share the embedding.
+  from a COCO JSON (``bbox`` as x, y, w, h; ``file_name`` relative to ``images=DIR``; crowd annotations skipped)
+  and writes one 0/255 mask per object, ``<out>/<stem>_<annotation id>.png``. Each image is encoded once; its
+  objects share the embedding.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def read_coco_boxes(path: Path, images: dict[str, Path]) -> dict[str, list[tuple
         files = {int(im["id"]): Path(im["file_name"]).stem for im in data["images"]}
         out: dict[str, list[tuple[int, np.ndarray]]] = {stem: [] for stem in files.values() if stem in images}
         for ann in data["annotations"]:
+            if ann.get("iscrowd"):  # one region over many objects: not prompted (as the coco dataset)
+                continue
             stem = files.get(int(ann["image_id"]))
             if stem is None:
                 raise ConfigError(f"coco={path}: annotation {ann['id']} names unknown image id {ann['image_id']}")
