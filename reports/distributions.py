@@ -21,11 +21,12 @@ from typing import Any, Optional, Sequence
 import pandas as pd
 
 from bench.config import RunConfig, row_label
-from bench.eval.metrics import BASE_DEFINITION, METRICS
+from bench.eval.metrics import BASE_DEFINITION
 from bench.fileio import atomic_write
 
 from .figfiles import pyplot, save_figure
 from .figures import headline_metric
+from .labels import higher_better, metric_label
 
 log = logging.getLogger(__name__)
 
@@ -90,7 +91,7 @@ def paired_counts(frame: pd.DataFrame, references: dict[str, Optional[str]], tol
         if pairs.empty:
             continue
         metric = group["metric"].iloc[0]
-        sign = 1.0 if metric not in METRICS or METRICS[metric].higher_better else -1.0
+        sign = 1.0 if higher_better(metric) else -1.0
         delta = sign * (pairs["value"] - pairs["value_ref"])
         wins, losses = int((delta > tol).sum()), int((delta < -tol).sum())
         out.append([method, dataset, metric, ref, wins, losses, len(pairs) - wins - losses, len(pairs)])
@@ -121,7 +122,7 @@ def plot_distributions(stem: Path, frame: pd.DataFrame, wins: pd.DataFrame, orde
         sns.stripplot(data=data, x="method", y="percent", order=methods, ax=ax, size=3, color="#1f4e79", alpha=0.7)
         metric = data["metric"].iloc[0]
         seeds = sorted(int(s) for s in data["seed"].unique())
-        ax.set_title(f"{dataset}: {METRICS[metric].label if metric in METRICS else metric} per image", fontsize=9)
+        ax.set_title(f"{dataset}: {metric_label(metric)} per image", fontsize=9)
         ax.set_xticks(range(len(methods)))
         ax.set_xticklabels([_tick(m, dataset, wins) for m in methods], fontsize=7, rotation=20, ha="right")
         ax.set_xlabel(f"seeds {seeds} pooled; W/L/T = paired wins / losses / ties", fontsize=7)

@@ -2,7 +2,8 @@
 
 It shows, in this order: the table under the sweep's protocol (pandas Styler; mean ± SE ×100, best in
 bold, † = Welch p < 0.05 against the reference row, missing cells as "–", and the paper's value with
-Δ = ours − paper where the sweep reproduces a paper table), the legend and provenance warnings, the
+Δ = ours − paper where the sweep reproduces a paper table), the legend and provenance warnings, a
+semantic sweep's per-class IoU tables (:mod:`reports.classes`), the
 paired per-image win / loss counts, every figure of the sweep (PNG files beside the page, each linked to
 its PDF), the status of every run (done / running / failed / interrupted / missing, linked to its
 ``run.log``), and the reproducibility record (commit, packages, weights) of the complete runs it shows.
@@ -161,7 +162,9 @@ figure { margin: 1em 0; } figure img { max-width: 100%; border: 1px solid #ddd; 
 {% endfor %}
 <h2 id="table">Table</h2>
 {{ table | safe }}
-<ul class="small">{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>
+<ul class="small">{% for n in notes %}<li>{{ n }}</li>{% endfor %}</ul>{% for c in class_tables %}
+<h2 id="classes-{{ loop.index }}">{{ c.title }}</h2>
+{{ c.html | safe }}{% endfor %}
 {% if wins %}
 <h2 id="wins">Per-image wins against the reference row</h2>
 <p class="small">Headline metric of each dataset, each test image paired with the reference row's same image and
@@ -213,9 +216,11 @@ def write_page(
     wins: pd.DataFrame,
     statuses: Sequence[RunStatus],
     records: Sequence[dict[str, Any]],
+    class_tables: Sequence[tuple[str, ReportTable]] = (),
 ) -> Path:
     """Render the page to ``path`` (atomically). ``figures`` are files in ``path``'s folder (PNG shown,
-    PDF linked); ``statuses`` from :func:`run_statuses`; ``records`` the complete runs' metrics records."""
+    PDF linked); ``statuses`` from :func:`run_statuses`; ``records`` the complete runs' metrics records;
+    ``class_tables`` the per-class tables of a semantic sweep (title, table), shown under the legend."""
     page_dir = path.parent
     pngs = [f for f in figures if f.suffix == ".png"]
     shown = [
@@ -240,6 +245,10 @@ def write_page(
         warnings=list(warnings),
         table=table_html(table, uuid=sweep.replace(".", "_")),
         notes=list(notes),
+        class_tables=[
+            {"title": title, "html": table_html(t, uuid=f"{sweep.replace('.', '_')}_classes{i}")}
+            for i, (title, t) in enumerate(class_tables)
+        ],
         wins=[{**w, "metric": _metric_label(w["metric"])} for w in wins.to_dict("records")],
         figures=shown,
         counts=", ".join(f"{v} {k}" for k, v in counts.items()),

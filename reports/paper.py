@@ -16,7 +16,9 @@ Figures 4, 6, 7, 8, 9 print no numbers in the text, so the ``fig*`` sweeps have 
 
 ``convlora_trans10k.csv`` holds the Conv-LoRA paper's multi-class table (Trans10K-v2: Acc, mIoU and the 12
 category IoUs of TransLab, Trans2Seg, decoder-only, VPT, LoRA and Conv-LoRA; no standard errors), from the
-Conv-LoRA poster (``/work/shared/reference/convlora_poster.md``); no sweep reads it yet (issue 25).
+Conv-LoRA poster (``/work/shared/reference/convlora_poster.md``); the poster's "bg" column is ``iou_background``
+(the run key of the class the suite's ``trans10k`` names ``background``). Sweep ``convlora_trans10k`` reads it;
+its values compare with runs of the ``convlora`` protocol only (:data:`TABLE_PROTOCOLS`).
 """
 
 from __future__ import annotations
@@ -31,7 +33,16 @@ from typing import Optional
 VALUES_DIR = Path(__file__).resolve().parent / "paper_values"
 
 # sweep name -> paper table id (a file in paper_values/); sweeps not listed have no paper values
-SWEEP_TABLES: dict[str, str] = {f"table{n}": f"table{n}" for n in range(1, 14)}
+SWEEP_TABLES: dict[str, str] = {f"table{n}": f"table{n}" for n in range(1, 14)} | {
+    "convlora_trans10k": "convlora_trans10k"
+}
+INFOSAM_TABLE = re.compile(r"table(\d+)")  # the InfoSAM tables' ids; every other csv is another paper's table
+
+# paper table -> the protocol whose runs its values compare with; a table not listed is InfoSAM's, comparable
+# with the runs of every protocol that sets ``paper_tables``
+TABLE_PROTOCOLS: dict[str, str] = {"convlora_trans10k": "convlora"}
+# paper table -> how the legend cites it; a table not listed is InfoSAM's ("InfoSAM (ICML 2025) Table N")
+TABLE_SOURCES: dict[str, str] = {"convlora_trans10k": "Conv-LoRA (ICLR 2024), Trans10K-v2 table"}
 
 
 @dataclass(frozen=True)
@@ -52,6 +63,7 @@ PAPER_DATASETS: tuple[PaperDataset, ...] = (
     PaperDataset("CVC-612", ("cvc_clinicdb", "cvc612", "cvc_612")),
     PaperDataset("Leaf", ("leaf", "leaf_disease"), "synth_leaf"),
     PaperDataset("Road", ("massachusetts_roads", "road", "roads"), "synth_road"),
+    PaperDataset("Trans10K-v2", ("trans10k",), "synth_shapes"),  # Conv-LoRA's multi-class table
 )
 
 
@@ -125,7 +137,10 @@ def load_table(table: str) -> tuple[PaperValue, ...]:
 
 
 def available_tables() -> list[str]:
-    return sorted((p.stem for p in VALUES_DIR.glob("table*.csv")), key=lambda s: int(s[5:]))
+    """The InfoSAM tables in their order (``table1`` .. ``table13``), then the other papers' tables by name."""
+    stems = [p.stem for p in VALUES_DIR.glob("*.csv")]
+    infosam = sorted((s for s in stems if INFOSAM_TABLE.fullmatch(s)), key=lambda s: int(s[5:]))
+    return infosam + sorted(s for s in stems if not INFOSAM_TABLE.fullmatch(s))
 
 
 def lookup(table: str) -> dict[tuple[str, str, str], PaperValue]:
@@ -143,3 +158,18 @@ def lookup(table: str) -> dict[tuple[str, str, str], PaperValue]:
 def sweep_table(sweep: str) -> Optional[str]:
     """The paper table a sweep reproduces, if any."""
     return SWEEP_TABLES.get(sweep)
+
+
+def comparable(sweep: str, protocol: str, paper_tables: bool) -> bool:
+    """Whether runs of ``protocol`` (whose ``Protocol.paper_tables`` is ``paper_tables``) compare with the
+    published values of the table ``sweep`` reproduces: a table of :data:`TABLE_PROTOCOLS` with runs of its
+    protocol only; any other sweep (an InfoSAM table, or none) with the protocols that set ``paper_tables``."""
+    table = sweep_table(sweep)
+    if table in TABLE_PROTOCOLS:
+        return protocol == TABLE_PROTOCOLS[table]
+    return paper_tables
+
+
+def table_source(table: str) -> str:
+    """How a report's legend cites a paper table (``table3`` -> ``InfoSAM (ICML 2025) Table 3``)."""
+    return TABLE_SOURCES.get(table, f"InfoSAM (ICML 2025) {table.replace('table', 'Table ')}")

@@ -13,7 +13,9 @@ from typing import Optional
 
 from bench.eval.metrics import METRICS
 
+from . import paper
 from .aggregate import MISSING, format_cell
+from .labels import metric_label
 from .stats import MARK, significant
 from .table import Cell, ReportTable
 
@@ -68,7 +70,15 @@ def escape_latex(text: str) -> str:
 
 
 def _metric_label(metric: str) -> str:
-    return METRICS[metric].label if metric in METRICS else metric
+    return metric_label(metric)
+
+
+def latex_metric(metric: str) -> str:
+    """The LaTeX column head of a metric: :data:`LATEX_METRICS`, else a binary key as written (as it always
+    was), else its label (``miou`` -> ``mIoU``, ``iou_shelf`` -> ``IoU(shelf)``)."""
+    if metric in LATEX_METRICS:
+        return LATEX_METRICS[metric]
+    return escape_latex(metric if metric in METRICS else metric_label(metric))
 
 
 def _diff_text(diff: Optional[float]) -> str:
@@ -119,7 +129,7 @@ def notes(t: ReportTable) -> list[str]:
     if refs:
         out.append("Reference rows: " + ", ".join(refs) + ".")
     if t.table:
-        out.append(f"Paper: InfoSAM (ICML 2025) {t.table.replace('table', 'Table ')}; Δ = ours − paper (points).")
+        out.append(f"Paper: {paper.table_source(t.table)}; Δ = ours − paper (points).")
         if t.standins:
             pairs = ", ".join(f"{d} for {p}" for d, p in t.standins)
             out.append(
@@ -132,7 +142,8 @@ def notes(t: ReportTable) -> list[str]:
     return out
 
 
-def to_markdown(t: ReportTable, title: str) -> str:
+def to_markdown(t: ReportTable, title: str, legend: bool = True) -> str:
+    """The table under ``title``, then (``legend``) the legend of :func:`notes`."""
     heads = ["method"] + [_column_head(t, j) for j in range(len(t.columns))]
     lines = [title, "", "| " + " | ".join(heads) + " |", "|" + "---|" * len(heads)]
     for row in t.rows:
@@ -142,7 +153,7 @@ def to_markdown(t: ReportTable, title: str) -> str:
             paper_text = _paper_text(c)
             cells.append(_ours_md(c, t.n_seeds) + (f" ({paper_text})" if paper_text else ""))
         lines.append("| " + " | ".join([_row_name(t, row)] + cells) + " |")
-    return "\n".join(lines + [""] + notes(t)) + "\n"
+    return "\n".join(lines + ([""] + notes(t) if legend else [])) + "\n"
 
 
 def _ours_latex(cell: Cell, n_seeds: int = 0) -> str:
@@ -181,7 +192,7 @@ def to_latex(t: ReportTable, caption: str) -> str:
         start += width
     lines.append(" & ".join(head) + r" \\")
     lines.append(" ".join(rules))
-    lines.append(" & ".join([""] + [LATEX_METRICS.get(c.metric, escape_latex(c.metric)) for c in t.columns]) + r" \\")
+    lines.append(" & ".join([""] + [latex_metric(c.metric) for c in t.columns]) + r" \\")
     lines.append(r"\midrule")
     for row in t.rows:
         name = escape_latex(row + (" (not run)" if row in t.paper_only else ""))

@@ -2,7 +2,8 @@
 
 Writes atomically into ``<runs_dir>/_reports/`` (or ``report.out_dir``; ``-`` = print only): ``<sweep>.md``,
 ``<sweep>.tex`` (booktabs), ``<sweep>.csv`` (one line per row × dataset × metric, values as fractions, with
-the paper's value, the difference and the Welch p-value), the figures that apply (:mod:`reports.figures`, one
+the paper's value, the difference and the Welch p-value; a semantic sweep adds, per dataset, the per-class IoU
+table of :mod:`reports.classes` to all three), the figures that apply (:mod:`reports.figures`, one
 file each, the qualitative figure among them) as ``<sweep>_<figure>.png`` and ``.pdf``, the per-image
 distributions and win counts (:mod:`reports.distributions`), and the page that shows all of
 it with the run status and provenance, ``<sweep>.html`` (:mod:`reports.html`). Nothing is written into
@@ -16,6 +17,8 @@ import logging
 from pathlib import Path
 from typing import Optional
 
+import pandas as pd
+
 from bench.config import BenchConfig, RunConfig, row_label
 from bench.config.protocols import get_protocol
 from bench.contracts.dataset import dataset_info
@@ -26,12 +29,13 @@ from bench.runs.provenance import mixed_provenance
 from bench.runs.results import RunDir
 from bench.runs.sweep import sweep_runs
 
-from . import render
+from . import paper, render
 from .aggregate import load_record_map, long_frame, seed_values
+from .classes import ClassTable, class_tables, dataset_classes
 from .distributions import write_distributions
 from .figures import write_figures
 from .html import run_statuses, write_page
-from .table import build_table, long_table
+from .table import ReportTable, build_table, long_table
 
 log = logging.getLogger(__name__)
 
@@ -60,15 +64,19 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Opti
     protocol = get_protocol(cfg.protocol)
     definition = cfg.report.metrics or protocol.metrics
     frame = long_frame(records, cfg.report.metrics, cfg.report.checkpoint)
-    with_paper = protocol.paper_tables and definition == protocol.metrics
-    table = build_table(
-        cfg.sweep, labels, columns, seed_values(frame), with_paper=with_paper, reference=cfg.report.reference
-    )
+    with_paper = paper.comparable(cfg.sweep, protocol.name, protocol.paper_tables) and definition == protocol.metrics
+    samples = seed_values(frame)
+    table = build_table(cfg.sweep, labels, columns, samples, with_paper=with_paper, reference=cfg.report.reference)
     seeds = sorted({r["seed"] for r in records})
     table.n_seeds = len(seeds)  # cells over fewer seeds are marked (n=K)
+    per_class = class_tables(  # semantic datasets only: none for a binary sweep
+        cfg.sweep, labels, dataset_classes(records, cfg.datasets), samples, len(seeds), with_paper, cfg.report.reference
+    )
     view = protocol_line(cfg, definition, with_paper)
     title = f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), {len(records)}/{len(runs)} runs complete\n{view}"
     markdown = render.to_markdown(table, title)
+    for ct in per_class:
+        markdown += "\n" + render.to_markdown(ct.table, ct.title(seeds), legend=False)
     notes = problems + mixed_provenance(records)
     if notes:  # mixed commits / packages / weights, random-init runs
         markdown += "\n\n" + "\n".join(f"**warning:** {n}" for n in notes)
@@ -83,8 +91,8 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Opti
         return markdown
     try:
         atomic_write(out / f"{cfg.sweep}.md", markdown.encode())
-        atomic_write(out / f"{cfg.sweep}.tex", render.to_latex(table, caption).encode())
-        atomic_write(out / f"{cfg.sweep}.csv", long_table(table).to_csv(index=False).encode())
+        atomic_write(out / f"{cfg.sweep}.tex", _latex(cfg.sweep, table, per_class, caption, seeds, view).encode())
+        atomic_write(out / f"{cfg.sweep}.csv", _long(table, per_class).to_csv(index=False).encode())
         named = list(zip(runs, names))
         figures = write_figures(cfg, named, by_name, out)
         per_image, wins = write_distributions(
@@ -95,6 +103,7 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Opti
         write_page(
             out / f"{cfg.sweep}.html", cfg.sweep, title.splitlines()[0].lstrip("# "), view, table,
             render.notes(table), notes, figures, wins, statuses, records,
+            [(ct.title(seeds).lstrip("# "), ct.table) for ct in per_class],
         )  # fmt: skip
     except OSError as err:  # a colleague's read-only runs (permissions, a read-only mount): still printed
         if err.errno not in READ_ONLY_ERRNOS:
@@ -107,6 +116,24 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Opti
         return markdown
     log.info("report written to %s/%s.{md,tex,csv,html} and %d figure files", out, cfg.sweep, len(figures))
     return markdown
+
+
+def _latex(
+    sweep: str, table: ReportTable, per_class: list[ClassTable], caption: str, seeds: list[int], view: str
+) -> str:
+    """The headline ``table`` environment, then one per per-class table."""
+    text = render.to_latex(table, caption)
+    for ct in per_class:
+        head = f"{sweep}, {ct.dataset}: per-class IoU, mean ± SE over seeds {seeds} (×100); bold = best"
+        text += "\n" + render.to_latex(ct.table, f"{head}, † = Welch p < 0.05 vs the reference row. {view}")
+    return text
+
+
+def _long(table: ReportTable, per_class: list[ClassTable]) -> pd.DataFrame:
+    """The CSV's rows: the headline table's, then the per-class tables' (same columns)."""
+    if not per_class:
+        return long_table(table)
+    return pd.concat([long_table(table)] + [long_table(ct.table) for ct in per_class], ignore_index=True)
 
 
 def report_dir(cfg: BenchConfig, out_dir: str | Path | None = None) -> Optional[Path]:
@@ -129,6 +156,6 @@ def protocol_line(cfg: BenchConfig, definition: str, with_paper: bool) -> str:
     if definition != BASE_DEFINITION:
         metrics += f" (metrics they do not define: {BASE_DEFINITION})"
     paper_note = "paper / Δ: the published values" if with_paper else "no paper / Δ columns (other definitions)"
-    if not protocol.paper_tables:
+    if not paper.comparable(cfg.sweep, protocol.name, protocol.paper_tables):
         paper_note = "no paper / Δ columns (not the paper's protocol)"
     return f"Protocol {protocol.name}: {protocol.summary}; {metrics}; checkpoint: {checkpoint}; {paper_note}."

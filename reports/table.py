@@ -15,9 +15,8 @@ from typing import Optional, Sequence, Union
 
 import pandas as pd
 
-from bench.eval.metrics import METRICS
-
 from . import paper
+from .labels import higher_better
 from .stats import welch_p
 
 log = logging.getLogger(__name__)
@@ -32,7 +31,7 @@ class Column:
 
     @property
     def higher_better(self) -> bool:
-        return METRICS[self.metric].higher_better if self.metric in METRICS else True
+        return higher_better(self.metric)
 
 
 @dataclass

@@ -6,9 +6,9 @@ from pathlib import Path
 from typing import Any
 
 from bench.config import BenchConfig, RunConfig, to_dict
-from bench.eval.metrics import METRICS
 
 from .. import plots
+from ..labels import metric_label
 from ..render import LATEX_METRICS
 from . import FIGURES, Named, headline_metric
 
@@ -38,7 +38,7 @@ def heatmap(cfg: BenchConfig, runs: Named, records: dict[str, dict[str, Any]], o
         rec = records.get(name)
         metric = headline_metric(run.dataset, rec)
         title = f"{run.dataset} · {_row_without_grid(run, keys)}"
-        labels[title] = LATEX_METRICS.get(metric, METRICS[metric].label if metric in METRICS else metric)
+        labels[title] = LATEX_METRICS.get(metric, metric_label(metric))
         cell = panels.setdefault(title, {}).setdefault((_dotted(run, keys[0]), _dotted(run, keys[1])), [])
         if rec is not None and metric in rec["metrics"]:
             cell.append(float(rec["metrics"][metric]))

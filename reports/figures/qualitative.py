@@ -22,10 +22,10 @@ from PIL import Image
 from bench.config import BenchConfig, row_label
 from bench.config.protocols import get_protocol
 from bench.data.masks import read_masks
-from bench.eval.metrics import METRICS
 
 from ..distributions import per_image_frame
 from ..figfiles import pyplot, save_figure
+from ..labels import metric_label
 from . import FIGURES, Named
 
 log = logging.getLogger(__name__)
@@ -107,7 +107,7 @@ def _score_text(scores: pd.DataFrame, label: str, dataset: str, seed: int, name:
     if hit.empty:
         return ""
     metric = hit["metric"].iloc[0]
-    return f"{METRICS[metric].label if metric in METRICS else metric} {100 * hit['value'].iloc[0]:.1f}"
+    return f"{metric_label(metric)} {100 * hit['value'].iloc[0]:.1f}"
 
 
 def draw(

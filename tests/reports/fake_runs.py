@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional
 
 import numpy as np
 
@@ -14,9 +14,14 @@ from bench.runs.sweep import run_configs
 
 
 def write_run(
-    runs_dir: str | Path, run: RunConfig, metrics: dict[str, float], per_image: Optional[list[dict]] = None
+    runs_dir: str | Path,
+    run: RunConfig,
+    metrics: dict[str, float],
+    per_image: Optional[list[dict]] = None,
+    record: Optional[dict[str, Any]] = None,
 ) -> RunDir:
-    """Write a complete run: ``config.yaml``, ``per_image.csv`` (if given) and ``metrics.json``."""
+    """Write a complete run: ``config.yaml``, ``per_image.csv`` (if given) and ``metrics.json`` (``record``:
+    fields added to or replacing the fabricated ones, e.g. ``metrics_by_definition``, ``task``)."""
     rd = RunDir(runs_dir, run)
     rd.start()
     if per_image is not None:
@@ -27,6 +32,7 @@ def write_run(
             "metrics": metrics,
             "report_metrics": list(dataset_info(run.dataset).metrics),
             "status": "complete",
+            **(record or {}),
         }
     )
     return rd
