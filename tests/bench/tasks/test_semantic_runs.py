@@ -123,3 +123,24 @@ def test_a_loss_that_does_not_fit_the_head_is_a_config_error(tmp_path):
     cfg = sweep(tmp_path, *SEMANTIC, "methods=[decoder_only]", "task.loss=m2f_sum")  # clean: the per-class head
     with pytest.raises(ConfigError, match="task.loss=m2f_sum does not fit task.head=per_class"):
         execute_run(single_run(cfg), cfg.runs_dir)
+
+
+@pytest.mark.parametrize("protocol,head", [("convlora", "queries"), ("clean", "per_class")])
+def test_bundled_litemedsam_trains_a_semantic_head(tmp_path, protocol, head):
+    """The CPU demo setting (sweep demo_semantic) on the real pretrained weights, one step per head."""
+    cfg = sweep(
+        tmp_path,
+        *SEMANTIC,
+        "backbone.name=litemedsam",
+        "backbone.img_size=128",
+        "methods=[lora]",
+        f"protocol={protocol}",
+        "train.epochs=1",
+        "train.max_steps_per_epoch=1",
+        "data.synth.val_size=2",
+        "data.synth.test_size=2",
+    )
+    record = execute_run(single_run(cfg), cfg.runs_dir)
+    assert record["task_head"]["head"] == head
+    assert record["provenance"]["student_weights"]["random_init"] is False  # the bundled checkpoint
+    assert 0 <= record["metrics"]["miou"] <= 1
