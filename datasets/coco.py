@@ -50,7 +50,7 @@ from bench.data.images import read_image
 log = logging.getLogger(__name__)
 
 NAME = "coco"
-DEFAULT_INFO = DatasetInfo(family="coco", metrics=("iou", "dice"), task="instances", classes=("object",))
+DEFAULT_INFO = DatasetInfo(family="coco", metrics=("iou", "dice", "miou"), task="instances", classes=("object",))
 
 
 @dataclass
@@ -131,7 +131,7 @@ def coco_classes(cfg: CocoDataConfig) -> dict[Any, str]:
 def coco_info(cfg: CocoDataConfig) -> DatasetInfo:
     return DatasetInfo(
         family="coco",
-        metrics=("iou", "dice"),
+        metrics=("iou", "dice", "miou"),  # miou: the mean over categories of their objects' IoU
         eval_prompt=cfg.eval_prompt,
         epochs=cfg.epochs,
         task="instances",

@@ -1,8 +1,9 @@
-"""The per-class table of a semantic sweep: per dataset, rows = methods, columns = the class IoUs.
+"""The per-class table of a semantic or instances sweep: per dataset, rows = methods, columns = the class IoUs.
 
-A ``semantic`` run (``"task": "semantic"`` in its ``metrics.json``) names its classes (``"classes"``) and
-records one ``iou_<class>`` per class beside its headline ``acc`` / ``miou``; the headline table shows the
-latter, this table the former, built like the headline table (:func:`reports.table.build_table`: mean ± SE
+A ``semantic`` or ``instances`` run (``"task"`` in its ``metrics.json``) names its classes (``"classes"``) and
+records one ``iou_<class>`` per class beside its headline metrics (``acc`` / ``miou``; an instances run: the
+mean IoU of that category's objects); the headline table shows the latter, this table the former, built like
+the headline table (:func:`reports.table.build_table`: mean ± SE
 over seeds, best in bold, the Welch mark, the paper's value and Δ where its table has the cell). Binary
 runs have no per-class table.
 """
@@ -14,7 +15,7 @@ from typing import Any, Sequence, Union
 
 from .table import ReportTable, build_table
 
-SEMANTIC_TASK = "semantic"
+CLASS_TASKS = ("semantic", "instances")  # runs that name their classes and record iou_<class>
 
 
 @dataclass(frozen=True)
@@ -30,12 +31,12 @@ class ClassTable:
 
 
 def dataset_classes(records: Sequence[dict[str, Any]], datasets: Sequence[str]) -> dict[str, tuple[str, ...]]:
-    """``dataset -> class names`` of the datasets (in ``datasets`` order) that have a complete semantic run;
-    the first such run's ``classes`` decide."""
+    """``dataset -> class names`` of the datasets (in ``datasets`` order) that have a complete semantic or
+    instances run; the first such run's ``classes`` decide."""
     out: dict[str, tuple[str, ...]] = {}
     for dataset in datasets:
         for r in records:
-            if r["dataset"] == dataset and r.get("task") == SEMANTIC_TASK and r.get("classes"):
+            if r["dataset"] == dataset and r.get("task") in CLASS_TASKS and r.get("classes"):
                 out[dataset] = tuple(str(c) for c in r["classes"])
                 break
     return out

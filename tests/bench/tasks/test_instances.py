@@ -8,6 +8,7 @@ import logging
 from pathlib import Path
 from types import SimpleNamespace
 
+import numpy as np
 import pytest
 import torch
 
@@ -17,8 +18,10 @@ from bench.contracts.dataset import DATASETS
 from bench.data.batches import batch_prompts
 from bench.runs.results import METRICS_FILE
 from bench.runs.runner import execute_run
+from bench.runs.sweep import run_configs
 from bench.tasks import build_task
 from datasets.coco import write_fixture
+from reports.report import build_report
 from tests.tiny_runs import single_run, sweep
 
 COUNTS = (1, 3, 0, 2)
@@ -153,3 +156,19 @@ def test_prompts_are_the_objects_own(tmp_path, fixture_root):
         ys, xs = torch.nonzero(batch["target"][j], as_tuple=True)
         x0, y0, x1, y1 = prompts.boxes[j].tolist()
         assert x0 <= xs.min() + 1 and y0 <= ys.min() + 1 and x1 >= xs.max() - 1 and y1 >= ys.max() - 1
+
+
+def test_an_instances_report_has_the_per_category_table(tmp_path, fixture_root):
+    cfg = sweep(tmp_path, *_coco_args(fixture_root), "train.epochs=1", "seeds=[0,1]")
+    for run in run_configs(cfg):
+        execute_run(run, cfg.runs_dir)
+    text = build_report(cfg)
+    assert "coco mIoU" in text  # the headline names the mean over categories
+    section = text[text.index("#### coco: per-class IoU") :]
+    header = next(line for line in section.splitlines() if line.startswith("| method"))
+    assert header == "| method | coco IoU(bar) | coco IoU(square) |"
+    records = [json.loads(p.read_text()) for p in sorted(Path(cfg.runs_dir).rglob(METRICS_FILE))]
+    values = [100 * r["metrics_by_definition"]["clean"]["iou_bar"] for r in records]
+    assert len(values) == 2
+    row = next(line for line in section.splitlines() if line.startswith("| lora"))
+    assert row.split("|")[2].strip().strip("*").startswith(f"{np.mean(values):.1f} ±")
