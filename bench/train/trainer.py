@@ -107,6 +107,8 @@ def model_features(parts: TrainParts, images: torch.Tensor, prompts: Prompts) ->
         out = parts.student.decode(z, prompts, blocks)
     embedding = out.embedding if out.embedding is not None else z  # as the decoder saw it (LST adapts it)
     student = Features(embedding, out.mask_token, out.logits, out.iou, blocks)
+    if parts.distiller is None:
+        return student, None
     with record_function("teacher"):
         return student, teacher_features(parts, images, prompts)
 
