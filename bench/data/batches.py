@@ -7,6 +7,7 @@ workers, resumed runs and uninterrupted runs see exactly the same prompts.
 from __future__ import annotations
 
 import logging
+from dataclasses import dataclass
 from typing import Any, Optional
 
 import numpy as np
@@ -26,6 +27,37 @@ from bench.data.prompts import (
 )
 
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class PromptDraw:
+    """How one object's training or evaluation prompts are drawn from its mask (every task's items share it).
+
+    Attributes:
+        img_size: The model input size S (``box_jitter`` is configured at a 1024-px input and scaled to S).
+        box_jitter: Box noise in pixels of a 1024-px input.
+        num_pos, num_neg: Foreground and background points.
+        jitter_form: ``"corners"`` (independent noise per coordinate) or ``"translate"`` (the public InfoSAM
+            code's whole-box shift, in its 1024-px frame).
+    """
+
+    img_size: int
+    box_jitter: float = 0.0
+    num_pos: int = 1
+    num_neg: int = 0
+    jitter_form: str = "corners"
+
+    def __call__(self, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Box (4,), points (P, 2) and labels (P,) in original pixels; :class:`EmptyMaskError` on an empty mask."""
+        size = mask.shape
+        jitter = self.box_jitter * self.img_size / 1024
+        box = mask_box(mask)
+        if self.jitter_form == "translate":  # the public InfoSAM code's noise, in its 1024-px frame
+            box = translate_box(box, jitter * 1024 / self.img_size, size, rng)
+        else:  # jitter is defined in input pixels; convert to original pixels
+            box = jitter_box(box, jitter * max(size) / self.img_size, size, rng)
+        points, labels = sample_points(mask, self.num_pos, self.num_neg, rng)
+        return box, points, labels
 
 
 class PromptedDataset(Dataset):
@@ -53,9 +85,8 @@ class PromptedDataset(Dataset):
         self.backbone = backbone
         self.seed = seed
         self.train = train
-        self.box_jitter = box_jitter * backbone.img_size / 1024  # configured at a 1024-px input
+        self.draw = PromptDraw(backbone.img_size, box_jitter, num_pos, num_neg, jitter_form)
         self.num_pos, self.num_neg = num_pos, num_neg
-        self.jitter_form = jitter_form
         self.hflip = hflip and train  # random horizontal flip of training samples (train.hflip)
         self.epoch = 0
 
@@ -75,12 +106,7 @@ class PromptedDataset(Dataset):
             rng = np.random.default_rng(stable_seed("eval", sample["name"]))
         n_points = self.num_pos + self.num_neg
         try:
-            box = mask_box(mask)
-            if self.jitter_form == "translate":  # the public InfoSAM code's noise, in its 1024-px frame
-                box = translate_box(box, self.box_jitter * 1024 / self.backbone.img_size, size, rng)
-            else:  # jitter is defined in input pixels; convert to original pixels
-                box = jitter_box(box, self.box_jitter * max(size) / self.backbone.img_size, size, rng)
-            points, labels = sample_points(mask, self.num_pos, self.num_neg, rng)
+            box, points, labels = self.draw(mask, rng)
             valid = True
         except EmptyMaskError:
             box = np.array([0, 0, size[1] - 1, size[0] - 1], dtype=np.float32)

@@ -31,15 +31,11 @@ from bench.backbones import Backbone, Prompts
 from bench.config import ConfigError, RunConfig, TrainConfig
 from bench.contracts.dataset import DatasetInfo, SegmentationDataset
 from bench.contracts.distill import Features
-from bench.data.batches import batch_prompts, eval_points_split
+from bench.data.batches import PromptDraw, batch_prompts, eval_points_split
 from bench.data.prompts import (
     EmptyMaskError,
-    jitter_box,
-    mask_box,
-    sample_points,
     stable_seed,
     to_input_frame,
-    translate_box,
 )
 from bench.eval.evaluate import Scorer, definitions
 from bench.eval.metrics import BASE_DEFINITION
@@ -78,9 +74,8 @@ class ObjectItems(Dataset):
         self.backbone = backbone
         self.seed = seed
         self.train = train
-        self.box_jitter = box_jitter * backbone.img_size / 1024  # configured at a 1024-px input
+        self.draw = PromptDraw(backbone.img_size, box_jitter, num_pos, num_neg, jitter_form)
         self.num_pos, self.num_neg = num_pos, num_neg
-        self.jitter_form = jitter_form
         self.hflip = hflip and train
         self.epoch = 0
 
@@ -91,17 +86,6 @@ class ObjectItems(Dataset):
         if self.train:
             return np.random.default_rng(stable_seed(self.seed, self.epoch, index, k))
         return np.random.default_rng(stable_seed("eval", name, k))  # identical for every method and seed
-
-    def _prompt(self, mask: np.ndarray, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """Box, points and point labels of one object in original pixels (PromptedDataset's draw)."""
-        size = mask.shape
-        box = mask_box(mask)
-        if self.jitter_form == "translate":
-            box = translate_box(box, self.box_jitter * 1024 / self.backbone.img_size, size, rng)
-        else:
-            box = jitter_box(box, self.box_jitter * max(size) / self.backbone.img_size, size, rng)
-        points, labels = sample_points(mask, self.num_pos, self.num_neg, rng)
-        return box, points, labels
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         sample = self.dataset[index]
@@ -116,7 +100,7 @@ class ObjectItems(Dataset):
         boxes, points, labels, targets, cats, ks, gts = [], [], [], [], [], [], []
         for k, (mask, inst) in enumerate(zip(masks, sample["instances"])):
             try:
-                box, pts, lab = self._prompt(mask, self._rng(index, name, k))
+                box, pts, lab = self.draw(mask, self._rng(index, name, k))
             except EmptyMaskError:
                 log.warning("%s: object %d has an empty mask; it is left out", name, k)
                 continue

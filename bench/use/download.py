@@ -186,7 +186,8 @@ def download_dataset(name: str, data_root: str, url: Optional[str] = None, sha25
     target_name = spec.folders[0]
     if url is None and (name not in ARCHIVE_DATASETS or found is None):
         raise ConfigError(
-            f"{name} cannot be downloaded by the suite (no public archive with a direct URL holds all of it); get it from: "
+            f"{name} cannot be downloaded by the suite (no public archive with a direct URL holds all of it); "
+            f"get it from: "
             f"{spec.source}; put it at {Path(data_root) / target_name}/ (README, 'Datasets', lists the layouts), "
             f"then check it with: python run_benchmark.py prepare dataset={name}"
         )
