@@ -64,18 +64,15 @@ class ObjectItems(Dataset):
         seed: int,
         *,
         train: bool,
-        box_jitter: float = 0.0,
-        num_pos: int = 1,
-        num_neg: int = 0,
-        jitter_form: str = "corners",
+        draw: PromptDraw,
         hflip: bool = False,
     ) -> None:
         self.dataset = dataset
         self.backbone = backbone
         self.seed = seed
         self.train = train
-        self.draw = PromptDraw(backbone.img_size, box_jitter, num_pos, num_neg, jitter_form)
-        self.num_pos, self.num_neg = num_pos, num_neg
+        self.draw = draw  # how each object's box and points are drawn (the binary items' draw)
+        self.num_pos, self.num_neg = draw.num_pos, draw.num_neg
         self.hflip = hflip and train
         self.epoch = 0
 
@@ -210,9 +207,7 @@ class InstancesTask(Task):
                 backbone,
                 seed,
                 train=True,
-                box_jitter=t.box_jitter,
-                num_pos=t.num_points,
-                jitter_form=t.box_jitter_form,
+                draw=PromptDraw(backbone.img_size, t.box_jitter, t.num_points, 0, t.box_jitter_form),
                 hflip=t.hflip,
             )
         e = self.run.eval
@@ -222,10 +217,7 @@ class InstancesTask(Task):
             backbone,
             seed,
             train=False,
-            box_jitter=e.box_jitter,
-            num_pos=n_pos,
-            num_neg=n_neg,
-            jitter_form=e.box_jitter_form,
+            draw=PromptDraw(backbone.img_size, e.box_jitter, n_pos, n_neg, e.box_jitter_form),
         )
 
     def collate(self, items: list[dict[str, Any]]) -> dict[str, Any]:
