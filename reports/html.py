@@ -105,6 +105,8 @@ def _weights(w: Optional[dict[str, Any]]) -> str:
     """``backbone: sha256 prefix`` (or weights id, or "random init") of a weights record."""
     if not w:
         return "–"
+    if w.get("random_by_method"):
+        return f"{w['backbone']}: trained from scratch (random init by design)"
     ident = "random init" if w.get("random_init") else (w.get("sha256") or w.get("weights_id") or "?")
     return f"{w['backbone']}: {str(ident)[:16]}"
 

@@ -25,7 +25,7 @@ from bench.contracts.dataset import dataset_info
 from bench.eval.metrics import BASE_DEFINITION
 from bench.eval.selection import BEST_OF_LAST_TEXT, selection_text
 from bench.fileio import atomic_write
-from bench.runs.provenance import mixed_provenance
+from bench.runs.provenance import by_design_notes, mixed_provenance
 from bench.runs.results import RunDir
 from bench.runs.sweep import sweep_runs
 
@@ -82,6 +82,8 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Opti
         markdown += "\n\n" + "\n".join(f"**warning:** {n}" for n in notes)
         for note in notes:
             log.warning("%s: %s", cfg.sweep, note)
+    for note in by_design_notes(records):  # scratch rows: random weights on purpose, not a warning
+        markdown += f"\n\n**note:** {note}"
     caption = (
         f"{cfg.sweep}: mean ± SE over seeds {seeds} (×100); bold = best, † = Welch p < 0.05 vs the reference row. "
         + view

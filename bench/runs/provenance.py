@@ -3,7 +3,8 @@ one table agree on it.
 
 Recorded: the git commit of the suite and whether the work tree had uncommitted changes, the versions
 of the packages that decide the numbers, the device, the SHA-256 of every checkpoint the run loaded
-(student, and teacher if any; ``random_init`` when a full-size model ran on random weights) and the
+(student, and teacher if any; ``random_init`` when a full-size model ran on random weights, and
+``random_by_method`` when the method itself asked for them: ``scratch``) and the
 command line that started the sweep (``SAMFIT_COMMAND``, set by the CLI and inherited by launcher jobs).
 """
 
@@ -75,13 +76,15 @@ def device_name(device: Optional[torch.device] = None) -> str:
 
 
 def weights_record(model: Any) -> dict[str, Any]:
-    """Which weights a backbone ran with: name, checkpoint file and SHA-256, or the seed/random marker."""
+    """Which weights a backbone ran with: name, checkpoint file and SHA-256, or the seed/random marker;
+    ``random_by_method`` is true when the PEFT method re-initialised it on purpose (``scratch``)."""
     return {
         "backbone": model.name,
         "checkpoint": getattr(model, "checkpoint_path", None),
         "sha256": getattr(model, "checkpoint_sha256", None),
         "weights_id": model.weights_id,
         "random_init": model.weights_id == "random",
+        "random_by_method": bool(getattr(model, "random_by_method", False)),
     }
 
 
@@ -103,7 +106,8 @@ def provenance_record(parts: Any) -> dict[str, Any]:
 
 def mixed_provenance(records: Iterable[dict[str, Any]]) -> list[str]:
     """Warnings when complete runs of one table differ in commit, dirty state, package versions or weights,
-    and a note for runs on random weights; ``[]`` when they agree (runs without a record are counted)."""
+    and a note for runs on random weights; ``[]`` when they agree (runs without a record are counted). Runs whose
+    method chose random weights (``random_by_method``: ``scratch``) are neither: :func:`by_design_notes` names them."""
     records = list(records)
     with_record = [r for r in records if isinstance(r.get("provenance"), dict)]
     notes = []
@@ -125,7 +129,7 @@ def mixed_provenance(records: Iterable[dict[str, Any]]) -> list[str]:
     for p in prov:
         for key in ("student_weights", "teacher_weights"):
             w = p.get(key)
-            if w:
+            if w and not w.get("random_by_method"):
                 by_backbone.setdefault(w["backbone"], []).append(w.get("sha256") or w.get("weights_id"))
     for backbone, ids in sorted(by_backbone.items()):
         differ(f"{backbone} weights", ids)
@@ -141,4 +145,22 @@ def mixed_provenance(records: Iterable[dict[str, Any]]) -> list[str]:
 
 def random_init_runs(records: Iterable[dict[str, Any]]) -> set[str]:
     """Names of the runs whose student backbone had random weights."""
-    return {r["run"] for r in records if ((r.get("provenance") or {}).get("student_weights") or {}).get("random_init")}
+    return {r["run"] for r in records if _student(r).get("random_init") and not _student(r).get("random_by_method")}
+
+
+def random_by_method_runs(records: Iterable[dict[str, Any]]) -> set[str]:
+    """Names of the runs whose method trained the student from random weights by design (``scratch``)."""
+    return {r["run"] for r in records if _student(r).get("random_by_method")}
+
+
+def by_design_notes(records: Iterable[dict[str, Any]]) -> list[str]:
+    """A note naming the runs trained from scratch (random init by design), ``[]`` without any."""
+    runs = sorted(random_by_method_runs(records))
+    if not runs:
+        return []
+    listed = ", ".join(runs[:5]) + (" ..." if len(runs) > 5 else "")
+    return [f"{len(runs)} run(s) trained from scratch (random init by design): {listed}"]
+
+
+def _student(record: dict[str, Any]) -> dict[str, Any]:
+    return (record.get("provenance") or {}).get("student_weights") or {}

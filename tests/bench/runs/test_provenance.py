@@ -23,6 +23,7 @@ def test_metrics_json_records_code_packages_device_weights_and_command(tmp_path,
         "sha256": None,
         "weights_id": "tiny_sam_seed0",
         "random_init": False,
+        "random_by_method": False,
     }
     assert prov["command"].startswith("python run_benchmark.py sweep=smoke 'methods=[zero_shot]' runs_dir=")
 
