@@ -75,9 +75,10 @@ def validate_names(cfg, weights: bool = True, runs=None) -> None:
     from bench.runs.runner import teacher_config
 
     for run in sweep_runs(cfg, runs):
+        spec, _, _ = methods.method_options(run.method, run.peft, run.distill, run.protocol)
+        spec.peft_cls.check_backbone(run.backbone)  # before any weights are looked up (scratch: random on purpose)
         if weights:  # a full-size backbone without weights stops here, before any run starts
             resolve_checkpoint(run.backbone)
-        spec, _, _ = methods.method_options(run.method, run.peft, run.distill, run.protocol)
         if weights and spec.distiller_cls is not None:  # a distiller needs the teacher's weights too
             resolve_checkpoint(teacher_config(run))
         checks = [("peft method", spec.peft, spec.peft_cls.unsupported, "student", run.backbone.name)]

@@ -14,7 +14,7 @@ from typing import Any, ClassVar, Protocol, runtime_checkable
 import torch
 from torch import nn
 
-from bench.config import ConfigError
+from bench.config import BackboneConfig, ConfigError
 from bench.contracts.backbone import Backbone
 from bench.contracts.options import build_options
 from bench.registry import Registry
@@ -39,6 +39,9 @@ class PeftMethod:
         unsupported_tasks: Dataset tasks (``DatasetInfo.task``: ``"semantic"``, ``"instances"``) the method cannot
             serve, each with the reason (e.g. a decoder extension that rewrites SAM's one-mask logits has no
             multi-class form); the launcher refuses those runs.
+
+    A method that needs a particular backbone configuration says so in :meth:`check_backbone`, which the
+    launcher calls before any weights are looked up or loaded.
     """
 
     Options: ClassVar[type] = NoOptions
@@ -49,6 +52,12 @@ class PeftMethod:
 
     def __init__(self, options: Any) -> None:
         self.options = options
+
+    @classmethod
+    def check_backbone(cls, cfg: BackboneConfig) -> None:
+        """Raise :class:`ConfigError` (saying why and how to proceed) if the method refuses to run on the
+        backbone ``cfg`` describes. Called by the launcher's validation before any checkpoint is resolved or
+        loaded (``scratch`` refuses full-size backbones without ``backbone.random_init=true``). Default: accept."""
 
     def inject(self, backbone: Backbone) -> list[str]:
         """Add the method's modules to the frozen backbone; return the targeted module names."""
