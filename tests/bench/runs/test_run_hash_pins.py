@@ -19,9 +19,9 @@ PINNED = [
     ),
     (
         ["sweep=convlora_table", "backbone.random_init=true"],
-        189,
+        210,  # 189 + the scratch row's 21, appended (the 189 keep their names: test below)
         "kvasir__decoder_only__s0__1fae709c0f",
-        "massachusetts_roads__convlora__s2__b07129d18a",
+        "massachusetts_roads__scratch__s2__47e76c6b1d",
     ),
     (["sweep=table1"], 165, "camo__zero_shot__s0__fa9c9f4114", "massachusetts_roads__adapter+infosam__s2__06b2d63a32"),
 ]
@@ -36,3 +36,10 @@ def test_sweep_run_names_are_pinned(args, count, first, last, tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)  # no checkpoints/ folder here: the hashes are of the configs alone
     runs = run_configs(load_config(args))
     assert (len(runs), run_name(runs[0]), run_name(runs[-1])) == (count, first, last)
+
+
+def test_the_scratch_row_leaves_the_convlora_table_run_names_as_they_were(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    runs = run_configs(load_config(["sweep=convlora_table", "backbone.random_init=true"]))
+    assert run_name(runs[188]) == "massachusetts_roads__convlora__s2__b07129d18a"  # the last run before the row
+    assert {r.method for r in runs[189:]} == {"scratch"}
