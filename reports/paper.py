@@ -11,7 +11,8 @@ Transcription notes: the paper's "Jac" (ISIC) is ``iou``; its E_φ is the adapti
 (``em_adp``, as the official evaluation code). Table 2's "Teacher" row differs from Table 1's "SAM" row on
 Kvasir (83.0 vs 71.4 S_α) — both are kept as printed. Table 3 has two parts, (a) and (b), whose shared rows
 (SAM2 = Teacher, Adapter = Student, Adapter+Ours = InfoSAM2) carry the same numbers. Table 4 row 2 is mapped
-to the paper-text reading (see ``sweeps/table4.yaml``). Table 13's "Attn-5" has no row in the sweep.
+to the paper-text reading (see ``sweeps/table4.yaml``). Table 13's rows are all in its sweep
+(Attn-1 / 3 / 5: ``distill.relation_layers`` 1, 3, 5).
 Figures 4, 6, 7, 8, 9 print no numbers in the text, so the ``fig*`` sweeps have no paper values.
 
 ``convlora_trans10k.csv`` holds the Conv-LoRA paper's multi-class table (Trans10K-v2: Acc, mIoU and the 12

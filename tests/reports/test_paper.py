@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.runs.sweep import load_config
+from bench.config import row_label
+from bench.runs.sweep import load_config, run_configs
 from reports import paper
 from reports.table import build_table
 
@@ -102,6 +103,21 @@ def test_a_reference_row_the_table_does_not_have_is_named_in_a_warning(caplog):
         table = build_table("x", ["adapter"], [("synth_polyp", "sm")], samples, reference="adaptr")
     assert table.references == {"adapter": None}
     assert "report.reference='adaptr' is not a row of this table" in caplog.text
+
+
+def test_table13_sweep_runs_the_papers_attention_depths_and_each_row_has_its_values():
+    cfg = load_config(["sweep=table13"])
+    runs = run_configs(cfg)
+    layers = {row_label(r): r.distill.get("relation_layers") for r in runs}
+    attn = {label: n for label, n in layers.items() if "Attn-" in label}
+    assert attn == {f"adapter+infosam [Attn-{n}]": n for n in (1, 3, 5)}  # the paper's Attn-1 / 3 / 5, no Attn-2
+    assert len(runs) == 5 * 2 * 3
+    published = paper.lookup("table13")
+    for label in layers:
+        for dataset in cfg.datasets:
+            pds, standin = paper.paper_dataset(dataset)
+            assert not standin and (paper.canonical_label(label), pds, "iou") in published, (label, dataset)
+    assert len(published) == len(layers) * len(cfg.datasets)  # and no paper row without a sweep row
 
 
 def test_unknown_table_names_the_available_ones():
