@@ -46,8 +46,8 @@ def test_every_table_is_complete():
     # rows × columns of each printed table (Table 3: both parts; Table 11 with its timing column)
     sizes = {1: 11 * 11, 2: 12 * 11, 3: 16 * 3, 4: 3 * 3, 5: 4 * 2, 6: 4, 7: 19 * 6, 8: 19 * 9, 9: 8 * 7}
     sizes |= {10: 8 * 7, 11: 3 * 3, 12: 2 * 2, 13: 5 * 2}
-    # the InfoSAM tables in their order, then the other papers' tables (Conv-LoRA's Trans10K-v2 table)
-    assert paper.available_tables() == [f"table{n}" for n in range(1, 14)] + ["convlora_trans10k"]
+    # the InfoSAM tables in their order, then the other papers' tables (Conv-LoRA's binary and Trans10K-v2 tables)
+    assert paper.available_tables() == [f"table{n}" for n in range(1, 14)] + ["convlora_table", "convlora_trans10k"]
     for n, size in sizes.items():
         assert len(paper.load_table(f"table{n}")) == size, n
         assert all(0 <= v.mean <= 100 for v in paper.load_table(f"table{n}"))
@@ -68,7 +68,8 @@ def test_datasets_and_reference_rows():
     assert paper.paper_dataset("synth_polyp") == ("Kvasir", True)
     assert paper.paper_dataset("kvasir") == ("Kvasir", False)
     assert paper.paper_dataset("massachusetts_roads") == ("Road", False)
-    assert paper.paper_dataset("sbu") == (None, False)
+    assert paper.paper_dataset("sbu") == ("SBU", False)  # Conv-LoRA's binary table
+    assert paper.paper_dataset("synth_shapes") == ("Trans10K-v2", True) and paper.paper_dataset("nope") == (None, False)
     assert paper.sweep_table("table7") == "table7" and paper.sweep_table("fig6") is None
 
 
