@@ -11,7 +11,8 @@ Transcription notes: the paper's "Jac" (ISIC) is ``iou``; its E_φ is the adapti
 (``em_adp``, as the official evaluation code). Table 2's "Teacher" row differs from Table 1's "SAM" row on
 Kvasir (83.0 vs 71.4 S_α) — both are kept as printed. Table 3 has two parts, (a) and (b), whose shared rows
 (SAM2 = Teacher, Adapter = Student, Adapter+Ours = InfoSAM2) carry the same numbers. Table 4 row 2 is mapped
-to the paper-text reading (see ``sweeps/table4.yaml``). Table 13's "Attn-5" has no row in the sweep.
+to the paper-text reading (see ``sweeps/table4.yaml``). Table 13's rows are all in its sweep
+(Attn-1 / 3 / 5: ``distill.relation_layers`` 1, 3, 5).
 Figures 4, 6, 7, 8, 9 print no numbers in the text, so the ``fig*`` sweeps have no paper values.
 
 ``convlora_trans10k.csv`` holds the Conv-LoRA paper's multi-class table (Trans10K-v2: Acc, mIoU and the 12
@@ -19,6 +20,15 @@ category IoUs of TransLab, Trans2Seg, decoder-only, VPT, LoRA and Conv-LoRA; no 
 Conv-LoRA poster (``/work/shared/reference/convlora_poster.md``); the poster's "bg" column is ``iou_background``
 (the run key of the class the suite's ``trans10k`` names ``background``). Sweep ``convlora_trans10k`` reads it;
 its values compare with runs of the ``convlora`` protocol only (:data:`TABLE_PROTOCOLS`).
+
+``convlora_table.csv`` holds the Conv-LoRA poster's binary table (sweep ``convlora_table``, also compared under
+the ``convlora`` protocol only): Kvasir and CVC-612 S_α, E_φ; ISIC 2017 Jac (``iou``), Dice; CAMO S_α, E_φ,
+F_β^w; SBU BER; Leaf and Road IoU, Dice; rows "Domain Specific" (``domain_specific``, not a suite method),
+"SAM trained from scratch" (``scratch``), decoder-only and the PEFT methods, ± SE where printed (none for the
+first three rows). E_φ is ``em_mean``, the mean of the 256-threshold curve Conv-LoRA's evaluation code reports
+(:mod:`bench.eval.metrics_convlora`). The Dice columns are transcribed although the ``convlora`` protocol does not
+report Dice (its code computes none), so they show in no report column. The "#Params (M) / Ratio (%)" column is
+not transcribed here (a value here belongs to one dataset, a count to none): :mod:`reports.params` holds it.
 """
 
 from __future__ import annotations
@@ -34,15 +44,19 @@ VALUES_DIR = Path(__file__).resolve().parent / "paper_values"
 
 # sweep name -> paper table id (a file in paper_values/); sweeps not listed have no paper values
 SWEEP_TABLES: dict[str, str] = {f"table{n}": f"table{n}" for n in range(1, 14)} | {
-    "convlora_trans10k": "convlora_trans10k"
+    "convlora_table": "convlora_table",
+    "convlora_trans10k": "convlora_trans10k",
 }
 INFOSAM_TABLE = re.compile(r"table(\d+)")  # the InfoSAM tables' ids; every other csv is another paper's table
 
 # paper table -> the protocol whose runs its values compare with; a table not listed is InfoSAM's, comparable
 # with the runs of every protocol that sets ``paper_tables``
-TABLE_PROTOCOLS: dict[str, str] = {"convlora_trans10k": "convlora"}
+TABLE_PROTOCOLS: dict[str, str] = {"convlora_table": "convlora", "convlora_trans10k": "convlora"}
 # paper table -> how the legend cites it; a table not listed is InfoSAM's ("InfoSAM (ICML 2025) Table N")
-TABLE_SOURCES: dict[str, str] = {"convlora_trans10k": "Conv-LoRA (ICLR 2024), Trans10K-v2 table"}
+TABLE_SOURCES: dict[str, str] = {
+    "convlora_table": "Conv-LoRA (ICLR 2024), binary-segmentation table",
+    "convlora_trans10k": "Conv-LoRA (ICLR 2024), Trans10K-v2 table",
+}
 
 
 @dataclass(frozen=True)
@@ -63,6 +77,7 @@ PAPER_DATASETS: tuple[PaperDataset, ...] = (
     PaperDataset("CVC-612", ("cvc_clinicdb", "cvc612", "cvc_612")),
     PaperDataset("Leaf", ("leaf", "leaf_disease"), "synth_leaf"),
     PaperDataset("Road", ("massachusetts_roads", "road", "roads"), "synth_road"),
+    PaperDataset("SBU", ("sbu",)),  # Conv-LoRA's binary table only
     PaperDataset("Trans10K-v2", ("trans10k",), "synth_shapes"),  # Conv-LoRA's multi-class table
 )
 

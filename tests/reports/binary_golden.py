@@ -15,7 +15,8 @@ from reports.report import build_report
 from .fake_runs import find_run, write_run
 
 GOLDEN_DIR = Path(__file__).resolve().parent / "golden"
-# sweep -> its methods: an InfoSAM table (paper / Δ, stand-ins) and the Conv-LoRA binary table (no paper columns)
+# sweep -> its methods: an InfoSAM table and the Conv-LoRA binary table (paper / Δ, stand-ins; the convlora_table
+# goldens were rewritten when its paper values were added, reports/paper_values/convlora_table.csv)
 SWEEPS = {"table1": ["zero_shot", "adapter"], "convlora_table": ["decoder_only", "lora"]}
 SUFFIXES = (".md", ".tex", ".csv")
 RUNS_TOKEN = "<RUNS>"  # the runs folder in the files (none so far), so that the goldens do not depend on it

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from bench.runs.sweep import load_config
+from bench.config import row_label
+from bench.runs.sweep import load_config, run_configs
 from reports import paper
 from reports.table import build_table
 
@@ -45,8 +46,8 @@ def test_every_table_is_complete():
     # rows × columns of each printed table (Table 3: both parts; Table 11 with its timing column)
     sizes = {1: 11 * 11, 2: 12 * 11, 3: 16 * 3, 4: 3 * 3, 5: 4 * 2, 6: 4, 7: 19 * 6, 8: 19 * 9, 9: 8 * 7}
     sizes |= {10: 8 * 7, 11: 3 * 3, 12: 2 * 2, 13: 5 * 2}
-    # the InfoSAM tables in their order, then the other papers' tables (Conv-LoRA's Trans10K-v2 table)
-    assert paper.available_tables() == [f"table{n}" for n in range(1, 14)] + ["convlora_trans10k"]
+    # the InfoSAM tables in their order, then the other papers' tables (Conv-LoRA's binary and Trans10K-v2 tables)
+    assert paper.available_tables() == [f"table{n}" for n in range(1, 14)] + ["convlora_table", "convlora_trans10k"]
     for n, size in sizes.items():
         assert len(paper.load_table(f"table{n}")) == size, n
         assert all(0 <= v.mean <= 100 for v in paper.load_table(f"table{n}"))
@@ -67,7 +68,8 @@ def test_datasets_and_reference_rows():
     assert paper.paper_dataset("synth_polyp") == ("Kvasir", True)
     assert paper.paper_dataset("kvasir") == ("Kvasir", False)
     assert paper.paper_dataset("massachusetts_roads") == ("Road", False)
-    assert paper.paper_dataset("sbu") == (None, False)
+    assert paper.paper_dataset("sbu") == ("SBU", False)  # Conv-LoRA's binary table
+    assert paper.paper_dataset("synth_shapes") == ("Trans10K-v2", True) and paper.paper_dataset("nope") == (None, False)
     assert paper.sweep_table("table7") == "table7" and paper.sweep_table("fig6") is None
 
 
@@ -102,6 +104,21 @@ def test_a_reference_row_the_table_does_not_have_is_named_in_a_warning(caplog):
         table = build_table("x", ["adapter"], [("synth_polyp", "sm")], samples, reference="adaptr")
     assert table.references == {"adapter": None}
     assert "report.reference='adaptr' is not a row of this table" in caplog.text
+
+
+def test_table13_sweep_runs_the_papers_attention_depths_and_each_row_has_its_values():
+    cfg = load_config(["sweep=table13"])
+    runs = run_configs(cfg)
+    layers = {row_label(r): r.distill.get("relation_layers") for r in runs}
+    attn = {label: n for label, n in layers.items() if "Attn-" in label}
+    assert attn == {f"adapter+infosam [Attn-{n}]": n for n in (1, 3, 5)}  # the paper's Attn-1 / 3 / 5, no Attn-2
+    assert len(runs) == 5 * 2 * 3
+    published = paper.lookup("table13")
+    for label in layers:
+        for dataset in cfg.datasets:
+            pds, standin = paper.paper_dataset(dataset)
+            assert not standin and (paper.canonical_label(label), pds, "iou") in published, (label, dataset)
+    assert len(published) == len(layers) * len(cfg.datasets)  # and no paper row without a sweep row
 
 
 def test_unknown_table_names_the_available_ones():
