@@ -134,7 +134,8 @@ def test_paper_keys_line_up_with_the_sweep_and_the_protocol():
             printed = [m for d, m in COLUMNS if d == SUITE_DATASETS[dataset]]
             if metric not in printed:  # e.g. MAE on Kvasir: the paper prints S_α and E_φ only
                 continue
-            for method in cfg.methods:
+            for row in cfg.methods:  # a row is a name or {name, label, set} (the scratch row)
+                method = row if isinstance(row, str) else row["name"]
                 assert (paper.canonical_label(method), SUITE_DATASETS[dataset], metric) in published, (method, dataset)
     # every sweep dataset shows at least one published column
     shown = {SUITE_DATASETS[d] for d in cfg.datasets for (pd_, m) in COLUMNS if pd_ == SUITE_DATASETS[d]}
