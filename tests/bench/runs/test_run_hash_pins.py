@@ -20,8 +20,10 @@ PINNED = [
     (
         ["sweep=convlora_table", "backbone.random_init=true"],
         189,
-        "kvasir__decoder_only__s0__1fae709c0f",
-        "massachusetts_roads__convlora__s2__b07129d18a",
+        # re-pinned on purpose (issue 28, recipe change): protocol convlora now sets train.grad_clip=1.0 and
+        # train.weight_decay_groups=automm as the public code; before: 1fae709c0f / b07129d18a
+        "kvasir__decoder_only__s0__66923185c7",
+        "massachusetts_roads__convlora__s2__89a71d5f76",
     ),
     (["sweep=table1"], 165, "camo__zero_shot__s0__fa9c9f4114", "massachusetts_roads__adapter+infosam__s2__06b2d63a32"),
 ]
