@@ -5,9 +5,13 @@ preset: promptless decoding with one mask token, images resized to the square in
 at random, AdamW (wd 1e-4) with linear decay to 0, lr 1e-4 (3e-4 on roads and leaves), 30 epochs (camouflage
 and roads 20, SBU 10, balanced BCE on SBU), the best epoch on the validation split with patience 10, metrics
 on the square frame (:mod:`bench.eval.metrics_convlora`). Mixed precision is this suite's (bf16 autocast on a
-GPU; the public code uses fp16 with a loss scaler); a batch of 4 replaces 4 accumulated batches of 1 (the
-same gradient for these per-sample losses). Checkpoint selection on the validation split scores with the
-clean definition.
+GPU; the public code uses fp16 with a loss scaler). As the public code: gradients clipped at global norm 1
+(AutoMM ``optim/default.yaml`` ``gradient_clip_val: 1``, algorithm ``norm``), biases and norm-layer parameters
+without weight decay (AutoMM's parameter groups: ``train.weight_decay_groups=automm``), each batch of 4 as 4
+accumulated micro-batches of 1 image (per-GPU batch 1, ``accumulate_grad_batches`` 4: the MoE load-balancing
+loss is computed per image), and checkpoint selection on the validation split scored with the convlora
+definitions and the family's first report metric (sm on polyps and camouflage, iou on leaves, roads and skin,
+ber on SBU: the run script's validation metric).
 """
 
 from __future__ import annotations
@@ -30,6 +34,10 @@ CONVLORA = Protocol(
         "train.schedule": "poly",  # polynomial_decay, power 1, end_lr 0, no warm-up
         "train.lr": 1e-4,
         "train.min_lr": 0.0,
+        "train.grad_clip": 1.0,  # configs/optim/default.yaml: gradient_clip_val 1, gradient_clip_algorithm norm
+        "train.weight_decay_groups": "automm",  # optim/utils.py get_weight_decay_param_names
+        # per-GPU batch 1 x accumulate_grad_batches 4: batch-level terms (the MoE balancing loss) per image
+        "train.grad_accumulation": 4,
         "train.structure_loss": "unweighted_bce",  # its structure_loss.py has the same reduce= quirk
         "eval.select": "val_best",  # top_k=3, top_k_average_method="best": the best epoch on val.csv
         "eval.select_epochs": 100,  # every epoch is a candidate
@@ -61,6 +69,7 @@ CONVLORA = Protocol(
     },
     metrics="convlora",
     score=convlora_scores,
+    val_metrics="convlora",  # the run script's validation metric under its own definitions
     # multi-class (Trans10K-v2): SAMForSemanticSegmentation with num_mask_tokens queries + a class head and the
     # Mask2Former loss; 10 tokens as AutoMM's multi-class test (the paper does not say: [I])
     semantic_head="queries",

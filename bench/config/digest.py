@@ -45,6 +45,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 # something else, so every stored run keeps its name (a binary run's digest is unchanged by the task keys).
 HASHED_WHEN_SET: dict[str, Any] = {
     "task": {"head": "auto", "queries": None, "loss": "auto"},
+    "train.weight_decay_groups": "all",
     "data.folder.classes": None,
     "data.folder.ignore_index": 255,
     "data.coco": {

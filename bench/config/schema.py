@@ -94,6 +94,9 @@ class TrainConfig:
     grad_clip: Optional[float] = ranged(None, 0, above=True)
     optimizer: str = choice("adam", ("adam", "adamw"))  # adamw: decoupled weight decay
     weight_decay: float = ranged(0.0, 0)
+    # "all": every trained parameter decays; "automm": AutoMM's two groups (get_weight_decay_param_names):
+    # parameters of LayerNorm / BatchNorm / GroupNorm modules and every name with "bias" get no weight decay
+    weight_decay_groups: str = choice("all", ("all", "automm"))
     # "cosine": cosine annealing per step to min_lr; "poly": polynomial decay with power 1 (linear) to min_lr,
     # as transformers' get_polynomial_decay_schedule_with_warmup (Conv-LoRA / AutoMM, no warm-up)
     schedule: str = choice("cosine", ("cosine", "poly"))

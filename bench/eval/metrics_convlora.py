@@ -13,7 +13,8 @@ The model output there is the sigmoid probability p at the evaluation resolution
 * ``wfm``: weighted F-measure with β² = 0.3 (``WeightedFmeasure(beta=0.3)``: Q = (1 + β)RP / (R + βP));
   0 for an image without foreground;
 * ``mae``: mean |pred − gt| on the min-max normalised prediction (``MAE_SOD``);
-* ``iou``: ``torchmetrics.JaccardIndex(task="binary")`` on (p, label), i.e. p ≥ 0.5 — *not*
+* ``iou``: ``torchmetrics.JaccardIndex(task="binary")`` on (p, label) per image (``Binary_IoU``),
+  computed here by torchmetrics itself: p > 0.5 is foreground (p = 0.5 is background) — *not*
   min-max normalised; an image whose prediction and ground truth are both empty scores 0
   (torchmetrics' ``zero_division=0``);
 * ``ber``: 1 − the macro accuracy over the two classes of ``p·255 > 125`` against ``label·255 > 125``
@@ -33,6 +34,8 @@ from __future__ import annotations
 
 import numpy as np
 import py_sod_metrics as sod
+import torch
+from torchmetrics.functional.classification import binary_jaccard_index
 
 KEYS = ("sm", "em_mean", "wfm", "mae", "iou", "ber")
 
@@ -42,10 +45,10 @@ def _sigmoid(x: np.ndarray) -> np.ndarray:
 
 
 def binary_iou(prob: np.ndarray, gt: np.ndarray) -> float:
-    """torchmetrics' binary Jaccard index at threshold 0.5; 0 when the union is empty."""
-    pred, target = prob >= 0.5, gt.astype(bool)
-    union = np.count_nonzero(pred | target)
-    return float(np.count_nonzero(pred & target) / union) if union else 0.0
+    """torchmetrics' binary Jaccard index of probabilities in [0, 1] (foreground: p > 0.5); 0 when the union
+    is empty."""
+    value = binary_jaccard_index(torch.from_numpy(np.asarray(prob)), torch.from_numpy(np.asarray(gt).astype(np.int64)))
+    return float(value)
 
 
 def balanced_error_rate(prob: np.ndarray, gt: np.ndarray) -> float:

@@ -43,6 +43,7 @@ from bench.tasks import Task
 from bench.tasks.base import teacher_features
 from bench.train import distributed
 from bench.train.losses import structure_loss
+from bench.train.param_groups import decay_exempt, param_groups
 from bench.train.resume import resume
 
 log = logging.getLogger(__name__)
@@ -70,6 +71,14 @@ class TrainParts:
         if self.distiller is not None:
             params += [p for p in self.distiller.parameters() if p.requires_grad]
         return params
+
+    def decay_exempt(self) -> list[nn.Parameter]:
+        """Trainable parameters of the student and the distiller that ``train.weight_decay_groups=automm`` does
+        not decay (:mod:`bench.train.param_groups`)."""
+        modules: list[nn.Module] = [self.student]
+        if self.distiller is not None:
+            modules.append(self.distiller)
+        return decay_exempt(modules)
 
     def state(self) -> dict[str, Any]:
         """Trainable student tensors and the distiller's state (what a checkpoint must restore)."""
@@ -188,13 +197,19 @@ def probe_features(
 
 
 def make_optimizer(
-    cfg: TrainConfig, params: list[nn.Parameter], n_samples: int, n_steps: int
+    cfg: TrainConfig,
+    params: list[nn.Parameter],
+    n_samples: int,
+    n_steps: int,
+    exempt: Iterable[nn.Parameter] = (),
 ) -> tuple[torch.optim.Optimizer, torch.optim.lr_scheduler.LRScheduler]:
     """Adam or AdamW (``train.optimizer``, ``train.weight_decay``) and the per-step schedule
     (``train.schedule``): cosine annealing to ``min_lr`` over :func:`cosine_horizon` steps, or linear
-    ("polynomial, power 1") decay to ``min_lr`` over the run's steps."""
+    ("polynomial, power 1") decay to ``min_lr`` over the run's steps. Under ``train.weight_decay_groups=automm``
+    the parameters of ``exempt`` (:meth:`TrainParts.decay_exempt`) form a second group without weight decay."""
     opt_cls = torch.optim.AdamW if cfg.optimizer == "adamw" else torch.optim.Adam
-    optimizer = opt_cls(params, lr=cfg.lr, weight_decay=cfg.weight_decay)
+    groups = param_groups(cfg.weight_decay_groups, params, exempt, cfg.weight_decay)
+    optimizer = opt_cls(groups, lr=cfg.lr, weight_decay=cfg.weight_decay)
     if cfg.schedule == "poly":
         assert cfg.epochs is not None
         total, floor = cfg.epochs * n_steps, cfg.min_lr / cfg.lr
@@ -294,7 +309,8 @@ def _setup(loop: _Loop) -> int:
     in their training modes (wrapped for DDP); returns the epoch to start from."""
     cfg, parts = loop.cfg, loop.parts
     loop.n_steps = _epoch_steps(len(loop.data), cfg)
-    loop.optimizer, loop.scheduler = make_optimizer(cfg, loop.params, len(loop.data), loop.n_steps)
+    exempt = parts.decay_exempt() if cfg.weight_decay_groups != "all" else []
+    loop.optimizer, loop.scheduler = make_optimizer(cfg, loop.params, len(loop.data), loop.n_steps, exempt)
     loop.rank_batch = distributed.check_batch(cfg.batch_size, distributed.world().world_size)
     start_epoch = _resume(loop)
     parts.student.eval()  # frozen BatchNorm statistics; SAM has no dropout

@@ -42,7 +42,7 @@ def _e_measure_curve_mean(pred, gt):
 def _reference(logits: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     prob = 1 / (1 + np.exp(-logits))
     pred, g = _prepare(prob * 255, gt * 255.0)
-    hard, target = prob >= 0.5, gt == 1
+    hard, target = prob > 0.5, gt == 1  # torchmetrics: preds > threshold
     union = (hard | target).sum()
     p125, t125 = prob * 255 > 125, gt * 255 > 125
     tpr = (p125 & t125).sum() / t125.sum() if t125.any() else None
@@ -72,7 +72,8 @@ def test_convlora_scores_match_the_numpy_restatement():
     assert 0.3 < ref["iou"] < 0.95 and 0.05 < ref["ber"] < 0.5  # a non-trivial fixture
     # same float64 operations up to summation order and py_sod_metrics' N - 1 + eps in the SSIM
     for key in ref:
-        assert got[key] == pytest.approx(ref[key], rel=1e-9, abs=1e-12), key
+        rel = 1e-6 if key == "iou" else 1e-9  # torchmetrics' Jaccard index is a float32 division
+        assert got[key] == pytest.approx(ref[key], rel=rel, abs=1e-12), key
 
 
 def test_convlora_iou_and_ber_on_hand_counted_masks():
@@ -85,6 +86,25 @@ def test_convlora_iou_and_ber_on_hand_counted_masks():
     assert empty["iou"] == 0.0 and empty["ber"] == 0.0 and empty["wfm"] == 0.0
     ref = _reference(np.full((4, 4), -6.0), np.zeros((4, 4)))
     assert empty["sm"] == pytest.approx(ref["sm"]) and empty["mae"] == pytest.approx(ref["mae"])
+
+
+def test_convlora_iou_is_torchmetrics_and_half_is_background():
+    import torch
+    import torchmetrics
+
+    from bench.eval.metrics_convlora import binary_iou
+
+    # logit 0 → p = 0.5 exactly: background under torchmetrics' preds > 0.5 (1 of 2 fg pixels predicted)
+    gt = np.array([[1, 1], [0, 0]], dtype=np.uint8)
+    assert convlora_scores(np.array([[5.0, 0.0], [-5.0, -5.0]]), gt)["iou"] == pytest.approx(1 / 2)
+    assert binary_iou(np.array([[0.5, 0.5000001]]), np.array([[1, 1]])) == pytest.approx(1 / 2)
+    rng = np.random.default_rng(0)
+    for _ in range(5):
+        prob = rng.random((16, 24))
+        prob[rng.random(prob.shape) < 0.1] = 0.5  # ties at the threshold
+        target = (rng.random(prob.shape) < 0.4).astype(np.uint8)
+        expected = torchmetrics.JaccardIndex(task="binary")(torch.from_numpy(prob), torch.from_numpy(target))
+        assert binary_iou(prob, target) == pytest.approx(float(expected), abs=1e-7)
 
 
 def test_convlora_scores_reject_bad_input():
