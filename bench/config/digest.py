@@ -45,6 +45,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 # something else, so every stored run keeps its name (a binary run's digest is unchanged by the task keys).
 HASHED_WHEN_SET: dict[str, Any] = {
     "task": {"head": "auto", "queries": None, "loss": "auto"},
+    "data.hold_out_val": True,
     "data.folder.classes": None,
     "data.folder.ignore_index": 255,
     "data.coco": {
