@@ -46,6 +46,7 @@ class Scan:
     problems: list[str]
     warnings: list[str]
     val_drawn: bool
+    hold_out_val: bool = True  # data.hold_out_val: False = no validation drawn from the training pool
 
 
 def _is_candidate(path: Path) -> bool:
@@ -141,20 +142,28 @@ def _pairs(base: Path, sources: tuple[Source, ...], problems: list[str]) -> list
     return unique
 
 
-def scan(spec: RealSpec, folder: str | Path) -> Scan:
-    """Locate the layout in ``folder`` and pair the files of every split (no image is decoded)."""
+def scan(spec: RealSpec, folder: str | Path, hold_out_val: bool = True) -> Scan:
+    """Locate the layout in ``folder`` and pair the files of every split (no image is decoded).
+
+    ``hold_out_val`` (``data.hold_out_val``): draw the validation split from the training pool when the layout
+    ships none; when False the train split is the whole pool and ``val`` is empty (a layout's own validation
+    files are kept either way).
+    """
     layout, base = locate(spec, folder)
     problems: list[str] = []
     pool = _pairs(base, layout.train, problems)
     test = _pairs(base, layout.test, problems)
+    drawn = not layout.val and hold_out_val
     if layout.val:
         val, train = _pairs(base, layout.val, problems), pool
+    elif not hold_out_val:
+        val, train = [], pool
     else:
         held = draw_validation([p.name for p in pool], spec.val_fraction)
         val, train = [p for p in pool if p.name in held], [p for p in pool if p.name not in held]
     splits = {"train": train, "val": val, "test": test}
     for split, pairs in splits.items():
-        if not pairs and (split != "val" or layout.val or spec.val_fraction > 0):
+        if not pairs and (split != "val" or layout.val or (drawn and spec.val_fraction > 0)):
             problems.append(f"{base}: empty {split} split in layout {layout.name!r}")
     names = {split: {p.name for p in pairs} for split, pairs in splits.items()}
     for a, b in (("train", "test"), ("val", "test"), ("train", "val")):
@@ -168,7 +177,7 @@ def scan(spec: RealSpec, folder: str | Path) -> Scan:
         if found != count:
             what = "training pool (train + val)" if split == "train" and pooled else f"{split} split"
             warnings.append(f"{spec.name}: {what} has {found} images; the paper reports {count}")
-    return Scan(spec, layout, base, splits, problems, warnings, val_drawn=not layout.val)
+    return Scan(spec, layout, base, splits, problems, warnings, val_drawn=drawn, hold_out_val=hold_out_val)
 
 
 def _raise_problems(problems: list[str]) -> None:

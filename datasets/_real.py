@@ -30,14 +30,22 @@ logger = logging.getLogger(__name__)
 
 # ------------------------------------------------------------------------------- split records
 # Here, not in _splits.py: it reads a Scan (datasets._pairing), and _pairing uses _splits' order.
+def split_record_path(result: Scan, cache_dir: str | Path) -> Path:
+    """``<cache_dir>/splits/<dataset>__<layout>.json``; ``..__<layout>__no_val.json`` when ``data.hold_out_val``
+    is false on a layout without validation files (the other split of the same files, kept apart)."""
+    suffix = "" if result.hold_out_val or result.layout.val else "__no_val"
+    return Path(cache_dir) / "splits" / f"{result.spec.name}__{result.layout.name}{suffix}.json"
+
+
 def _write_split_record(result: Scan, cache_dir: str | Path) -> Path:
-    path = Path(cache_dir) / "splits" / f"{result.spec.name}__{result.layout.name}.json"
+    path = split_record_path(result, cache_dir)
     record = {
         "dataset": result.spec.name,
         "layout": result.layout.name,
         "seed": SPLIT_SEED,
         "val_fraction": result.spec.val_fraction if result.val_drawn else None,
         "val_drawn": result.val_drawn,
+        "hold_out_val": result.hold_out_val,
         "counts": {split: len(pairs) for split, pairs in result.splits.items()},
         "splits": {split: sorted(p.name for p in pairs) for split, pairs in result.splits.items()},
     }
@@ -57,10 +65,18 @@ def _write_split_record(result: Scan, cache_dir: str | Path) -> Path:
             counts["train"],
             counts["val"],
             counts["test"],
-            f" (validation drawn: {result.spec.val_fraction:.0%} of the training pool)" if result.val_drawn else "",
+            _val_note(result),
             path,
         )
     return path
+
+
+def _val_note(result: Scan) -> str:
+    if result.val_drawn:
+        return f" (validation drawn: {result.spec.val_fraction:.0%} of the training pool)"
+    if not result.layout.val:
+        return " (no validation held back: data.hold_out_val=false, the whole training pool trains)"
+    return ""
 
 
 # -------------------------------------------------------------------------------------- dataset
@@ -84,7 +100,7 @@ class RealDataset(SegmentationDataset):
         if folder is None:
             tried = ", ".join(str(Path(cfg.root) / f) for f in spec.folders)
             raise DatasetError(f"{tried}: dataset {spec.name!r} not found under data.root (see README, 'Datasets')")
-        result = scan(spec, folder)
+        result = scan(spec, folder, cfg.hold_out_val)
         _raise_problems(result.problems)
         for warning in result.warnings:
             logger.warning(warning)

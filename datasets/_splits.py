@@ -5,7 +5,9 @@
   and the first ``round(fraction * n)`` form the validation split. This depends only on the names
   (no RNG whose stream could change between library versions), so every machine gets the same split.
   It is written to ``<data.cache_dir>/splits/<dataset>__<layout>.json`` and logged
-  (:class:`datasets._real.RealDataset`).
+  (:class:`datasets._real.RealDataset`). It is drawn only with ``data.hold_out_val`` true (the default, what
+  ``eval.select=val_best`` reads); a protocol that never reads a validation split (``infosam``) sets it false
+  and trains on the whole pool, with an empty ``val`` split. Validation files a layout ships are kept either way.
 
 The same order holds out the test part of a release without a test split (``Folder.part``) and the
 test split of the folder dataset (``datasets/folder.py``).

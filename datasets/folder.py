@@ -6,7 +6,9 @@ paths relative to the CSV, as the Conv-LoRA archives). Splits: optional files of
 stems, one a line: ``train_list``, ``val_list``, ``test_list``, relative to ``DIR``); without
 ``test_list`` the first ``test_fraction`` of the samples in the fixed split order of
 ``datasets/_splits.py`` is the test split, and ``val_fraction`` of the training pool is drawn as
-validation. ``metrics`` (keys of ``bench/eval/metrics.py``), ``eval_prompt`` and ``epochs`` set the protocol.
+validation (without ``val_list``, and only with ``data.hold_out_val`` true: a protocol that never reads a
+validation split, as ``infosam``, trains on the whole pool). ``metrics`` (keys of ``bench/eval/metrics.py``),
+``eval_prompt`` and ``epochs`` set the protocol.
 Every rule of the real datasets applies (pairing, binary masks, sizes, verification before a run);
 ``prepare dataset=folder data.folder.root=DIR`` checks a copy.
 
@@ -111,8 +113,12 @@ def _names(root: Path, rel: str, problems: list[str]) -> list[str]:
     return [Path(line.strip()).stem for line in path.read_text().splitlines() if line.strip()]
 
 
-def scan_folder(cfg: FolderDataConfig) -> Scan:
-    """Pair the files under ``cfg.root`` and split them (nothing decoded); problems are listed, not raised."""
+def scan_folder(cfg: FolderDataConfig, hold_out_val: bool = True) -> Scan:
+    """Pair the files under ``cfg.root`` and split them (nothing decoded); problems are listed, not raised.
+
+    ``hold_out_val`` (``data.hold_out_val``): without ``val_list``, draw ``val_fraction`` of the training pool as
+    validation; when False the train split is the whole pool and ``val`` is empty.
+    """
     if not cfg.root:
         raise ConfigError("the folder dataset needs data.folder.root=DIR (your images + masks, or a CSV)")
     root = Path(cfg.root)
@@ -159,6 +165,8 @@ def scan_folder(cfg: FolderDataConfig) -> Scan:
     if cfg.val_list:
         val = listed(cfg.val_list)
         train = [p for p in pool if p.name not in {v.name for v in val}] if not cfg.train_list else pool
+    elif not hold_out_val:
+        val, train = [], pool
     else:
         drawn = draw_validation([p.name for p in pool], cfg.val_fraction)
         val, train = [p for p in pool if p.name in drawn], [p for p in pool if p.name not in drawn]
@@ -170,7 +178,8 @@ def scan_folder(cfg: FolderDataConfig) -> Scan:
     for split in ("train", "test"):
         if not splits[split]:
             problems.append(f"{root}: empty {split} split")
-    return Scan(spec, layout, root, splits, problems, [], val_drawn=not cfg.val_list)
+    drawn = not cfg.val_list and hold_out_val
+    return Scan(spec, layout, root, splits, problems, [], val_drawn=drawn, hold_out_val=hold_out_val)
 
 
 class FolderDataset(SegmentationDataset):
@@ -179,7 +188,7 @@ class FolderDataset(SegmentationDataset):
     def __init__(self, split: str, cfg: DataConfig) -> None:
         if split not in SPLITS:
             raise DatasetError(f"{NAME}: unknown split {split!r}; valid splits: {', '.join(SPLITS)}")
-        result = scan_folder(cfg.folder)
+        result = scan_folder(cfg.folder, cfg.hold_out_val)
         _raise_problems(result.problems)
         self.info, self.split, self.root = result.spec.info, split, result.root
         self.spec: Optional[RealSpec] = result.spec if self.info.task == "semantic" else None

@@ -37,7 +37,13 @@ _HUES = {1: 0.0, 2: 0.33, 3: 0.6, 4: 0.14}  # red-ish discs, green squares, blue
 _BACKGROUNDS = ("brick", "grass", "gravel", "coffee", "noise")
 
 INFO = DatasetInfo(
-    family="shapes", metrics=("acc", "miou"), eval_prompt="none", task="semantic", classes=CLASSES, epochs=10
+    family="shapes",
+    metrics=("acc", "miou"),
+    eval_prompt="none",
+    task="semantic",
+    classes=CLASSES,
+    epochs=10,
+    own_val=True,
 )  # promptless, as Conv-LoRA on Trans10K-v2 (the multi-class domain this one stands in for)
 
 

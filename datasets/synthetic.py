@@ -90,11 +90,14 @@ class _Domain:
 
 
 _DOMAINS: dict[str, _Domain] = {
-    "synth_camo": _Domain(gen_camo, DatasetInfo(family="camouflage", metrics=("sm", "em_adp", "wfm"))),
-    "synth_polyp": _Domain(gen_polyp, DatasetInfo(family="polyp", metrics=("sm", "em_adp", "wfm"))),
-    "synth_leaf": _Domain(gen_leaf, DatasetInfo(family="leaf", metrics=("iou", "dice"))),
+    "synth_camo": _Domain(gen_camo, DatasetInfo(family="camouflage", metrics=("sm", "em_adp", "wfm"), own_val=True)),
+    "synth_polyp": _Domain(gen_polyp, DatasetInfo(family="polyp", metrics=("sm", "em_adp", "wfm"), own_val=True)),
+    "synth_leaf": _Domain(gen_leaf, DatasetInfo(family="leaf", metrics=("iou", "dice"), own_val=True)),
     "synth_road": _Domain(
-        gen_road, DatasetInfo(family="road", metrics=("iou", "dice"), eval_prompt="points", eval_points=5, epochs=20)
+        gen_road,
+        DatasetInfo(
+            family="road", metrics=("iou", "dice"), eval_prompt="points", eval_points=5, epochs=20, own_val=True
+        ),
     ),
 }
 
@@ -104,7 +107,8 @@ def add_domain(name: str, generate: IndexedGenerator, info: DatasetInfo, version
     the target is a 0/1 mask, or for a ``semantic`` ``info`` a uint8 label map; ``rng`` is already seeded by
     the sample, ``index`` lets a domain spread its content over a split) and cached like the built-in ones;
     ``version`` goes into the cache manifest (change it when the generator changes). The caller registers the
-    dataset builder (:class:`SyntheticDataset`). A name already taken is a ValueError."""
+    dataset builder (:class:`SyntheticDataset`), with ``info.own_val=True`` (its validation split is its own, not
+    drawn from the training images). A name already taken is a ValueError."""
     if name in _DOMAINS:
         raise ValueError(f"synthetic domain {name!r} is already defined")
     if info.task not in ("binary", "semantic"):

@@ -5,7 +5,8 @@ MuyaoYuan/InfoSAM ``c35d7f9`` (``train_attention.py``, ``val.py``, ``util/metric
 training *and* test time, the plain-mean BCE of its ``StructureLoss``, ``T_max = epochs·(N//B + 1)``, fp32
 everywhere (cache included), default-init adapters, fused LoRA, metrics on the raw logits
 (:mod:`bench.eval.metrics_infosam`), and the last 5 epochs evaluated on the *test* set (its shell scripts);
-tables report the last epoch, and "best of last 5 (test)" where asked, labelled.
+tables report the last epoch, and "best of last 5 (test)" where asked, labelled. It reads no validation
+split, so none is held back (``data.hold_out_val=false``): every training image trains, as in the public code.
 """
 
 from __future__ import annotations
@@ -29,6 +30,9 @@ INFOSAM = Protocol(
         "eval.box_jitter": 5.0,
         "eval.select": "test_last",
     },
+    # it never reads a validation split, so none is held back: every training image trains (a synthetic domain's
+    # own validation split, DatasetInfo.own_val, takes no training images and keeps its run names)
+    dataset_values={"*": {"data.hold_out_val": False}},
     method_defaults={
         "adapter": {"zero_init": False},  # common.Adapter keeps PyTorch's default init
         "susam": {"zero_init": False},  # the same Adapter class

@@ -46,6 +46,7 @@ def to_dict(cfg: Any) -> dict[str, Any]:
 HASHED_WHEN_SET: dict[str, Any] = {
     "task": {"head": "auto", "queries": None, "loss": "auto"},
     "train.weight_decay_groups": "all",
+    "data.hold_out_val": True,
     "data.folder.classes": None,
     "data.folder.ignore_index": 255,
     "data.coco": {

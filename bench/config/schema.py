@@ -203,6 +203,9 @@ class DataConfig:
     # CSVDataset: BGR channels (cv2), resize -> zero-pad the uint8 image -> normalise, bilinear mask resize;
     # "square": Conv-LoRA's resize_to_square (bicubic to S x S, aspect not kept; masks nearest)
     preprocess: str = choice("sam", ("sam", "infosam", "square"))
+    # a real or folder dataset without validation files holds back a validation split from its training pool
+    # (what eval.select=val_best reads); false = every training image trains and val is empty (protocol infosam)
+    hold_out_val: bool = True
     synth: SynthConfig = field(default_factory=SynthConfig)
     folder: FolderDataConfig = field(default_factory=FolderDataConfig)
     coco: CocoDataConfig = field(default_factory=CocoDataConfig)

@@ -69,6 +69,9 @@ class DatasetInfo:
         classes: Class names, index = class id (``semantic``: background included as class 0 when the
             dataset has one; ``instances``: the categories). Empty for ``binary``.
         ignore_index: Label-map value of unlabelled pixels (``semantic``): no loss, no metric.
+        own_val: The dataset makes its own validation split, apart from its training images (the synthetic
+            domains, ``data.synth.val_size``): ``data.hold_out_val`` does not apply, and a protocol's value
+            of it is not set on its runs (their names stay as they were).
     """
 
     family: str
@@ -79,6 +82,7 @@ class DatasetInfo:
     task: str = "binary"
     classes: tuple[str, ...] = ()
     ignore_index: int = 255
+    own_val: bool = False
 
     def __post_init__(self) -> None:
         if self.task not in TASKS:

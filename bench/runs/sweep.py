@@ -250,12 +250,15 @@ def run_count(cfg: BenchConfig) -> int:
 
 def protocol_dataset_values(cfg: "BenchConfig", dataset: str) -> dict[str, Any]:
     """The protocol's per-dataset values for ``dataset`` (by its family), minus the keys the sweep file or
-    the command line set (:attr:`BenchConfig.explicit_keys`)."""
+    the command line set (:attr:`BenchConfig.explicit_keys`) and, on a dataset with its own validation split
+    (:attr:`DatasetInfo.own_val`), ``data.hold_out_val``."""
     table = get_protocol(cfg.protocol).dataset_values
     if not table:
         return {}
-    family = dataset_info(dataset).family
-    values = {**table.get("*", {}), **table.get(family, {})}
+    info = dataset_info(dataset)
+    values = {**table.get("*", {}), **table.get(info.family, {})}
+    if info.own_val:  # data.hold_out_val does not apply to a dataset with its own validation split
+        values.pop("data.hold_out_val", None)
     return {k: v for k, v in values.items() if k not in cfg.explicit_keys}
 
 
