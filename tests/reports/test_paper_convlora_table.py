@@ -60,7 +60,7 @@ POSTER = {
 }
 LABELS = {
     "Domain Specific": "domain_specific",
-    "SAM trained from scratch": "scratch",
+    "SAM trained from scratch": "scratch [random init]",  # the sweep's row: scratch with backbone.random_init
     "decoder-only": "decoder_only",
     "BitFit": "bitfit",
     "Adapter": "adapter",
@@ -135,7 +135,7 @@ def test_paper_keys_line_up_with_the_sweep_and_the_protocol():
             if metric not in printed:  # e.g. MAE on Kvasir: the paper prints S_α and E_φ only
                 continue
             for row in cfg.methods:  # a row is a name or {name, label, set} (the scratch row)
-                method = row if isinstance(row, str) else row["name"]
+                method = row if isinstance(row, str) else f"{row['name']} [{row['label']}]"
                 assert (paper.canonical_label(method), SUITE_DATASETS[dataset], metric) in published, (method, dataset)
     # every sweep dataset shows at least one published column
     shown = {SUITE_DATASETS[d] for d in cfg.datasets for (pd_, m) in COLUMNS if pd_ == SUITE_DATASETS[d]}
@@ -204,7 +204,7 @@ def test_report_shows_the_published_values_and_delta(tmp_path):
     lora_ber = _cell(POSTER["LoRA"].split()[9])[0]
     assert _row(md, "lora = paper “LoRA”")[5] == _expected([_scores("lora", s)["ber"] for s in SEEDS], lora_ber, False)
     # a paper row the sweep does not run: its published values only
-    scratch = _row(md, "scratch (not run) = paper “SAM trained from scratch”")
+    scratch = _row(md, "scratch [random init] (not run) = paper “SAM trained from scratch”")
     assert scratch[1] == f"– (paper {_cell(POSTER['SAM trained from scratch'].split()[0])[0]:.1f})"
     assert "Paper: Conv-LoRA (ICLR 2024), binary-segmentation table; Δ = ours − paper (points)." in md
     assert "paper / Δ: the published values" in md
