@@ -61,6 +61,18 @@ class CleanAccumulator(MetricAccumulator):
         return super().add(name, expit(logits), gt)
 
 
+def merge_rows(accs: dict[str, Any], base: str = BASE_DEFINITION) -> list[dict[str, Any]]:
+    """Per-image rows of accumulators scored on the same images in the same order (each with ``.rows``): the
+    ``base`` definition's keys unprefixed, every other definition's as ``<definition>.<key>``."""
+    merged = [dict(row) for row in accs[base].rows]
+    for definition, acc in accs.items():
+        if definition == base:
+            continue
+        for out, row in zip(merged, acc.rows):
+            out.update({f"{definition}.{k}": v for k, v in row.items() if k != "name"})
+    return merged
+
+
 def definitions() -> dict[str, Callable[[], Any]]:
     """Definition name → a fresh accumulator: the base one, then every protocol's own, in protocol order
     (the column order of ``per_image.csv``)."""
@@ -79,13 +91,7 @@ class Scorer:
             acc.add(name, logits, gt)
 
     def rows(self) -> list[dict[str, Any]]:
-        merged = [dict(row) for row in self.accs[BASE_DEFINITION].rows]
-        for definition, acc in self.accs.items():
-            if definition == BASE_DEFINITION:
-                continue
-            for out, row in zip(merged, acc.rows):
-                out.update({f"{definition}.{k}": v for k, v in row.items() if k != "name"})
-        return merged
+        return merge_rows(self.accs, BASE_DEFINITION)
 
     def means(self) -> dict[str, dict[str, float]]:
         return {name: acc.mean() for name, acc in self.accs.items()}

@@ -36,6 +36,7 @@ from bench.contracts.dataset import SegmentationDataset
 from bench.contracts.distill import Features
 from bench.data.batches import collate
 from bench.data.prompts import stable_seed
+from bench.eval.evaluate import merge_rows
 from bench.eval.semantic import SemanticAccumulator
 from bench.hardware.accel import autocast_for, images_to
 from bench.tasks.base import Evaluation, Task, TaskError, register_task, teacher_features
@@ -201,7 +202,7 @@ class SemanticTask(Task):
                 pred, gt = self.label_map(backbone, out.masks[i : i + 1], class_logits, i, gt, batch, resolution)
                 for acc in accs.values():
                     acc.add(batch["name"][i], pred, gt)
-        return _merge_rows(accs, self.definitions[0]), {d: acc.mean() for d, acc in accs.items()}
+        return merge_rows(accs, self.definitions[0]), {d: acc.mean() for d, acc in accs.items()}
 
     def label_map(
         self,
@@ -229,14 +230,3 @@ def _overrides_adapt_logits(ext: Any) -> bool:
     from bench.contracts.decoder import DecoderExtension
 
     return type(ext).adapt_logits is not DecoderExtension.adapt_logits
-
-
-def _merge_rows(accs: dict[str, SemanticAccumulator], base: str) -> list[dict[str, Any]]:
-    """Per-image rows: the base definition's keys unprefixed, the others as ``<definition>.<key>``."""
-    merged = [dict(row) for row in accs[base].rows]
-    for definition, acc in accs.items():
-        if definition == base:
-            continue
-        for out, row in zip(merged, acc.rows):
-            out.update({f"{definition}.{k}": v for k, v in row.items() if k != "name"})
-    return merged
