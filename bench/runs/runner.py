@@ -32,6 +32,7 @@ from bench.hardware.memory import check_accumulation, checkpoint_trainable_block
 from bench.runs.provenance import provenance_record
 from bench.runs.results import FollowerRunDir, RunBusyError, RunDir
 from bench.tasks import Task, build_task
+from bench.tasks.base import EvalSettings
 from bench.train import distributed
 from bench.train.trainer import TrainParts, TrainResult, train
 
@@ -310,11 +311,13 @@ def _score(
                 ctx.parts.student_encoder,
                 shard,
                 ctx.device,
-                batch_size=run.eval.batch_size,
-                desc=f"{ctx.rd.name} {what}",
-                precision=run.train.precision,
-                channels_last=run.train.channels_last,
-                resolution=run.eval.resolution,
+                EvalSettings(
+                    run.eval.batch_size,
+                    f"{ctx.rd.name} {what}",
+                    run.train.precision,
+                    run.train.channels_last,
+                    run.eval.resolution,
+                ),
             ),
             data,
         )

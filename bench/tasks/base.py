@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable, Optional
 
 import torch
@@ -14,6 +15,18 @@ from bench.contracts.distill import Features
 from bench.registry import Registry
 
 Evaluation = tuple[list[dict[str, Any]], dict[str, dict[str, float]]]  # (per-image rows, means by definition)
+
+
+@dataclass(frozen=True)
+class EvalSettings:
+    """How a task scores a split (the run's ``eval.*`` and ``train.*`` speed switches, as the binary
+    :func:`bench.eval.evaluate.evaluate` takes them): ``resolution`` is ``"original"`` or ``"input"``."""
+
+    batch_size: int
+    desc: str
+    precision: str
+    channels_last: bool
+    resolution: str
 
 
 class TaskError(ConfigError):
@@ -72,12 +85,7 @@ class Task:
         encoder: Callable[[torch.Tensor], tuple[torch.Tensor, dict[int, torch.Tensor]]],
         data: Dataset,
         device: torch.device,
-        *,
-        batch_size: int,
-        desc: str,
-        precision: str,
-        channels_last: bool,
-        resolution: str,
+        settings: EvalSettings,
     ) -> Evaluation:
         raise NotImplementedError
 

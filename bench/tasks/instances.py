@@ -40,7 +40,7 @@ from bench.data.prompts import (
 from bench.eval.evaluate import Scorer, definitions
 from bench.eval.metrics import BASE_DEFINITION
 from bench.hardware.accel import autocast_for, images_to
-from bench.tasks.base import Evaluation, Task, register_task
+from bench.tasks.base import EvalSettings, Evaluation, Task, register_task
 from bench.tasks.structure import structure_loss
 
 log = logging.getLogger(__name__)
@@ -252,29 +252,24 @@ class InstancesTask(Task):
         encoder: Callable[[torch.Tensor], tuple[torch.Tensor, dict[int, torch.Tensor]]],
         data: Dataset,
         device: torch.device,
-        *,
-        batch_size: int,
-        desc: str,
-        precision: str,
-        channels_last: bool,
-        resolution: str,
+        settings: EvalSettings,
     ) -> Evaluation:
         backbone.eval()
         scorer = Scorer()
         meta: list[tuple[str, int]] = []  # (image name, category) per scored object
         use_box = self.prompt == "box"
-        loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=self.collate)
-        for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
+        loader = DataLoader(data, batch_size=settings.batch_size, shuffle=False, collate_fn=self.collate)
+        for batch in tqdm(loader, desc=settings.desc, leave=False, dynamic_ncols=True):
             if len(batch["owner"]) == 0:
                 continue
-            logits = self.object_logits(backbone, encoder, batch, use_box, device, precision, channels_last)
+            logits = self.object_logits(backbone, encoder, batch, use_box, device, settings)
             for j, gt in enumerate(batch["gt"]):
                 image = batch["name"][int(batch["owner"][j])]
-                scored, gt = self.frame(backbone, logits[j : j + 1], gt, batch["target"][j], resolution)
+                scored, gt = self.frame(backbone, logits[j : j + 1], gt, batch["target"][j], settings.resolution)
                 scorer.add(f"{image}#{int(batch['object'][j])}", scored[0, 0].cpu().numpy().astype("float64"), gt)
                 meta.append((image, int(batch["category"][j])))
         if not meta:
-            raise ValueError(f"{desc}: no object to score (every image of the split has no annotation)")
+            raise ValueError(f"{settings.desc}: no object to score (every image of the split has no annotation)")
         rows = [
             {"name": row["name"], "image": image, "category": self.info.classes[cat], **row}
             for row, (image, cat) in zip(scorer.rows(), meta)
@@ -290,12 +285,11 @@ class InstancesTask(Task):
         batch: dict[str, Any],
         use_box: bool,
         device: torch.device,
-        precision: str,
-        channels_last: bool,
+        settings: EvalSettings,
     ) -> torch.Tensor:
         """Low-resolution logits (N, 1, h', w') of the batch's objects, every image encoded once."""
-        images = images_to(batch["image"], device, channels_last)
-        with autocast_for(device, precision):
+        images = images_to(batch["image"], device, settings.channels_last)
+        with autocast_for(device, settings.precision):
             z, blocks = encoder(images)
             zo, bo = per_object(z, blocks, batch["owner"])
             out = backbone.decode(zo, batch_prompts(batch, use_box).to(device), bo)

@@ -39,7 +39,7 @@ from bench.data.prompts import stable_seed
 from bench.eval.evaluate import merge_rows
 from bench.eval.semantic import SemanticAccumulator
 from bench.hardware.accel import autocast_for, images_to
-from bench.tasks.base import Evaluation, Task, TaskError, register_task, teacher_features
+from bench.tasks.base import EvalSettings, Evaluation, Task, TaskError, register_task, teacher_features
 from bench.tasks.heads import PerClassHead, QueriesHead, set_mask_tokens
 from bench.tasks.losses import ce_dice_terms, m2f_terms
 
@@ -182,24 +182,21 @@ class SemanticTask(Task):
         encoder: Callable[[torch.Tensor], tuple[torch.Tensor, dict[int, torch.Tensor]]],
         data: Dataset,
         device: torch.device,
-        *,
-        batch_size: int,
-        desc: str,
-        precision: str,
-        channels_last: bool,
-        resolution: str,
+        settings: EvalSettings,
     ) -> Evaluation:
         backbone.eval()
         accs = {d: SemanticAccumulator(self.info.classes, self.ignore_index, d) for d in self.definitions}
-        loader = DataLoader(data, batch_size=batch_size, shuffle=False, collate_fn=self.collate)
-        for batch in tqdm(loader, desc=desc, leave=False, dynamic_ncols=True):
-            images = images_to(batch["image"], device, channels_last)
-            with autocast_for(device, precision):
+        loader = DataLoader(data, batch_size=settings.batch_size, shuffle=False, collate_fn=self.collate)
+        for batch in tqdm(loader, desc=settings.desc, leave=False, dynamic_ncols=True):
+            images = images_to(batch["image"], device, settings.channels_last)
+            with autocast_for(device, settings.precision):
                 z, blocks = encoder(images)
                 out = backbone.decode_queries(z, blocks)
                 class_logits = backbone.task_head.class_logits(out.tokens)
             for i, gt in enumerate(batch["gt"]):
-                pred, gt = self.label_map(backbone, out.masks[i : i + 1], class_logits, i, gt, batch, resolution)
+                pred, gt = self.label_map(
+                    backbone, out.masks[i : i + 1], class_logits, i, gt, batch, settings.resolution
+                )
                 for acc in accs.values():
                     acc.add(batch["name"][i], pred, gt)
         return merge_rows(accs, self.definitions[0]), {d: acc.mean() for d, acc in accs.items()}

@@ -20,6 +20,7 @@ from bench.runs.results import METRICS_FILE
 from bench.runs.runner import execute_run
 from bench.runs.sweep import run_configs
 from bench.tasks import build_task
+from bench.tasks.base import EvalSettings
 from datasets.coco import write_fixture
 from reports.report import build_report
 from tests.tiny_runs import single_run, sweep
@@ -66,9 +67,10 @@ def test_batched_objects_match_one_image_at_a_time_and_encode_each_image_once(tm
     cpu = torch.device("cpu")
     batch = task.collate(picked)
     assert batch["owner"].tolist() == [0, 1, 1, 1] and batch["valid"].tolist() == [True] * 3
-    together = task.object_logits(backbone, encoder, batch, True, cpu, "fp32", False)
+    settings = EvalSettings(batch_size=4, desc="test", precision="fp32", channels_last=False, resolution="original")
+    together = task.object_logits(backbone, encoder, batch, True, cpu, settings)
     assert counter.images == 3  # one patch embedding per image, not per object
-    alone = [task.object_logits(backbone, encoder, task.collate([it]), True, cpu, "fp32", False) for it in picked]
+    alone = [task.object_logits(backbone, encoder, task.collate([it]), True, cpu, settings) for it in picked]
     alone_t = torch.cat(alone)
     assert together.shape == alone_t.shape == (4, 1, 32, 32)
     delta = (together - alone_t).abs().max().item()
