@@ -177,6 +177,12 @@ def _check_scan(report: PrepareReport, spec: RealSpec, result: Scan) -> None:
             report.warnings.append(f"{spec.name}/{split}: {empty} label map(s) with background / ignore only")
         elif empty:
             report.warnings.append(f"{spec.name}/{split}: {empty} mask(s) without foreground (skipped in training)")
+    if result.val_drawn:  # what a run trains on depends on data.hold_out_val: say both
+        pool = len(result.splits.get("train", ())) + len(result.splits.get("val", ()))
+        report.lines.append(
+            f"  training: train above with data.hold_out_val=true (protocols clean, convlora); all {pool} pairs of "
+            "the training pool, no validation split, with data.hold_out_val=false (protocol infosam, as its code)"
+        )
     if semantic:
         counts = ", ".join(f"{c} {int(n)}" for c, n in zip(spec.info.classes, seen))
         report.lines.append(

@@ -43,6 +43,9 @@ CONVLORA = Protocol(
         "eval.select_epochs": 100,  # every epoch is a candidate
         "eval.patience": 10,
         "eval.resolution": "input",  # metrics on the 1024 square with the GT resized to it
+        # run_semantic_segmentation.py trains once on the polyp pool and evaluates test_Kvasir.csv and
+        # test_CVC-ClinicDB.csv with the same predictor: a sweep with both gets one training (kvasir's runs)
+        "test_sets": {"kvasir": ["cvc_clinicdb"]},
     },
     dataset_values={  # run_semantic_segmentation.py get_default_training_setting
         "*": {"train.epochs": 30},

@@ -38,6 +38,23 @@ def load_record_map(
     return records
 
 
+# what a record says of its own test set only: not carried into the records of its further test sets
+_OWN_TEST_KEYS = ("metrics_best_of_last", "metrics_by_definition_best_of_last", "also_tested")
+
+
+def with_tested(records: Iterable[dict[str, Any]]) -> list[dict[str, Any]]:
+    """``records`` and, after each, one record per further test set it was scored on (``eval.also_test``, in
+    ``metrics.json`` ``also_tested``): the run's record with that dataset's values, ``tested_by`` = the run's
+    own dataset. A table's cell of that test set is then the same trained model as its host's cell."""
+    out = []
+    for record in records:
+        out.append(record)
+        for dataset, scored in (record.get("also_tested") or {}).items():
+            derived = {k: v for k, v in record.items() if k not in _OWN_TEST_KEYS}
+            out.append({**derived, **scored, "dataset": dataset, "tested_by": record["dataset"]})
+    return out
+
+
 def record_metrics(record: dict[str, Any], definition: Optional[str] = None, checkpoint: str = "reported") -> dict:
     """A run's values under a metric definition (None = its protocol's) and checkpoint view.
 

@@ -30,7 +30,7 @@ from bench.runs.results import RunDir
 from bench.runs.sweep import sweep_runs
 
 from . import paper, render
-from .aggregate import load_record_map, long_frame, seed_values
+from .aggregate import load_record_map, long_frame, seed_values, with_tested
 from .classes import ClassTable, class_tables, dataset_classes
 from .distributions import write_distributions
 from .figures import write_figures
@@ -53,9 +53,10 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Opti
     names = [RunDir(cfg.runs_dir, r).name for r in runs]  # by recorded digests where an input file is absent
     problems: list[str] = []
     by_name = load_record_map(cfg.runs_dir, names, problems)
-    records = list(by_name.values())
+    own = list(by_name.values())
+    records = with_tested(own)  # a run scored on further test sets fills their columns too
     columns = []
-    for dataset in cfg.datasets:
+    for dataset in dict.fromkeys([*cfg.datasets, *(r["dataset"] for r in records)]):
         metrics = next((tuple(r["report_metrics"]) for r in records if r["dataset"] == dataset), None)
         info = dataset_info(dataset)
         for metric in metrics or get_protocol(cfg.protocol).metrics_for(info.family, tuple(info.metrics)):
@@ -73,16 +74,16 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Opti
         cfg.sweep, labels, dataset_classes(records, cfg.datasets), samples, len(seeds), with_paper, cfg.report.reference
     )
     view = protocol_line(cfg, definition, with_paper)
-    title = f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), {len(records)}/{len(runs)} runs complete\n{view}"
+    title = f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), {len(by_name)}/{len(runs)} runs complete\n{view}"
     markdown = render.to_markdown(table, title)
     for ct in per_class:
         markdown += "\n" + render.to_markdown(ct.table, ct.title(seeds), legend=False)
-    notes = problems + mixed_provenance(records)
+    notes = problems + mixed_provenance(own)
     if notes:  # mixed commits / packages / weights, random-init runs
         markdown += "\n\n" + "\n".join(f"**warning:** {n}" for n in notes)
         for note in notes:
             log.warning("%s: %s", cfg.sweep, note)
-    for note in by_design_notes(records):  # scratch rows: random weights on purpose, not a warning
+    for note in by_design_notes(own):  # scratch rows: random weights on purpose, not a warning
         markdown += f"\n\n**note:** {note}"
     caption = (
         f"{cfg.sweep}: mean ± SE over seeds {seeds} (×100); bold = best, † = Welch p < 0.05 vs the reference row. "
@@ -104,7 +105,7 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Opti
         statuses = run_statuses(cfg.runs_dir, runs)
         write_page(
             out / f"{cfg.sweep}.html", cfg.sweep, title.splitlines()[0].lstrip("# "), view, table,
-            render.notes(table), notes, figures, wins, statuses, records,
+            render.notes(table), notes, figures, wins, statuses, own,
             [(ct.title(seeds).lstrip("# "), ct.table) for ct in per_class],
         )  # fmt: skip
     except OSError as err:  # a colleague's read-only runs (permissions, a read-only mount): still printed

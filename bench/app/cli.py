@@ -61,7 +61,7 @@ def validate_names(cfg, weights: bool = True, runs=None) -> None:
     methods, backbones, datasets = _registries()
     from bench.backbones import backbone_family
 
-    for d in cfg.datasets:
+    for d in [*cfg.datasets, *cfg.test_sets, *(t for ts in cfg.test_sets.values() for t in ts), *cfg.eval.also_test]:
         datasets.get(d)
     from bench.contracts.sweep_steps import SWEEP_STEPS
 
@@ -86,6 +86,10 @@ def validate_names(cfg, weights: bool = True, runs=None) -> None:
             teacher = run.teacher.backbone or run.backbone.name
             for role, backbone in (("student", run.backbone.name), ("teacher", teacher)):
                 checks.append(("distiller", spec.distiller, spec.distiller_cls.unsupported, role, backbone))
+        for extra in run.eval.also_test:
+            problem = dataset_info(run.dataset).test_set_problem(dataset_info(extra))
+            if problem is not None:
+                raise ConfigError(f"eval.also_test: {run.dataset}'s runs cannot be tested on {extra}: {problem}")
         task = dataset_info(run.dataset).task
         if task in spec.peft_cls.unsupported_tasks:
             raise ConfigError(

@@ -47,6 +47,7 @@ HASHED_WHEN_SET: dict[str, Any] = {
     "task": {"head": "auto", "queries": None, "loss": "auto"},
     "train.weight_decay_groups": "all",
     "data.hold_out_val": True,
+    "eval.also_test": [],
     "data.folder.classes": None,
     "data.folder.ignore_index": 255,
     "data.coco": {

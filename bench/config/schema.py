@@ -144,6 +144,10 @@ class EvalConfig:
     # the first N test images by name keep their predicted mask, GT, image and prompt in <run>/masks/ (for the
     # report's qualitative figure); 0 = none. Does not change a run's results, so it is not in the run hash
     keep_masks: int = 4
+    # more test sets (dataset names) this run is scored on after training, with the reported checkpoint and the
+    # run's data.* settings: one training behind several test columns (Conv-LoRA's polyp model on Kvasir and
+    # on CVC-612); usually set by the sweep's test_sets, each recorded under metrics.json "also_tested"
+    also_test: list[str] = field(default_factory=list)
 
 
 @dataclass
@@ -301,6 +305,10 @@ class BenchConfig(RunConfig):
     datasets: list[str] = field(default_factory=lambda: ["synth_polyp"])
     seeds: list[int] = field(default_factory=lambda: [0], metadata={"range": Range(0)})
     grid: dict[str, list[Any]] = field(default_factory=dict)  # dotted key -> values, crossed
+    # dataset -> more test sets its runs are scored on (eval.also_test): where both are in `datasets`, the test set
+    # gets no training of its own and its report column comes from the host's runs (protocol convlora:
+    # {kvasir: [cvc_clinicdb]}, one polyp training as the public code); test_sets.kvasir=[] trains both
+    test_sets: dict[str, list[str]] = field(default_factory=dict)
     # sweep steps (bench/contracts/sweep_steps.py) the launcher calls once per `run` of the sweep, on rank 0: after
     # the launched runs end (local, inline), before its report; under Slurm before submitting (the command does not
     # wait for the jobs), so the steps see a job's results at the next `run` after it ended. `report` never calls them

@@ -90,6 +90,15 @@ class DatasetInfo:
         if self.task != "binary" and len(self.classes) < 2 - (self.task == "instances"):
             raise ValueError(f"a {self.task} dataset names its classes (DatasetInfo.classes), got {self.classes!r}")
 
+    def test_set_problem(self, other: "DatasetInfo") -> Optional[str]:
+        """Why a model trained on this dataset cannot be scored on a test set of ``other`` (another task, other
+        classes), or None (``eval.also_test``)."""
+        if other.task != self.task:
+            return f"it is a {other.task} dataset, the run's is {self.task}"
+        if other.classes != self.classes:
+            return f"its classes {list(other.classes)} differ from the run's {list(self.classes)}"
+        return None
+
     @property
     def num_classes(self) -> int:
         """K: the number of classes a ``semantic`` or ``instances`` dataset names (1 for ``binary``)."""

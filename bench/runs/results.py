@@ -7,7 +7,7 @@ Layout of ``runs/<dataset>__<method>__s<seed>__<hash>/``::
     run.log          the run's log (every attempt appended)
     .lock            held (flock) by the process executing the run; released when it exits or dies
     train_log.csv    one row per logged training step
-    per_image.csv    one row per test image
+    per_image.csv    one row per test image (per_image.<dataset>.csv: a further test set of eval.also_test)
     checkpoint.pt    last epoch's trainable state (for resume; deleted never, small)
     failed.json      present if the run failed (error message); removed when it reruns
     metrics.json     written last and atomically: a valid one means the run is complete
@@ -219,9 +219,16 @@ class RunDir:
     def write_train_log(self, rows: list[dict[str, Any]]) -> None:
         write_csv(self.path / "train_log.csv", rows)
 
-    def write_per_image(self, rows: list[dict[str, Any]], epoch: Optional[int] = None) -> None:
-        """``per_image.csv`` (the reported checkpoint), or ``per_image_epoch<N>.csv`` for a scored epoch."""
-        write_csv(self.path / ("per_image.csv" if epoch is None else f"per_image_epoch{epoch}.csv"), rows)
+    def write_per_image(
+        self, rows: list[dict[str, Any]], epoch: Optional[int] = None, test_set: Optional[str] = None
+    ) -> None:
+        """``per_image.csv`` (the reported checkpoint), ``per_image_epoch<N>.csv`` for a scored epoch, or
+        ``per_image.<dataset>.csv`` for a further test set of ``eval.also_test``."""
+        if test_set is not None:
+            name = f"per_image.{test_set}.csv"
+        else:
+            name = "per_image.csv" if epoch is None else f"per_image_epoch{epoch}.csv"
+        write_csv(self.path / name, rows)
 
     def write_metrics(self, record: dict[str, Any]) -> None:
         atomic_write(self.path / METRICS_FILE, json.dumps(record, indent=2, sort_keys=True).encode())
@@ -242,7 +249,9 @@ class FollowerRunDir(RunDir):
     def write_train_log(self, rows: list[dict[str, Any]]) -> None:
         pass
 
-    def write_per_image(self, rows: list[dict[str, Any]], epoch: Optional[int] = None) -> None:
+    def write_per_image(
+        self, rows: list[dict[str, Any]], epoch: Optional[int] = None, test_set: Optional[str] = None
+    ) -> None:
         pass
 
     def write_metrics(self, record: dict[str, Any]) -> None:

@@ -232,7 +232,8 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     result = _train_run(ctx, train_cfg, selector)
     t1 = time.time()
     rows, means, extra = _final_scores(ctx, train_cfg, selector)
-    record = _metrics_record(ctx, result, selector, rows, means, extra, t1)
+    also = _also_tested(ctx)
+    record = _metrics_record(ctx, result, selector, rows, means, {**extra, **also}, t1)
     rd.write_metrics(record)
     ctx.progress.unlink(missing_ok=True)
     log.info("%s: done in %.1fs", rd.name, time.time() - ctx.t0)
@@ -256,11 +257,9 @@ def _open_run(run: RunConfig, rd: RunDir) -> RunContext:
 def _prompt_datasets(ctx: RunContext) -> None:
     """The prompted train and test datasets, the evaluation prompt kind and the mask keeper, into ``ctx``."""
     run, info, task = ctx.run, ctx.info, ctx.parts.task
-    ctx.prompt = run.eval.prompt or info.eval_prompt
+    _eval_prompts(ctx, info)
     if task is not None:  # promptless (semantic) or one prompt per object (instances): the task's items
         ctx.train_data = task.dataset(ctx.train_set, ctx.parts.student, run.seed, train=True)
-        ctx.use_box = {"box": True, "points": False, "none": None}[ctx.prompt]
-        ctx.n_pos, ctx.n_neg = eval_points_split(run.eval.num_points or info.eval_points)
         ctx.test_data = _eval_dataset(ctx, ctx.test_set)
         if run.eval.keep_masks:
             log.info("%s: eval.keep_masks keeps binary masks only; the %s task keeps none", ctx.rd.name, task.name)
@@ -276,11 +275,16 @@ def _prompt_datasets(ctx: RunContext) -> None:
         jitter_form=run.train.box_jitter_form,
         hflip=run.train.hflip,
     )
+    ctx.test_data = _eval_dataset(ctx, ctx.test_set)
+    ctx.keeper = MaskKeeper(run.eval.keep_masks, ctx.test_set, ctx.parts.student, ctx.use_box, run.eval.resolution)
+
+
+def _eval_prompts(ctx: RunContext, info: Any) -> None:
+    """The evaluation prompt kind and point split for a test set of ``info`` (``eval.*`` or its protocol)."""
+    run = ctx.run
     ctx.prompt = run.eval.prompt or info.eval_prompt
     ctx.use_box = {"box": True, "points": False, "none": None}[ctx.prompt]
     ctx.n_pos, ctx.n_neg = eval_points_split(run.eval.num_points or info.eval_points)
-    ctx.test_data = _eval_dataset(ctx, ctx.test_set)
-    ctx.keeper = MaskKeeper(run.eval.keep_masks, ctx.test_set, ctx.parts.student, ctx.use_box, run.eval.resolution)
 
 
 def _eval_dataset(ctx: RunContext, split_set: Any) -> PromptedDataset:
@@ -418,6 +422,38 @@ def _final_scores(
     ctx.keeper.merge(distributed.gather_objects(ctx.keeper.kept))  # under DDP each rank scored its own shard
     rd.write_masks(ctx.keeper)  # rank 0 only
     return rows, means, extra
+
+
+def _also_tested(ctx: RunContext) -> dict[str, Any]:
+    """The reported checkpoint scored on every test set of ``eval.also_test`` (its own prompts and metrics, the
+    run's ``data.*``): ``{"also_tested": {dataset: record}}`` and ``per_image.<dataset>.csv``; {} without any."""
+    run = ctx.run
+    if not run.eval.also_test:
+        return {}
+    out: dict[str, Any] = {}
+    own = (ctx.test_data, ctx.prompt, ctx.use_box, ctx.n_pos, ctx.n_neg)
+    try:
+        for dataset in run.eval.also_test:
+            test_set = DATASETS.get(dataset)("test", run.data)
+            info = test_set.info
+            problem = ctx.info.test_set_problem(info)
+            if problem is not None:
+                raise ConfigError(f"eval.also_test: {run.dataset}'s run cannot be tested on {dataset}: {problem}")
+            _eval_prompts(ctx, info)
+            ctx.test_data = _eval_dataset(ctx, test_set)
+            rows, means = _score(ctx, ctx.test_data, f"test {dataset}")
+            ctx.rd.write_per_image(rows, test_set=dataset)
+            out[dataset] = {
+                "metrics": headline_metrics(means, ctx.protocol.metrics),
+                "metrics_by_definition": means,
+                "report_metrics": list(ctx.protocol.metrics_for(info.family, tuple(info.metrics))),
+                "num_test_images": len(rows),
+                "eval_prompt": ctx.prompt,
+            }
+            log.info("%s: also tested on %s (%d images)", ctx.rd.name, dataset, len(rows))
+    finally:
+        ctx.test_data, ctx.prompt, ctx.use_box, ctx.n_pos, ctx.n_neg = own
+    return {"also_tested": out}
 
 
 def _metrics_record(

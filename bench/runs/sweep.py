@@ -182,13 +182,15 @@ def run_configs(cfg: BenchConfig) -> list[RunConfig]:
     whole = to_dict(cfg)
     base = OmegaConf.merge(OmegaConf.structured(RunConfig), {k: whole[k] for k in RUN_KEYS})
     points = grid_points(cfg)
+    hosted = tested_by(cfg)
     runs = []
     for entry in cfg.methods:
         method, label, extra = method_entry(entry)
         if "protocol" in extra:
             raise ConfigError(f"methods entry {entry!r}: a row cannot change the protocol (set it for the whole sweep)")
-        for dataset in cfg.datasets:
+        for dataset in trained_datasets(cfg):
             per_dataset = protocol_dataset_values(cfg, dataset)
+            also = [d for d, host in hosted.items() if host == dataset]
             for seed in cfg.seeds:
                 for point in points:
                     variant = ",".join([label] * bool(label) + [f"{k}={v}" for k, v in point.items()])
@@ -197,11 +199,42 @@ def run_configs(cfg: BenchConfig) -> list[RunConfig]:
                     )
                     for key, value in {**per_dataset, **extra, **point}.items():
                         node = merge_checked(node, OmegaConf.from_dotlist([f"{key}={value}"]), f"grid {key}")
+                    if also:
+                        node = merge_checked(node, OmegaConf.create({"eval": {"also_test": also}}), "test_sets")
                     obj = OmegaConf.to_object(node)
                     assert isinstance(obj, RunConfig)
                     check_values(obj)  # a grid point or a row's overrides may set a value out of range
                     runs.append(obj)
     return _unique_runs(runs)
+
+
+def tested_by(cfg: BenchConfig) -> dict[str, str]:
+    """Test set → the dataset whose runs score it (:attr:`BenchConfig.test_sets`), for the test sets in the sweep's
+    ``datasets`` hosted by another dataset there: those get no training of their own."""
+    hosted: dict[str, str] = {}
+    if "eval.also_test" in cfg.explicit_keys:  # set by hand: it says which runs score which test sets
+        return hosted
+    for host, extra in cfg.test_sets.items():
+        if host not in cfg.datasets:
+            continue
+        for dataset in extra:
+            if dataset == host:
+                raise ConfigError(f"test_sets.{host}: a dataset is always tested on itself; list other test sets only")
+            if dataset in hosted and hosted[dataset] != host:
+                raise ConfigError(f"test_sets: {dataset} is tested by both {hosted[dataset]} and {host}; choose one")
+            if dataset in cfg.datasets:
+                hosted[dataset] = host
+    if set(hosted) & set(hosted.values()):
+        both = sorted(set(hosted) & set(hosted.values()))
+        raise ConfigError(f"test_sets: {', '.join(both)} both host and are hosted; a chain of test sets is not allowed")
+    return hosted
+
+
+def trained_datasets(cfg: BenchConfig) -> list[str]:
+    """The sweep's datasets that get runs of their own: ``datasets`` minus the test sets another dataset's runs
+    score (:func:`tested_by`)."""
+    hosted = tested_by(cfg)
+    return [d for d in cfg.datasets if d not in hosted]
 
 
 @dataclass(frozen=True)
@@ -245,7 +278,7 @@ def run_count(cfg: BenchConfig) -> int:
     """``len(run_configs(cfg))`` without building the runs (methods × datasets × seeds × grid points): what
     ``list`` shows for every sweep; building them all takes OmegaConf ~40 ms a run. Repeats that only the
     built configs reveal (two spellings of one row) are counted here and run once."""
-    return len(cfg.methods) * len(cfg.datasets) * len(cfg.seeds) * len(grid_points(cfg))
+    return len(cfg.methods) * len(trained_datasets(cfg)) * len(cfg.seeds) * len(grid_points(cfg))
 
 
 def protocol_dataset_values(cfg: "BenchConfig", dataset: str) -> dict[str, Any]:

@@ -6,10 +6,13 @@ For a wrapped ``qkv`` layer (weight W, bias b)::
     h      = A x                                  # (…, r), A: r × D_in, kaiming-uniform
     result = W x + b + s · B (h + MoE(h)),  s = alpha / r,   B: D_out × r, zero-init
 
-``MoE`` works on h reshaped to a (N, r, H, W) map (reference_implementations.md §2, autogluon
-``conv_lora/{adaptation_layers.py, moe_conv.py}``; InfoSAM's ``LoRA_layers.py`` is a verbatim port):
+``MoE`` works on h reshaped to a (N, r, H, W) map. The official code is AutoMM's
+``multimodal/src/autogluon/multimodal/models/adaptation_layers.py``: ``ConvLoRALinear`` with its gate
+``MoEGate`` and ``SparseDispatcher`` (autogluon ``7d8cef5``). The Conv-LoRA example's earlier copy,
+``models/conv_lora/{adaptation_layers.py, moe_conv.py}`` (``3bc2315``, ``MoEConv``), computes the same
+gate; InfoSAM's ``LoRA_layers.py`` is a verbatim port (reference_implementations.md §2):
 
-* gate (``moe_conv.MoEConv.forward``): global average pool → ``w_gate`` (r × M) logits; during
+* gate (``MoEGate.forward``): global average pool → ``w_gate`` (r × M) logits; during
   training noise ``ε · (softplus(x·w_noise) + 1e-2)``, ε ~ N(0, 1), is added to the logits; the top-k
   (k = 1) of the noisy logits are kept and softmax-normalised *among themselves* (so the gate value is
   exactly 1 at k = 1); load ``= Σ_b P(expert in top-k)`` from ``_prob_in_top_k`` on the raw (noisy /
@@ -139,7 +142,7 @@ class MoEConv(nn.Module):
     def gating(
         self, x: torch.Tensor, noisy: bool, noise: Optional[torch.Tensor] = None
     ) -> tuple[torch.Tensor, torch.Tensor]:
-        """Gates (N, M) with k non-zero entries per row, and the load (M,) (``moe_conv.MoEConv.forward``).
+        """Gates (N, M) with k non-zero entries per row, and the load (M,) (AutoMM ``MoEGate.forward``).
 
         Args:
             x: (N, r, H, W) maps.

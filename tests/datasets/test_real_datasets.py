@@ -303,6 +303,8 @@ def test_prepare_reports_counts_and_never_writes(tmp_path: Path) -> None:
     text = report.text()
     assert "layout 'public'" in text and "test      2 pairs" in text
     assert "training pool (train + val) has 7 images; the paper reports 4040" in text
+    # what a run trains on per protocol: the drawn validation split is held back only where it is read
+    assert "all 7 pairs of the training pool, no validation split, with data.hold_out_val=false" in text
     assert _snapshot(src) == before
 
 
