@@ -25,6 +25,7 @@ from bench.contracts.dataset import dataset_info
 from bench.eval.metrics import BASE_DEFINITION
 from bench.eval.selection import BEST_OF_LAST_TEXT, selection_text
 from bench.fileio import atomic_write
+from bench.phases import CLOCK
 from bench.runs.provenance import by_design_notes, mixed_provenance
 from bench.runs.results import RunDir
 from bench.runs.sweep import sweep_runs
@@ -93,21 +94,24 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Opti
     if out is None:
         return markdown
     try:
-        atomic_write(out / f"{cfg.sweep}.md", markdown.encode())
-        atomic_write(out / f"{cfg.sweep}.tex", _latex(cfg.sweep, table, per_class, caption, seeds, view).encode())
-        atomic_write(out / f"{cfg.sweep}.csv", _long(table, per_class).to_csv(index=False).encode())
+        with CLOCK.phase("report_tables"):
+            atomic_write(out / f"{cfg.sweep}.md", markdown.encode())
+            atomic_write(out / f"{cfg.sweep}.tex", _latex(cfg.sweep, table, per_class, caption, seeds, view).encode())
+            atomic_write(out / f"{cfg.sweep}.csv", _long(table, per_class).to_csv(index=False).encode())
         named = list(zip(runs, names))
-        figures = write_figures(cfg, named, by_name, out)
-        per_image, wins = write_distributions(
-            cfg.runs_dir, cfg.sweep, named, by_name, table.references, labels, definition, out
-        )
+        with CLOCK.phase("figures"):
+            figures = write_figures(cfg, named, by_name, out)
+            per_image, wins = write_distributions(
+                cfg.runs_dir, cfg.sweep, named, by_name, table.references, labels, definition, out
+            )
         figures += per_image
-        statuses = run_statuses(cfg.runs_dir, runs)
-        write_page(
-            out / f"{cfg.sweep}.html", cfg.sweep, title.splitlines()[0].lstrip("# "), view, table,
-            render.notes(table), notes, figures, wins, statuses, own,
-            [(ct.title(seeds).lstrip("# "), ct.table) for ct in per_class],
-        )  # fmt: skip
+        with CLOCK.phase("report_tables"):
+            statuses = run_statuses(cfg.runs_dir, runs)
+            write_page(
+                out / f"{cfg.sweep}.html", cfg.sweep, title.splitlines()[0].lstrip("# "), view, table,
+                render.notes(table), notes, figures, wins, statuses, own,
+                [(ct.title(seeds).lstrip("# "), ct.table) for ct in per_class],
+            )  # fmt: skip
     except OSError as err:  # a colleague's read-only runs (permissions, a read-only mount): still printed
         if err.errno not in READ_ONLY_ERRNOS:
             raise

@@ -15,6 +15,7 @@ from typing import Any, Optional
 from bench.config import ConfigError, row_label
 from bench.contracts.dataset import dataset_tools
 from bench.logs import setup_logging
+from bench.phases import CLOCK, breakdown, process_age, summed
 from bench.registry import UnknownNameError
 from bench.runs.sweep import available_sweeps, load_config, resolve_sweep, run_count, sweep_runs
 from bench.train import distributed
@@ -157,11 +158,17 @@ def cmd_run(args: list[str]) -> str:
         return f"submitted; follow with: python run_benchmark.py status sweep={cfg.sweep}"
     if distributed.env_world().rank != 0:  # under torchrun: rank 0 reports
         return ""
-    report = build_report(cfg, runs=sweep.runs)
-    summary = (
-        f"\n{report}\nwall time {time.time() - t0:.0f}s; {len(outcomes) - len(busy)} runs executed, "
-        f"{len(failed)} failed"
-    )
+    CLOCK.take()
+    with CLOCK.phase("report_tables"):  # aggregation; the report splits off its figures
+        report = build_report(cfg, runs=sweep.runs)
+    wall = process_age() or time.time() - t0  # from the interpreter's start: what the user waited
+    summary = f"\n{report}\n"
+    executed = [o.record["phases"] for o in outcomes if o.record and "phases" in o.record]
+    if executed:
+        jobs = min(cfg.launcher.max_parallel, len(executed)) if cfg.launcher.name == "local" else 1
+        note = f"{len(executed)} runs summed, {jobs} parallel job(s)"
+        summary += breakdown({**summed(executed), **CLOCK.take()}, wall, note) + "\n"
+    summary += f"wall time {wall:.0f}s; {len(outcomes) - len(busy)} runs executed, {len(failed)} failed"
     if busy:
         summary += f", {len(busy)} left to another launcher that is running them"
     if failed:

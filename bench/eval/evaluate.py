@@ -16,6 +16,7 @@ the same runs. ``per_image.csv`` holds the clean keys unprefixed and the others 
 from __future__ import annotations
 
 import logging
+import time
 from concurrent.futures import Future, ThreadPoolExecutor
 from functools import partial
 from typing import Any, Callable, Optional
@@ -32,6 +33,7 @@ from bench.data.batches import PromptedDataset, batch_prompts, collate
 from bench.data.encoders import CachedEncoder
 from bench.eval.metrics import BASE_DEFINITION, MetricAccumulator
 from bench.hardware.accel import autocast_for, images_to
+from bench.phases import CLOCK, OVERLAPPING
 
 log = logging.getLogger(__name__)
 
@@ -87,8 +89,10 @@ class Scorer:
         self.accs = {name: make() for name, make in definitions().items()}
 
     def add(self, name: str, logits: np.ndarray, gt: np.ndarray) -> None:
-        for acc in self.accs.values():
+        for definition, acc in self.accs.items():
+            start = time.perf_counter()
             acc.add(name, logits, gt)
+            CLOCK.add(f"{OVERLAPPING}.{definition}", time.perf_counter() - start)
 
     def rows(self) -> list[dict[str, Any]]:
         return merge_rows(self.accs, BASE_DEFINITION)

@@ -29,6 +29,7 @@ from bench.contracts.sweep_steps import run_sweep_steps
 from bench.hardware.accel import check_execution
 from bench.hardware.memory import check_accumulation
 from bench.logs import setup_logging
+from bench.phases import CLOCK, process_age
 from bench.runs.results import RunBusyError, RunDir
 from bench.runs.sweep import sweep_runs
 from bench.train import distributed
@@ -36,6 +37,9 @@ from bench.train import distributed
 log = logging.getLogger(__name__)
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
+
+
+_IMPORTS_COUNTED = False  # whether this process's start-up time went into a run's phases (its first)
 
 
 def execute_runs(runs: list[dict[str, Any]], runs_dir: str) -> list[dict[str, Any]]:
@@ -47,6 +51,12 @@ def execute_runs(runs: list[dict[str, Any]], runs_dir: str) -> list[dict[str, An
     """
     from bench.runs.runner import execute_run
 
+    global _IMPORTS_COUNTED
+    if not _IMPORTS_COUNTED:  # the first runs of this process: interpreter start and imports until here
+        _IMPORTS_COUNTED = True
+        age = process_age()
+        if age is not None:
+            CLOCK.add("imports", age)
     results = []
     for data in runs:
         run = run_from_dict(data)

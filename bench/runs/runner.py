@@ -29,6 +29,7 @@ from bench.eval.selection import EpochSelector, selection_text
 from bench.fileio import atomic_write
 from bench.hardware.accel import channels_last_convs, compile_backbone, compute_tag, pick_device
 from bench.hardware.memory import check_accumulation, checkpoint_trainable_blocks, peak_memory_mb, reset_peak
+from bench.phases import CLOCK
 from bench.runs.provenance import provenance_record
 from bench.runs.results import FollowerRunDir, RunBusyError, RunDir
 from bench.tasks import Task, build_task
@@ -225,15 +226,20 @@ class RunContext:
 
 def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     """Build, train, evaluate and write the metrics record of ``run`` into ``rd``."""
+    carried = {k: v for k, v in CLOCK.take().items() if k == "imports"}  # a job's first run: its imports
     ctx = _open_run(run, rd)
-    _prompt_datasets(ctx)
+    with CLOCK.phase("data"):
+        _prompt_datasets(ctx)
     train_cfg = _train_config(ctx)
     selector = _epoch_selector(ctx, train_cfg)
-    result = _train_run(ctx, train_cfg, selector)
+    with CLOCK.phase("train"):
+        result = _train_run(ctx, train_cfg, selector)
     t1 = time.time()
-    rows, means, extra = _final_scores(ctx, train_cfg, selector)
-    also = _also_tested(ctx)
-    record = _metrics_record(ctx, result, selector, rows, means, {**extra, **also}, t1)
+    with CLOCK.phase("test_eval"):
+        rows, means, extra = _final_scores(ctx, train_cfg, selector)
+        also = _also_tested(ctx)
+    phases = {"phases": {**carried, **CLOCK.take()}}
+    record = _metrics_record(ctx, result, selector, rows, means, {**extra, **also, **phases}, t1)
     rd.write_metrics(record)
     ctx.progress.unlink(missing_ok=True)
     log.info("%s: done in %.1fs", rd.name, time.time() - ctx.t0)
@@ -246,10 +252,12 @@ def _open_run(run: RunConfig, rd: RunDir) -> RunContext:
     t0 = time.time()
     protocol = get_protocol(run.protocol)
     builder = DATASETS.get(run.dataset)
-    train_set, test_set = builder("train", run.data), builder("test", run.data)
+    with CLOCK.phase("data"):
+        train_set, test_set = builder("train", run.data), builder("test", run.data)
     info = test_set.info
     report_metrics = get_protocol(run.protocol).metrics_for(info.family, tuple(info.metrics))
-    parts = build_parts(run, device, build_task(info, run))
+    with CLOCK.phase("build"):
+        parts = build_parts(run, device, build_task(info, run))
     reset_peak(device)
     return RunContext(run, rd, device, t0, protocol, builder, train_set, test_set, report_metrics, parts)
 
@@ -364,14 +372,23 @@ def _epoch_selector(ctx: RunContext, train_cfg: TrainConfig) -> EpochSelector:
         patience=run.eval.patience,
     )
     if run.eval.select == "val_best":
-        val_data = _eval_dataset(ctx, ctx.builder("val", run.data))
+        with CLOCK.phase("data"):
+            val_data = _eval_dataset(ctx, ctx.builder("val", run.data))
         if len(val_data) == 0:
             log.warning("%s: %s has no validation split; the last epoch is reported", ctx.rd.name, run.dataset)
             selector.rule = "last"
-        selector.evaluate = lambda: _score(ctx, val_data, "val")
+        selector.evaluate = lambda: _timed_score(ctx, val_data, "val")
     elif run.eval.select == "test_last":
-        selector.evaluate = lambda: _score(ctx, ctx.test_data, "test")
+        selector.evaluate = lambda: _timed_score(ctx, ctx.test_data, "test")
     return selector
+
+
+def _timed_score(
+    ctx: RunContext, data: PromptedDataset, what: str
+) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
+    """:func:`_score` of a candidate epoch, timed as ``val_selection`` (taken off the training phase)."""
+    with CLOCK.phase("val_selection"):
+        return _score(ctx, data, what)
 
 
 def _train_run(ctx: RunContext, train_cfg: TrainConfig, selector: EpochSelector) -> TrainResult:
