@@ -190,10 +190,11 @@ def export_as(trained: TrainedModel, out: str | Path, format: str = "pt") -> str
         raise ConfigError("export format=hf: multi-class runs have a class head SamModel does not have; use format=pt")
     mergeable = bool(PEFT_METHODS.meta(trained.peft_name).get("mergeable"))
     if not mergeable or trained.model.decoder_extension is not None:
+        folding = ", ".join(n for n in PEFT_METHODS.names() if PEFT_METHODS.meta(n).get("mergeable"))
         raise ConfigError(
             f"export format=hf: method {trained.peft_name!r} adds modules transformers' SamModel does not have; "
-            "format=hf takes methods that fold into plain layers (lora, ssf, bitfit, decoder_only, zero_shot); "
-            "format=onnx or format=pt export any method"
+            f"format=hf takes the methods that fold into plain layers ({folding}); format=onnx or format=pt "
+            "export any method"
         )
     return export_hf(merge(trained.model), out)
 
