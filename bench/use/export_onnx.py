@@ -160,6 +160,8 @@ def export_onnx(model: Backbone, blocks: tuple[int, ...], out: str | Path) -> st
     feature_args = tuple(feats[k] for k in keys)
     with torch.no_grad(), warnings.catch_warnings():
         warnings.simplefilter("ignore", torch.jit.TracerWarning)  # shape checks traced as constants: S is fixed
+        warnings.filterwarnings("ignore", "You are using the legacy TorchScript", DeprecationWarning)  # chosen
+        warnings.filterwarnings("ignore", "Constant folding - Only steps=1", UserWarning)
         torch.onnx.export(
             EncoderGraph(model, blocks, keys),
             (x,),
