@@ -15,7 +15,7 @@ import pytest
 import torch
 
 from bench.app.cli import main
-from bench.backbones import build_backbone
+from bench.backbones import Prompts, build_backbone
 from bench.config import BackboneConfig, ConfigError
 from bench.contracts.peft import build_peft
 from bench.use.export import export_as, merge
@@ -72,10 +72,10 @@ def test_tiny_sam_run_exports_two_graphs_that_match(tiny_runs_lora_adapter, tmp_
     diff = _ort_matches(trained.model, tmp_path / "onnx")
     print(f"tiny_sam {method}: ORT end-to-end max |logits diff| {diff:.3g}")
     base = build_backbone(BackboneConfig(name="tiny_sam"))
-    assert float(np.abs(_ort_matches_fails(base, tmp_path / "onnx"))) > 100 * TOL  # the fine-tuning is in there
+    assert _diff_from_untuned(base, tmp_path / "onnx") > 100 * TOL  # the fine-tuning is in there
 
 
-def _ort_matches_fails(base, folder: Path) -> float:
+def _diff_from_untuned(base, folder: Path) -> float:
     """Largest difference of the exported decoder from the *untuned* model (must be large)."""
     enc, dec = _sessions(folder)
     x = torch.randn(1, 3, base.img_size, base.img_size, generator=torch.Generator().manual_seed(1))
@@ -131,3 +131,29 @@ def test_bad_format_and_multi_class_runs_are_refused(tiny_runs_lora_adapter, tmp
         model.task_head = torch.nn.Identity()
         export_as(trained, tmp_path / "y", "onnx")
     assert not (tmp_path / "y").exists()
+
+
+def test_mask_input_is_embedded_as_the_official_prompt_encoder_does(tiny_runs_lora_adapter, tmp_path):
+    trained = load_trained(tiny_runs_lora_adapter["lora"])
+    model = trained.model
+    export_as(trained, tmp_path / "onnx", "onnx")
+    enc, dec = _sessions(tmp_path / "onnx")
+    x = torch.randn(1, 3, 64, 64, generator=torch.Generator().manual_seed(2))
+    z = enc.run(None, {"image": x.numpy()})[0]
+    mask = torch.randn(1, 1, 32, 32, generator=torch.Generator().manual_seed(3))
+    point, label = torch.tensor([[[20.0, 30.0]]]), torch.ones(1, 1)
+    got = dec.run(
+        ["low_res_masks"],
+        {
+            "image_embeddings": z,
+            "point_coords": np.array([[[20.0, 30.0], [0.0, 0.0]]], np.float32),
+            "point_labels": np.array([[1.0, -1.0]], np.float32),
+            "mask_input": mask.numpy(),
+            "has_mask_input": np.ones(1, np.float32),
+        },
+    )[0]
+    with torch.no_grad():
+        embedded = model.prompt_encoder(points=(point, label), boxes=None, masks=mask)
+        model.encode_prompts = lambda prompts: embedded
+        want = model.decode(torch.from_numpy(z), Prompts()).logits.numpy()
+    assert float(np.abs(got - want).max()) <= TOL * max(1.0, float(np.abs(want).max()))
