@@ -21,7 +21,7 @@ COMMANDS: dict[str, str] = {
     "score": "score predictions made anywhere: score protocol=NAME pred=DIR gt=DIR",
     "download": "official checkpoints and public dataset archives: download backbone=NAME | dataset=NAME",
     "predict": "masks from a fine-tuned run: predict run=RUN_DIR images=DIR boxes=CSV out=DIR",
-    "export": "a self-contained checkpoint of a fine-tuned run: export run=RUN_DIR out=FILE",
+    "export": "a self-contained checkpoint of a fine-tuned run: export run=RUN_DIR out=FILE [format=pt|onnx|hf]",
 }
 
 GRAMMAR = """\

@@ -44,6 +44,7 @@ PEFT_FORMAT = "samfit-peft"
 # refusal threshold of the self-check, relative to the largest logit: a folding bug gives O(1) differences,
 # float32 re-association of a correct fold ~1e-7 of the logits' scale
 RELATIVE_TOLERANCE = 1e-5
+FORMATS = ("pt", "onnx", "hf")  # export format=: the checkpoint file (default), two ONNX graphs, a SamModel folder
 TASK_KEYS = ("task", "classes", "ignore_index", "report_metrics")  # a multi-class run's record rebuild reads
 
 
@@ -172,13 +173,44 @@ def rebuild(path: str | Path, checkpoints_dir: Optional[str] = None) -> Backbone
     return model.eval()
 
 
+def export_as(trained: TrainedModel, out: str | Path, format: str = "pt") -> str:
+    """Export ``trained`` in ``format`` (:data:`FORMATS`): ``pt`` the checkpoint file above, ``onnx`` two ONNX
+    graphs (:mod:`bench.use.export_onnx`), ``hf`` a ``transformers.SamModel`` folder (:mod:`bench.use.export_hf`)."""
+    if format not in FORMATS:
+        raise ConfigError(f"export: format={format!r} is not one of {', '.join(FORMATS)}")
+    if format == "pt":
+        return export_trained(trained, out)
+    if format == "onnx":
+        from bench.use.export_onnx import export_onnx
+
+        return export_onnx(merge(trained.model), tuple(trained.peft.feature_blocks(trained.model)), out)
+    from bench.use.export_hf import export_hf
+
+    if trained.task is not None:
+        raise ConfigError("export format=hf: multi-class runs have a class head SamModel does not have; use format=pt")
+    mergeable = bool(PEFT_METHODS.meta(trained.peft_name).get("mergeable"))
+    if not mergeable or trained.model.decoder_extension is not None:
+        folding = ", ".join(n for n in PEFT_METHODS.names() if PEFT_METHODS.meta(n).get("mergeable"))
+        raise ConfigError(
+            f"export format=hf: method {trained.peft_name!r} adds modules transformers' SamModel does not have; "
+            f"format=hf takes the methods that fold into plain layers ({folding}); format=onnx or format=pt "
+            "export any method"
+        )
+    return export_hf(merge(trained.model), out)
+
+
 def export_command(args: list[str]) -> str:
-    """``export run=RUN_DIR out=FILE [checkpoints_dir=DIR]``."""
+    """``export run=RUN_DIR out=FILE|DIR [format=pt|onnx|hf] [checkpoints_dir=DIR]``."""
     pairs = command_args(args)
     run_dir, out = pairs.pop("run", ""), pairs.pop("out", "")
     checkpoints_dir = pairs.pop("checkpoints_dir", None)
+    format = pairs.pop("format", "pt")
     if pairs:
-        raise ConfigError(f"export: unknown key(s) {', '.join(sorted(pairs))}; valid: run, out, checkpoints_dir")
+        raise ConfigError(
+            f"export: unknown key(s) {', '.join(sorted(pairs))}; valid: run, out, format, checkpoints_dir"
+        )
+    if format not in FORMATS:
+        raise ConfigError(f"export: format={format!r} is not one of {', '.join(FORMATS)}")
     if not run_dir or not out:
-        raise ConfigError("export needs run=RUN_DIR and out=FILE")
-    return export_trained(load_trained(run_dir, checkpoints_dir), out)
+        raise ConfigError("export needs run=RUN_DIR and out=FILE (out=DIR for format=onnx / hf)")
+    return export_as(load_trained(run_dir, checkpoints_dir), out, format)
