@@ -197,13 +197,14 @@ def parse_plan_args(args: list[str]) -> tuple[str, Optional[float], list[str]]:
     return gpu_name, mfu, rest
 
 
-def build_plan(args: list[str]) -> tuple[list[RunPlan], Compute, Sweep]:
-    """The planned runs of the sweep ``args`` name, and the device they are priced on."""
+def build_plan(args: list[str], costs: Optional[dict[str, Cost]] = None) -> tuple[list[RunPlan], Compute, Sweep]:
+    """The planned runs of the sweep ``args`` name, and the device they are priced on; ``costs``: counts to reuse
+    (one per distinct model and batch, :func:`bench.runs.plan_cost.step_cost`), e.g. over several sweeps."""
     gpu_name, mfu, rest = parse_plan_args(args)
     sweep = resolve_sweep(load_config(rest))
     compute = compute_for(gpu_name, mfu)
     sizes: dict[tuple[str, str], Splits] = {}
-    costs: dict[str, Cost] = {}  # one count per distinct model and batch (a sweep has hundreds of runs)
+    costs = {} if costs is None else costs  # one count per distinct model and batch (a sweep has hundreds of runs)
     plans = []
     for run in sweep.runs:
         key = (run.dataset, repr((run.data, run.eval.select)))

@@ -195,7 +195,8 @@ def count_cost(run: RunConfig) -> Cost:
         if parts.teacher is not None and parts.teacher_encoder is not None:
             t_prefix = _prefix_flops(parts.teacher, parts.teacher_encoder, images, cached)
         params = _params_bytes(parts.student, parts.teacher, parts.distiller)
-        parts.distiller = None  # scoring runs the student only
+        parts.distiller = None  # scoring runs the student only, without gradients
+        parts.student.requires_grad_(False)
         evaluation = hw.count(lambda: probe_features(parts, batch, use_box, CPU, r.train))
     b = r.train.batch_size
     step_flops = float(full.flops - s_prefix - t_prefix) if full is not None else 0.0
