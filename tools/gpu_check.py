@@ -7,13 +7,15 @@ In one process it prints, on ``train.device`` (auto = the first GPU):
 3. peak memory and step time per method family (PEFT, PEFT + batch-level distiller, decoder only), with and
    without ``train.grad_checkpoint``;
 4. achieved TFLOP/s and MFU of the adapter step (FLOPs counted by ``torch.utils.flop_counter``, the peak from
-   :data:`PEAK_TFLOPS` by device name);
+   :data:`bench.hardware.flops.PEAK_TFLOPS` by device name);
 5. on a GPU, the demo sweep on ``device=cuda`` (its wall time).
 
 Sizes: SAM ViT-B at 1024 px, batch 4 on a GPU; the tiny ViT SAM of the tests on the CPU. The weights are random
 (``backbone.random_init=true``, stated in the output): timings do not depend on the weights. ``--json`` writes
-the same numbers, so two machines can be compared. On the CPU the peak memory is the process's peak RSS, which
-only grows: per-family values there are upper bounds, not separable.
+the same numbers, so two machines can be compared. On an H100 / H200 / A100 the adapter step's MFU is also filed
+in the MFU store (:func:`bench.hardware.flops.mfu_file`: ``$SAMFIT_MFU_FILE``, else
+``~/.cache/samfit-bench/mfu.json``), where ``python run_benchmark.py plan gpu=...`` reads it. On the CPU the
+peak memory is the process's peak RSS, which only grows: per-family values there are upper bounds, not separable.
 """
 
 from __future__ import annotations
@@ -34,6 +36,7 @@ from torch.utils.flop_counter import FlopCounterMode
 
 from bench.config import RunConfig
 from bench.hardware.accel import pick_device
+from bench.hardware.flops import gpu_key, peak_for_name, store_mfu
 from bench.hardware.memory import peak_memory_mb, reset_peak
 from bench.logs import setup_logging
 from bench.runs.runner import build_parts
@@ -42,33 +45,25 @@ from tools.perf import first_batch, loss_time, prompted_train_set, step_times, t
 
 log = logging.getLogger("samfit.gpu_check")
 
-# Dense bf16 tensor-core peak (TFLOP/s) by a substring of torch.cuda.get_device_name(), from the vendors' spec
-# sheets; the first match wins, so more specific names come first.
-PEAK_TFLOPS: tuple[tuple[str, float], ...] = (
-    ("H100 PCIe", 756.0),
-    ("H100", 989.0),
-    ("H200", 989.0),
-    ("A100", 312.0),
-    ("A800", 312.0),
-    ("L40S", 362.0),
-    ("L40", 181.0),
-    ("A6000", 155.0),
-    ("RTX 4090", 165.0),
-    ("RTX 3090", 71.0),
-    ("A10", 125.0),
-    ("L4", 121.0),
-    ("V100", 125.0),  # fp16 (no bf16 tensor cores)
-    ("T4", 65.0),  # fp16
-)
-
 FAMILIES = {"peft": "adapter", "peft+batch distiller": "adapter+infosam", "decoder only": "decoder_only"}
 
 
 def peak_tflops(device: torch.device) -> Optional[float]:
+    """The device's dense bf16 peak (:data:`bench.hardware.flops.PEAK_TFLOPS` by its name), None on the CPU."""
     if device.type != "cuda":
         return None
-    name = torch.cuda.get_device_name(device)
-    return next((peak for key, peak in PEAK_TFLOPS if key in name), None)
+    return peak_for_name(torch.cuda.get_device_name(device))
+
+
+def store_result(result: dict[str, Any]) -> Optional[Path]:
+    """File the adapter step's MFU under its GPU kind (:func:`bench.hardware.flops.store_mfu`), for ``plan``;
+    None when there is nothing to file (the CPU, or a GPU ``plan gpu=`` does not know)."""
+    key = gpu_key(result["device"]) if result["device"] != "cpu" else None
+    mfu = result["adapter_step"]["mfu"]
+    if key is None or mfu is None:
+        return None
+    details = {k: result[k] for k in ("backbone", "img_size", "batch_size", "precision", "torch")}
+    return store_mfu(key, float(mfu), result["device"], details)
 
 
 def sizes(device: torch.device) -> list[str]:
@@ -216,6 +211,9 @@ def main(argv: Optional[list[str]] = None) -> int:
     print(render(result))
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=2, sort_keys=True))
+    stored = store_result(result)
+    if stored is not None:
+        print(f"MFU {result['adapter_step']['mfu']:.3f} stored in {stored} (python run_benchmark.py plan uses it)")
     return 0
 
 

@@ -22,7 +22,7 @@ from bench.train import distributed
 
 log = logging.getLogger("samfit")
 
-COMMANDS = ("run", "list", "report", "status", "params", "prepare", "score", "download", "predict", "export")
+COMMANDS = ("run", "list", "report", "status", "params", "prepare", "score", "download", "predict", "export", "plan")
 
 
 class RunsFailed(Exception):
@@ -285,6 +285,14 @@ def cmd_export(args: list[str]) -> str:
     return export_command(args)
 
 
+def cmd_plan(args: list[str]) -> str:
+    """``plan sweep=NAME [gpu=h100|h200|a100|cpu] [mfu=X] [key=value ...]``: steps, FLOPs and GPU-hours, no run."""
+    from bench.runs.plan import plan_command
+
+    _registries()
+    return plan_command(args)
+
+
 def main(argv: Optional[list[str]] = None) -> int:
     """The command line; SIGTERM (kill, a cluster's stop) ends it as Ctrl-C does: jobs cancelled, one line."""
     if threading.current_thread() is not threading.main_thread():
@@ -317,6 +325,7 @@ def _main(argv: Optional[list[str]] = None) -> int:
         "download": cmd_download,
         "predict": cmd_predict,
         "export": cmd_export,
+        "plan": cmd_plan,
     }[command]
     try:
         text = handler(argv)

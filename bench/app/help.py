@@ -22,6 +22,7 @@ COMMANDS: dict[str, str] = {
     "download": "official checkpoints and public dataset archives: download backbone=NAME | dataset=NAME",
     "predict": "masks from a fine-tuned run: predict run=RUN_DIR images=DIR boxes=CSV out=DIR",
     "export": "a self-contained checkpoint of a fine-tuned run: export run=RUN_DIR out=FILE [format=pt|onnx|hf]",
+    "plan": "steps, FLOPs, GPU-hours and wall time of a sweep, nothing run: plan sweep=NAME [gpu=h100|h200|a100|cpu]",
 }
 
 GRAMMAR = """\
