@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from bench.runs.source import ARCHIVAL, REPO, _unignored, git, source_state
+from bench.runs.source import ARCHIVAL, REPO, _unignored, git, source_state, suite_source
 
 
 def _run(*args: str, **kw) -> None:
@@ -20,7 +20,7 @@ def clone_and_archive(tmp_path):
     if shutil.which("git") is None:
         pytest.skip("git is not installed")
     head = git(REPO, "rev-parse", "HEAD")
-    if head is None:
+    if head is None or suite_source()["kind"] != "git":
         pytest.skip("the suite is not a git checkout here (a source archive): nothing to clone")
     clone, archive = tmp_path / "clone", tmp_path / "archive"
     _run("git", "clone", "-q", "--no-hardlinks", "--no-checkout", str(REPO), str(clone))
