@@ -6,7 +6,7 @@ bold, † = Welch p < 0.05 against the reference row, missing cells as "–", an
 semantic sweep's per-class IoU tables (:mod:`reports.classes`), the
 paired per-image win / loss counts, every figure of the sweep (PNG files beside the page, each linked to
 its PDF), the status of every run (done / running / failed / interrupted / missing, linked to its
-``run.log``), and the reproducibility record (commit, packages, weights) of the complete runs it shows.
+``run.log``), and the reproducibility record (commit or source digest, packages, weights) of the complete runs it shows.
 Links are relative to the page, so the report folder and the runs folder can move together.
 """
 
@@ -112,8 +112,8 @@ def _weights(w: Optional[dict[str, Any]]) -> str:
 
 
 def _source(s: Any) -> str:
-    """``<kind> <digest prefix>`` of a source record (runs grouped by it), "–" in records without one."""
-    return f"{s.get('kind', '?')} {str(s.get('digest'))[:12]}" if isinstance(s, dict) and s.get("digest") else "–"
+    """The source digest's prefix (runs from a clone and an archive of one commit share it), "–" without one."""
+    return str(s["digest"])[:12] if isinstance(s, dict) and s.get("digest") else "–"
 
 
 def _torch_build(b: Any) -> str:
