@@ -7,7 +7,7 @@ import json
 import torch
 
 from bench.app.cli import main
-from bench.runs.provenance import mixed_provenance
+from bench.runs.provenance import gpu_driver, gpu_record, mixed_provenance
 from bench.runs.source import REPO, archive_commit
 
 
@@ -84,3 +84,15 @@ def test_status_warns_when_the_runs_of_a_table_differ(tmp_path, capsys):
     capsys.readouterr()
     assert main(["status", *base]) == 0
     assert "warning: runs come from different numpy versions" in capsys.readouterr().out
+
+
+def test_the_gpu_driver_comes_from_nvidia_smi_and_is_none_when_it_is_absent_or_fails(tmp_path, monkeypatch):
+    smi = tmp_path / "nvidia-smi"
+    monkeypatch.setenv("PATH", str(tmp_path))
+    assert gpu_driver() is None  # absent
+    smi.write_text("#!/bin/sh\necho 550.54.15\necho 550.54.15\n")
+    smi.chmod(0o755)
+    assert gpu_driver() == "550.54.15"
+    smi.write_text("#!/bin/sh\necho 'NVIDIA-SMI has failed' >&2\nexit 9\n")
+    assert gpu_driver() is None
+    assert gpu_record(None) is None and gpu_record(torch.device("cpu")) is None
