@@ -6,7 +6,7 @@ bold, † = Welch p < 0.05 against the reference row, missing cells as "–", an
 semantic sweep's per-class IoU tables (:mod:`reports.classes`), the
 paired per-image win / loss counts, every figure of the sweep (PNG files beside the page, each linked to
 its PDF), the status of every run (done / running / failed / interrupted / missing, linked to its
-``run.log``), and the reproducibility record (commit, packages, weights) of the complete runs it shows.
+``run.log``), and the reproducibility record (commit or source digest, packages, weights) of the complete runs it shows.
 Links are relative to the page, so the report folder and the runs folder can move together.
 """
 
@@ -25,7 +25,7 @@ import pandas as pd
 
 from bench.config import RunConfig, row_label
 from bench.fileio import atomic_write
-from bench.runs.provenance import PACKAGES
+from bench.runs.provenance import PACKAGES, source_label
 from bench.runs.results import FAILED_FILE, RunDir
 
 from .aggregate import MISSING, format_cell
@@ -111,6 +111,21 @@ def _weights(w: Optional[dict[str, Any]]) -> str:
     return f"{w['backbone']}: {str(ident)[:16]}"
 
 
+def _source(s: Any) -> str:
+    """The source digest's prefix (runs from a clone and an archive of one commit share it), "–" without one."""
+    return str(s["digest"])[:12] if isinstance(s, dict) and s.get("digest") else "–"
+
+
+def _torch_build(b: Any) -> str:
+    if not isinstance(b, dict):
+        return "–"
+    return f"{b.get('version')}, CUDA {b.get('cuda') or '–'}, cuDNN {b.get('cudnn') or '–'}"
+
+
+def _driver(gpu: Any) -> str:
+    return f", driver {gpu.get('driver') or '?'}" if isinstance(gpu, dict) else ""
+
+
 def _provenance_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     """Distinct reproducibility records of ``records`` with the runs that share each."""
     groups: dict[str, dict[str, Any]] = {}
@@ -120,10 +135,12 @@ def _provenance_rows(records: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
             key, row = "none", {"commit": "no record (older run)"}
         else:
             row = {
-                "commit": (p.get("commit") or "?")[:12] + (" (dirty)" if p.get("dirty") else ""),
+                "commit": source_label(p) + (" (dirty)" if p.get("dirty") else ""),
+                "source": _source(p.get("source")),
                 **{k: (p.get("packages") or {}).get(k) or "–" for k in PACKAGES},
+                "torch build": _torch_build(p.get("torch")),
                 "python": p.get("python", "–"),
-                "device": p.get("device", "–"),
+                "device": p.get("device", "–") + _driver(p.get("gpu")),
                 "student weights": _weights(p.get("student_weights")),
                 "teacher weights": _weights(p.get("teacher_weights")),
             }
@@ -239,7 +256,7 @@ def write_page(
         for s in sorted(statuses, key=lambda s: (STATES.index(s.state), s.dataset, s.label, s.seed))
     ]
     provenance = _provenance_rows(records)
-    prov_keys = ["commit", *PACKAGES, "python", "device", "student weights", "teacher weights"]
+    prov_keys = ["commit", "source", *PACKAGES, "torch build", "python", "device", "student weights", "teacher weights"]
     html = TEMPLATE.render(
         sweep=sweep,
         headline=headline,

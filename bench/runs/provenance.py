@@ -1,11 +1,13 @@
 """The reproducibility record of a run (``metrics.json`` → ``provenance``) and the check that the runs of
 one table agree on it.
 
-Recorded: the git commit of the suite and whether the work tree had uncommitted changes, the versions
-of the packages that decide the numbers, the device, the SHA-256 of every checkpoint the run loaded
-(student, and teacher if any; ``random_init`` when a full-size model ran on random weights, and
-``random_by_method`` when the method itself asked for them: ``scratch``) and the
-command line that started the sweep (``SAMFIT_COMMAND``, set by the CLI and inherited by launcher jobs).
+Recorded: the git commit of the suite and whether the work tree had uncommitted changes; the source tree
+(``source``: ``kind`` "git" or "archive", the ``digest`` of the tracked files and the ``commit``, see
+:mod:`bench.runs.source`), so that a copy without git records which code ran; the versions of the packages that
+decide the numbers and torch's build (full version, CUDA, cuDNN); the device (on a GPU its name and driver); the
+SHA-256 of every checkpoint the run loaded (student, and teacher if any; ``random_init`` when a full-size model ran
+on random weights, and ``random_by_method`` when the method itself asked for them: ``scratch``) and the command
+line that started the sweep (``SAMFIT_COMMAND``, set by the CLI and inherited by launcher jobs).
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import platform
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +23,8 @@ from typing import Any, Iterable, Optional
 
 import torch
 
-REPO = Path(__file__).resolve().parents[2]
+from bench.runs.source import REPO, git, suite_source
+
 # import name -> distribution name
 PACKAGES = {
     "torch": "torch",
@@ -33,19 +37,43 @@ PACKAGES = {
 COMMAND_ENV = "SAMFIT_COMMAND"
 
 
-def _git(*args: str) -> Optional[str]:
+def git_state() -> dict[str, Any]:
+    """``{"commit": hex or None, "dirty": bool or None, "source": {...}}`` of the suite: in a checkout its HEAD
+    and whether tracked files changed; in an archive the commit ``git archive`` wrote (or None) and dirty None."""
+    source = dict(suite_source())
+    status = git(REPO, "status", "--porcelain", "--untracked-files=no") if source["kind"] == "git" else None
+    return {"commit": source["commit"], "dirty": None if status is None else bool(status.strip()), "source": source}
+
+
+def torch_build() -> dict[str, Any]:
+    """torch's full version (``2.14.1+cu130``, not the distribution's), its CUDA and cuDNN versions (None if absent)."""
     try:
-        out = subprocess.run(["git", "-C", str(REPO), *args], capture_output=True, text=True, timeout=20, check=True)
+        cudnn = torch.backends.cudnn.version()
+    except Exception:  # a build without cuDNN, or one whose library does not load
+        cudnn = None
+    return {"version": torch.__version__, "cuda": torch.version.cuda, "cudnn": cudnn}
+
+
+def gpu_driver() -> Optional[str]:
+    """The NVIDIA driver version from ``nvidia-smi``, None without it or when it fails."""
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        out = subprocess.run(
+            [smi, "--query-gpu=driver_version", "--format=csv,noheader"], capture_output=True, text=True, timeout=20
+        )
     except (OSError, subprocess.SubprocessError):
         return None
-    return out.stdout.strip()
+    lines = out.stdout.strip().splitlines() if out.returncode == 0 else []
+    return lines[0].strip() if lines else None
 
 
-def git_state() -> dict[str, Any]:
-    """``{"commit": hex or None, "dirty": bool or None}`` of the suite's checkout (None outside git)."""
-    commit = _git("rev-parse", "HEAD")
-    status = _git("status", "--porcelain", "--untracked-files=no") if commit else None
-    return {"commit": commit, "dirty": None if status is None else bool(status)}
+def gpu_record(device: Optional[torch.device]) -> Optional[dict[str, Any]]:
+    """``{"name", "driver"}`` of the GPU a run used, None on the CPU."""
+    if device is None or device.type != "cuda":
+        return None
+    return {"name": torch.cuda.get_device_name(device), "driver": gpu_driver()}
 
 
 def package_versions() -> dict[str, Optional[str]]:
@@ -96,8 +124,10 @@ def provenance_record(parts: Any) -> dict[str, Any]:
     return {
         **git_state(),
         "packages": package_versions(),
+        "torch": torch_build(),
         "python": platform.python_version(),
         "device": device_name(device),
+        "gpu": gpu_record(device),
         "student_weights": weights_record(student),
         "teacher_weights": weights_record(teacher) if teacher is not None else None,
         "command": os.environ.get(COMMAND_ENV) or " ".join(sys.argv),
@@ -105,7 +135,8 @@ def provenance_record(parts: Any) -> dict[str, Any]:
 
 
 def mixed_provenance(records: Iterable[dict[str, Any]]) -> list[str]:
-    """Warnings when complete runs of one table differ in commit, dirty state, package versions or weights,
+    """Warnings when complete runs of one table differ in commit, source digest, dirty state, package versions, torch
+    build or weights,
     and a note for runs on random weights; ``[]`` when they agree (runs without a record are counted). Runs whose
     method chose random weights (``random_by_method``: ``scratch``) are neither: :func:`by_design_notes` names them."""
     records = list(records)
@@ -121,10 +152,14 @@ def mixed_provenance(records: Iterable[dict[str, Any]]) -> list[str]:
             notes.append(f"runs come from different {label}: {', '.join(distinct)}")
 
     differ("commits", [p.get("commit") for p in prov])
+    digests = [_source(p).get("digest") for p in prov]  # records written before the digest have none: not compared
+    differ("source trees (digest)", [d for d in digests if d])
     if any(p.get("dirty") for p in prov):
         notes.append(f"{sum(bool(p.get('dirty')) for p in prov)} run(s) ran on a work tree with uncommitted changes")
     for package in PACKAGES:
         differ(f"{package} versions", [p.get("packages", {}).get(package) for p in prov])
+    builds = [p["torch"] for p in prov if isinstance(p.get("torch"), dict)]
+    differ("torch builds", [f"{b.get('version')} cuda {b.get('cuda')} cudnn {b.get('cudnn')}" for b in builds])
     by_backbone: dict[str, list[Any]] = {}
     for p in prov:
         for key in ("student_weights", "teacher_weights"):
@@ -160,6 +195,19 @@ def by_design_notes(records: Iterable[dict[str, Any]]) -> list[str]:
         return []
     listed = ", ".join(runs[:5]) + (" ..." if len(runs) > 5 else "")
     return [f"{len(runs)} run(s) trained from scratch (random init by design): {listed}"]
+
+
+def _source(provenance: dict[str, Any]) -> dict[str, Any]:
+    source = provenance.get("source")
+    return source if isinstance(source, dict) else {}
+
+
+def source_label(provenance: dict[str, Any]) -> str:
+    """The commit's first 12 hex digits, else the source digest's (``<12 hex> (archive digest)``), else "?"."""
+    if provenance.get("commit"):
+        return str(provenance["commit"])[:12]
+    digest = _source(provenance).get("digest")
+    return f"{str(digest)[:12]} ({_source(provenance).get('kind', 'source')} digest)" if digest else "?"
 
 
 def _student(record: dict[str, Any]) -> dict[str, Any]:

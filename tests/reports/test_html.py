@@ -19,6 +19,7 @@ from bench.runs.results import RunDir
 from bench.runs.sweep import load_config, run_configs, run_name
 from reports.distributions import paired_counts, per_image_frame
 from reports.figures.qualitative import collect, write_qualitative
+from reports.html import _provenance_rows
 from reports.report import build_report
 
 from .fake_runs import find_run, write_run
@@ -108,8 +109,23 @@ def test_smoke_page_parses_and_everything_it_references_exists(smoke_report):
     status = page.tables["status"]
     assert sorted(row[0][1] for row in status[1:]) == ["done", "done"]
     assert "2 done, 0 running, 0 failed, 0 corrupt, 0 interrupted, 0 missing" in text
-    commits = [row[0][1] for row in page.tables["provenance"][1:]]
-    assert len(commits) == 1 and len(commits[0].split()[0]) == 12  # both runs, one record: this checkout
+    records = page.tables["provenance"][1:]
+    commits = [row[0][1] for row in records]
+    assert len(commits) == 1 and len(commits[0].split()[0]) == 12  # both runs, one record: this checkout or archive
+    assert len(records[0][1][1]) == 12  # the source digest's prefix
+
+
+def test_provenance_rows_show_the_digest_without_a_commit_and_read_records_without_the_new_fields():
+    source = {"kind": "archive", "digest": "d" * 64, "commit": None}
+    archive = {"run": "a", "provenance": {"commit": None, "dirty": None, "source": source}}
+    old = {"run": "o", "provenance": {"commit": "c" * 40, "dirty": False, "packages": {"torch": "2.1"}}}
+    clone = {"run": "c", "provenance": {"commit": "c" * 40, "dirty": False, "source": {**source, "kind": "git"}}}
+    archive_of_c = {"run": "ac", "provenance": {"commit": "c" * 40, "dirty": None, "source": source}}
+    rows = _provenance_rows([archive, old, {"run": "none"}, clone, archive_of_c])
+    assert rows[0]["commit"] == "dddddddddddd (archive digest)" and rows[0]["source"] == "dddddddddddd"
+    assert rows[3]["runs"] == ["c", "ac"]  # a clone and an archive of one commit: one group
+    assert rows[1]["commit"] == "c" * 12 and rows[1]["source"] == rows[1]["torch build"] == "–"
+    assert rows[2]["commit"] == "no record (older run)"
 
 
 def test_smoke_page_numbers_equal_the_csv(smoke_report):
