@@ -30,6 +30,7 @@ from bench.hardware.accel import check_execution
 from bench.hardware.memory import check_accumulation
 from bench.logs import setup_logging
 from bench.phases import CLOCK, process_age
+from bench.runs.progress import WorkPlan
 from bench.runs.results import RunBusyError, RunDir
 from bench.runs.sweep import sweep_runs
 from bench.train import distributed
@@ -319,7 +320,14 @@ def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
     queue = _groups(pending, cfg.launcher.runs_per_job)
     running: list[tuple[list[RunConfig], list[RunDir], submitit.Job]] = []
     outcomes: list[Outcome] = []
-    bar = tqdm(total=len(pending), desc=f"sweep {cfg.sweep}", unit="run", dynamic_ncols=True)
+    work = WorkPlan(pending, [RunDir(cfg.runs_dir, r) for r in pending])  # the bar's weights: planned work
+    bar = tqdm(
+        total=100.0,
+        desc=f"sweep {cfg.sweep}",
+        bar_format="{l_bar}{bar}| {n:.0f}% of the planned work [{elapsed}<{remaining}]{postfix}",
+        dynamic_ncols=True,
+    )
+    started = False
     try:
         while queue or running:
             while queue and len(running) < cfg.launcher.max_parallel:
@@ -333,6 +341,9 @@ def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
                         cfg.launcher.gpus_per_run,
                     )
                 running.append((group, [RunDir(cfg.runs_dir, r) for r in group], job))
+            if not started:  # counted beside the first jobs, not before them
+                work.start()
+                started = True
             time.sleep(1.0)
             for entry in list(running):
                 group, _, job = entry
@@ -346,9 +357,9 @@ def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
                     log.error("job of %d run(s) failed: %s (log: %s)", len(group), message, job.paths.stderr)
                     outcomes += [Outcome(run, None, message) for run in group]
             finished = len(outcomes) + sum(rd.is_complete() for _, dirs, _ in running for rd in dirs)
-            bar.update(finished - bar.n)
-            if running:
-                bar.set_postfix_str(_progress_text(running[0][1]), refresh=True)
+            bar.n = round(100.0 * work.fraction(), 1)
+            current = _progress_text(running[0][1]) if running else ""
+            bar.set_postfix_str(f" {finished}/{len(pending)} runs" + (f"; {current}" if current else ""), refresh=True)
     finally:
         bar.close()
         for _, _, job in running:
