@@ -31,7 +31,7 @@ from bench.backbones import Backbone
 from bench.config.protocols import protocols_in_order
 from bench.data.batches import PromptedDataset, batch_prompts, collate
 from bench.data.encoders import CachedEncoder
-from bench.eval.metrics import BASE_DEFINITION, MetricAccumulator
+from bench.eval.metrics import BASE_DEFINITION, MetricAccumulator, score_one
 from bench.hardware.accel import autocast_for, images_to
 from bench.phases import CLOCK, OVERLAPPING
 
@@ -82,6 +82,43 @@ def definitions() -> dict[str, Callable[[], Any]]:
     return {BASE_DEFINITION: CleanAccumulator, **{n: partial(DefinitionAccumulator, f) for n, f in own.items()}}
 
 
+class OneMetric:
+    """The one metric a candidate epoch is chosen by (``metric`` under ``definition``, or under the clean ones
+    where that definition does not define it, as :meth:`bench.eval.selection.EpochSelector.score` reads it):
+    the value :class:`Scorer` would give, without the other metrics and definitions."""
+
+    def __init__(self, definition: str, metric: str) -> None:
+        self.definition, self.metric = definition, metric
+        own = {p.metrics: p.score for p in protocols_in_order() if p.score is not None}
+        self.score = own.get(definition) if definition != BASE_DEFINITION else None
+        self.values: dict[str, list[float]] = {}
+        self.names: list[str] = []
+
+    def add(self, name: str, logits: np.ndarray, gt: np.ndarray) -> None:
+        start = time.perf_counter()
+        where, value = BASE_DEFINITION, None
+        if self.score is not None:
+            scores = self.score(logits, gt)
+            if self.metric in scores:
+                where, value = self.definition, float(scores[self.metric])
+        if value is None:
+            value = score_one(self.metric, expit(logits), gt)
+        self.values.setdefault(where, []).append(value)
+        self.names.append(name)
+        CLOCK.add(f"{OVERLAPPING}.{where} (one metric)", time.perf_counter() - start)
+
+    def rows(self) -> list[dict[str, Any]]:
+        """Per-image rows as :meth:`Scorer.rows` names the keys (what DDP gathers), this metric only."""
+        ((where, values),) = self.values.items() if self.values else (((BASE_DEFINITION, []),))
+        key = self.metric if where == BASE_DEFINITION else f"{where}.{self.metric}"
+        return [{"name": n, key: v} for n, v in zip(self.names, values)]
+
+    def means(self) -> dict[str, dict[str, float]]:
+        if not self.values:
+            raise ValueError("no images were scored")
+        return {where: {self.metric: float(np.mean(v))} for where, v in self.values.items()}
+
+
 class Scorer:
     """Scores one image under every definition; rows merged per image (clean keys unprefixed)."""
 
@@ -121,6 +158,7 @@ def evaluate(
     channels_last: bool = False,
     resolution: str = "original",
     keep: Optional[Callable[[dict[str, Any], int, np.ndarray, np.ndarray], None]] = None,
+    only: Optional[tuple[str, str]] = None,
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """Score every image of ``data``; the logits are resized back to each image's own size, or with
     ``resolution="input"`` scored in the model-input frame (the resized image inside the S×S input) against
@@ -131,12 +169,15 @@ def evaluate(
     Images are scored in order, so the rows and means do not depend on timing. ``keep(batch, i, logits, gt)``,
     if given, sees every image's logits and GT as scored (:class:`bench.data.masks.MaskKeeper`).
 
+    ``only=(definition, metric)`` scores that one metric (:class:`OneMetric`: a validation candidate), with no
+    per-image rows; ``em_max``, a dataset-level maximum, is scored in full.
+
     Returns:
         Per-image rows (``name`` + every metric of every definition, see the module docstring) and the
         dataset-level means by definition (``{"clean": {...}, "infosam": {...}}``).
     """
     backbone.eval()
-    acc = Scorer()
+    acc: Any = OneMetric(*only) if only is not None and only[1] != "em_max" else Scorer()
     loader = DataLoader(
         data, batch_size=batch_size, shuffle=False, collate_fn=collate, pin_memory=device.type == "cuda"
     )

@@ -47,6 +47,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
+from typing import Any, Callable
 
 import numpy as np
 import py_sod_metrics as sod
@@ -230,6 +231,46 @@ def _score(prob: np.ndarray, gt: np.ndarray) -> tuple[dict[str, float], np.ndarr
     for k in BF1_TOLERANCES:
         scores[f"bf1_{k}"] = boundary_f1(binary, gt, k)
     return scores, curve
+
+
+def _sod(handler: type, key: str) -> Callable[[np.ndarray, np.ndarray], float]:
+    def score(pred_u8: np.ndarray, gt_u8: np.ndarray) -> float:
+        metric = handler()
+        metric.step(pred=pred_u8, gt=gt_u8)
+        return float(metric.get_results()[key])
+
+    return score
+
+
+def _em(pred_u8: np.ndarray, gt_u8: np.ndarray) -> dict[str, Any]:
+    metric = sod.Emeasure()
+    metric.step(pred=pred_u8, gt=gt_u8)
+    return metric.get_results()["em"]
+
+
+# the one metric a validation candidate is chosen by, computed with the operations of _score (the same values)
+_ON_UINT8: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
+    "sm": _sod(sod.Smeasure, "sm"),
+    "wfm": _sod(sod.WeightedFmeasure, "wfm"),
+    "mae": _sod(sod.MAE, "mae"),
+    "em_adp": lambda p, g: float(_em(p, g)["adp"]),
+    "em_mean": lambda p, g: float(np.asarray(_em(p, g)["curve"], dtype=np.float64).mean()),
+}
+
+
+def score_one(key: str, prob: np.ndarray, gt: np.ndarray) -> float:
+    """The value of one metric of :data:`METRICS` for one image, equal to ``score_image(prob, gt)[key]`` at a
+    fraction of its cost (what the validation split of ``eval.select=val_best`` needs); ``em_max``, a dataset-level
+    max over the image-averaged curve, has no per-image form here and raises ``KeyError``."""
+    prob, gt = _validate(prob, gt)
+    if key in _ON_UINT8:
+        return _ON_UINT8[key](np.rint(prob * 255).astype(np.uint8), gt.astype(np.uint8) * 255)
+    binary = prob > 0.5
+    if key in ("iou", "dice", "ber"):
+        return _binary_scores(binary, gt)[key]
+    if key.startswith("bf1_") and int(key[4:]) in BF1_TOLERANCES:
+        return boundary_f1(binary, gt, int(key[4:]))
+    raise KeyError(f"no per-image form of metric {key!r}")
 
 
 def score_image(prob: np.ndarray, gt: np.ndarray) -> dict[str, float]:

@@ -74,7 +74,7 @@ class EpochSelector:
 
     def score(self, means: dict[str, dict[str, float]]) -> float:
         values = means.get(self.definition, {})
-        value = values.get(self.metric, means[BASE_DEFINITION][self.metric])
+        value = values[self.metric] if self.metric in values else means[BASE_DEFINITION][self.metric]
         return value if metric_info(self.metric).higher_better else -value
 
     @property

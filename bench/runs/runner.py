@@ -312,9 +312,10 @@ def _eval_dataset(ctx: RunContext, split_set: Any) -> PromptedDataset:
 
 
 def _score(
-    ctx: RunContext, data: PromptedDataset, what: str
+    ctx: RunContext, data: PromptedDataset, what: str, only: Optional[tuple[str, str]] = None
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
-    """Per-image rows and metric means of the student on ``data``; masks are kept on the test set only."""
+    """Per-image rows and metric means of the student on ``data``; masks are kept on the test set only.
+    ``only=(definition, metric)``: that metric alone (a binary run's validation candidates)."""
     run, task = ctx.run, ctx.parts.task
     if task is not None:
         return distributed.sharded_evaluate(
@@ -346,6 +347,7 @@ def _score(
             channels_last=run.train.channels_last,
             resolution=run.eval.resolution,
             keep=ctx.keeper if data is ctx.test_data and run.eval.keep_masks > 0 else None,
+            only=only,
         ),
         data,
     )
@@ -377,18 +379,19 @@ def _epoch_selector(ctx: RunContext, train_cfg: TrainConfig) -> EpochSelector:
         if len(val_data) == 0:
             log.warning("%s: %s has no validation split; the last epoch is reported", ctx.rd.name, run.dataset)
             selector.rule = "last"
-        selector.evaluate = lambda: _timed_score(ctx, val_data, "val")
+        # a candidate epoch is compared by one number: only that metric is scored (bench.eval.evaluate.OneMetric)
+        selector.evaluate = lambda: _timed_score(ctx, val_data, "val", (selector.definition, selector.metric))
     elif run.eval.select == "test_last":
         selector.evaluate = lambda: _timed_score(ctx, ctx.test_data, "test")
     return selector
 
 
 def _timed_score(
-    ctx: RunContext, data: PromptedDataset, what: str
+    ctx: RunContext, data: PromptedDataset, what: str, only: Optional[tuple[str, str]] = None
 ) -> tuple[list[dict[str, Any]], dict[str, dict[str, float]]]:
     """:func:`_score` of a candidate epoch, timed as ``val_selection`` (taken off the training phase)."""
     with CLOCK.phase("val_selection"):
-        return _score(ctx, data, what)
+        return _score(ctx, data, what, only)
 
 
 def _train_run(ctx: RunContext, train_cfg: TrainConfig, selector: EpochSelector) -> TrainResult:
