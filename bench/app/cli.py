@@ -140,6 +140,7 @@ def cmd_list(args: list[str]) -> str:
 
 
 def cmd_run(args: list[str]) -> str:
+    from bench.hardware.accel import bf16_hint
     from bench.runs.launcher import launch
     from reports.report import build_report
 
@@ -169,6 +170,9 @@ def cmd_run(args: list[str]) -> str:
         note = f"{len(executed)} runs summed, {jobs} parallel job(s)"
         summary += breakdown({**summed(executed), **CLOCK.take()}, wall, note) + "\n"
     summary += f"wall time {wall:.0f}s; {len(outcomes) - len(busy)} runs executed, {len(failed)} failed"
+    hint = bf16_hint([o.run.train for o in outcomes])
+    if hint:
+        summary += "\n" + hint
     if busy:
         summary += f", {len(busy)} left to another launcher that is running them"
     if failed:

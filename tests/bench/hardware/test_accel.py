@@ -105,3 +105,19 @@ def test_cuda_without_a_gpu_is_a_clear_error_before_launch(tmp_path):
         launch(load_config(sweep_args(tmp_path, "device=cuda")))
     slurm = load_config(sweep_args(tmp_path, "device=cuda", "launcher=slurm"))
     assert slurm.train.device == "cuda"
+
+
+def test_the_bf16_hint_is_given_on_a_cpu_with_native_bf16_only(tmp_path, monkeypatch):
+    from bench.config import TrainConfig
+    from bench.hardware import accel
+
+    with_bf16, without = tmp_path / "amx", tmp_path / "avx2"
+    with_bf16.write_text("flags\t\t: fpu avx2 avx512f avx512_bf16\n")
+    without.write_text("flags\t\t: fpu avx2\n")
+    assert accel.cpu_has_bf16(str(with_bf16)) and not accel.cpu_has_bf16(str(without))
+    assert not accel.cpu_has_bf16(str(tmp_path / "absent"))
+    monkeypatch.setattr(accel, "cpu_has_bf16", lambda: True)
+    assert "train.precision=bf16" in accel.bf16_hint([TrainConfig()])
+    assert accel.bf16_hint([TrainConfig(precision="bf16")]) == ""  # already asked for
+    monkeypatch.setattr(accel, "cpu_has_bf16", lambda: False)
+    assert accel.bf16_hint([TrainConfig()]) == ""
