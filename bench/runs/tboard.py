@@ -4,9 +4,9 @@
 
 * ``loss/total`` and ``loss/<term>`` (every loss term of the trainer's log row) and ``train/lr``, for each
   logged step: the rows of ``train_log.csv``;
-* ``<split>/<metric>`` for each epoch the checkpoint choice scored (``val`` under ``val_best``, ``test`` under
-  ``test_last``): the selector's means under its definition (the clean ones where it defines none), at the
-  epoch's last step;
+* ``<split>/<metric>`` for each epoch the checkpoint choice scored (``val`` under ``val_best``: the selection
+  metric only, as it is scored; ``test`` under ``test_last``: every metric): the selector's means under its
+  definition (the clean ones where it defines none), at the epoch's last step;
 * at the end, ``headline/<metric>`` (``metrics.json`` ``metrics``) and ``masks/<name>``, one image per kept
   mask (image | ground truth | prediction, ``bench/data/masks.py``), at the last step.
 
@@ -94,7 +94,8 @@ class RunEvents:
                 return
             split = "test" if selector.rule == "test_last" else "val"
             writer = self._open(purge_step=None)
-            for metric, value in {**means[BASE_DEFINITION], **means.get(selector.definition, {})}.items():
+            # what was scored (a validation candidate may be one metric only), its definition's values first
+            for metric, value in {**means.get(BASE_DEFINITION, {}), **means.get(selector.definition, {})}.items():
                 writer.add_scalar(f"{split}/{metric}", value, epoch * self.steps_per_epoch)
             writer.flush()
 

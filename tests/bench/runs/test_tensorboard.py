@@ -73,10 +73,13 @@ def test_a_run_logs_its_losses_scored_epochs_headline_and_masks(tmp_path, select
     per_epoch = max(int(r["step"]) for r in rows)
     by_epoch = selection["by_epoch"]
     assert by_epoch and sorted(by_epoch) == [str(e) for e in selection["candidates"]]
-    for metric in record["report_metrics"]:
+    scored = {k for m in by_epoch.values() for d in m.values() for k in d}  # val_best: the selection metric only
+    assert selection["metric"] in scored
+    assert {t for t in tags if t.startswith(f"{split}/")} == {f"{split}/{k}" for k in scored}
+    for metric in scored:
         logged = scalars(acc, f"{split}/{metric}")
         expected = [
-            (int(e) * per_epoch, m.get(selection["definition"], {}).get(metric, m[BASE_DEFINITION][metric]))
+            (int(e) * per_epoch, {**m.get(BASE_DEFINITION, {}), **m.get(selection["definition"], {})}[metric])
             for e, m in sorted(by_epoch.items(), key=lambda kv: int(kv[0]))
         ]
         assert [s for s, _ in logged] == [s for s, _ in expected]
