@@ -22,6 +22,7 @@ UNHASHED_KEYS = (
     "variant",
     "train.num_workers",
     "train.log_every",
+    "train.tensorboard",
     "train.device",
     "train.channels_last",
     "train.compile",

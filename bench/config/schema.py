@@ -103,6 +103,9 @@ class TrainConfig:
     hflip: bool = False  # random horizontal flip of training samples (p = 0.5, seeded per sample and epoch)
     num_workers: int = ranged(0, 0)
     log_every: int = ranged(10, 1)
+    # TensorBoard event files in <run>/tb/ (losses, lr, scored epochs, final metrics, kept masks;
+    # bench/runs/tboard.py); never changes a result, so it is not part of the run hash
+    tensorboard: bool = True
     device: str = "auto"  # auto | cpu | cuda
     # "auto" = bf16 autocast on CUDA, fp32 on CPU; "bf16" = bf16 autocast on any device (fast on CPUs
     # with AMX / AVX512-BF16); "fp32" = no autocast. Losses are always computed in float32.

@@ -52,6 +52,7 @@ class EpochSelector:
         evaluate: Scores the current model on the rule's split (validation or test).
         snapshot: The current trainable state (``TrainParts.state``), kept for the best epoch (``val_best``).
         patience: ``val_best`` only: stop training after this many scored epochs without a better one.
+        on_scored: Told ``(epoch, means)`` after each candidate epoch is scored (the run's TensorBoard events).
     """
 
     rule: str
@@ -62,6 +63,7 @@ class EpochSelector:
     evaluate: Optional[Callable[[], Evaluation]] = None
     snapshot: Optional[Callable[[], dict[str, Any]]] = None
     patience: Optional[int] = None
+    on_scored: Optional[Callable[[int, dict[str, dict[str, float]]], None]] = None
     history: dict[int, dict[str, dict[str, float]]] = field(default_factory=dict)
     rows: dict[int, list[dict[str, Any]]] = field(default_factory=dict)
     best_state: Optional[dict[str, Any]] = None
@@ -104,6 +106,8 @@ class EpochSelector:
         elif self.best_epoch == epoch:
             assert self.snapshot is not None
             self.best_state = self.snapshot()
+        if self.on_scored is not None:
+            self.on_scored(epoch, means)
         split = "test" if self.rule == "test_last" else "val"
         log.info("epoch %d on %s: %s = %.4f", epoch, split, self.metric, abs(self.score(means)))
 

@@ -32,6 +32,7 @@ from bench.hardware.memory import check_accumulation, checkpoint_trainable_block
 from bench.phases import CLOCK
 from bench.runs.provenance import provenance_record
 from bench.runs.results import FollowerRunDir, RunBusyError, RunDir
+from bench.runs.tboard import RunEvents
 from bench.tasks import Task, build_task
 from bench.tasks.base import EvalSettings
 from bench.train import distributed
@@ -213,6 +214,7 @@ class RunContext:
     n_pos: int = field(init=False)
     n_neg: int = field(init=False)
     keeper: MaskKeeper = field(init=False)
+    events: RunEvents = field(init=False)  # the run's TensorBoard events (bench/runs/tboard.py)
 
     @property
     def info(self) -> Any:
@@ -228,10 +230,12 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     """Build, train, evaluate and write the metrics record of ``run`` into ``rd``."""
     carried = {k: v for k, v in CLOCK.take().items() if k == "imports"}  # a job's first run: its imports
     ctx = _open_run(run, rd)
+    ctx.events = RunEvents(rd.path, run.train.tensorboard and distributed.world().is_main)
     with CLOCK.phase("data"):
         _prompt_datasets(ctx)
     train_cfg = _train_config(ctx)
     selector = _epoch_selector(ctx, train_cfg)
+    selector.on_scored = ctx.events.scorer(selector)
     with CLOCK.phase("train"):
         result = _train_run(ctx, train_cfg, selector)
     t1 = time.time()
@@ -241,6 +245,7 @@ def _execute(run: RunConfig, rd: RunDir) -> dict[str, Any]:
     phases = {"phases": {**carried, **CLOCK.take()}}
     record = _metrics_record(ctx, result, selector, rows, means, {**extra, **also, **phases}, t1)
     rd.write_metrics(record)
+    ctx.events.finish(rd.path, record["metrics"], result.log_rows)
     ctx.progress.unlink(missing_ok=True)
     log.info("%s: done in %.1fs", rd.name, time.time() - ctx.t0)
     return record
@@ -399,7 +404,6 @@ def _train_run(ctx: RunContext, train_cfg: TrainConfig, selector: EpochSelector)
     run, rd, test_data = ctx.run, ctx.rd, ctx.test_data
     collate_fn = ctx.parts.task.collate if ctx.parts.task is not None else collate
     probe = collate_fn([test_data[i] for i in range(min(len(test_data), run.train.batch_size))])
-    progress = ctx.progress
     result = train(
         ctx.parts,
         ctx.train_data,
@@ -408,7 +412,7 @@ def _train_run(ctx: RunContext, train_cfg: TrainConfig, selector: EpochSelector)
         ctx.device,
         rd.checkpoint,
         desc=rd.name,
-        on_log=(lambda row: atomic_write(progress, json.dumps(row).encode())) if distributed.world().is_main else None,
+        on_log=_on_log(ctx) if distributed.world().is_main else None,
         probe=(probe, ctx.use_box),
         selector=selector,
         run_id=rd.name,
@@ -417,6 +421,17 @@ def _train_run(ctx: RunContext, train_cfg: TrainConfig, selector: EpochSelector)
     if ctx.parts.distiller is not None and distributed.world().is_main:
         ctx.parts.distiller.save_artifacts(rd.path)
     return result
+
+
+def _on_log(ctx: RunContext) -> Callable[[dict[str, Any]], None]:
+    """The trainer's log-row callback (rank 0): the live progress file and the TensorBoard events."""
+    progress, events = ctx.progress, ctx.events
+
+    def on_log(row: dict[str, Any]) -> None:
+        atomic_write(progress, json.dumps(row).encode())
+        events.log_row(row)
+
+    return on_log
 
 
 def _final_scores(
