@@ -22,12 +22,15 @@ def pyplot() -> Any:
     return plt
 
 
-def save_figure(fig: Any, stem: Path, dpi: int = 110) -> list[Path]:
-    """Write ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (each through a temporary file) and close it."""
+def save_figure(fig: Any, stem: Path, dpi: int = 110, tight: bool = True) -> list[Path]:
+    """Write ``fig`` as ``<stem>.png`` and ``<stem>.pdf`` (each through a temporary file) and close it.
+
+    ``tight=False`` for a figure laid out already (``tight_layout``): the tight bounding box costs a second
+    rendering of the whole figure per file."""
     paths = []
     for suffix in (".png", ".pdf"):
         buf = io.BytesIO()
-        fig.savefig(buf, format=suffix[1:], dpi=dpi, bbox_inches="tight")
+        fig.savefig(buf, format=suffix[1:], dpi=dpi, bbox_inches="tight" if tight else None)
         path = stem.with_suffix(suffix)
         atomic_write(path, buf.getvalue())
         paths.append(path)

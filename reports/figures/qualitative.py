@@ -155,7 +155,7 @@ def draw(
         ax.set_xticks([])
         ax.set_yticks([])
     fig.tight_layout(pad=0.3)
-    return save_figure(fig, stem, dpi=90)
+    return save_figure(fig, stem, dpi=90, tight=False)  # tight_layout above: no second rendering
 
 
 @FIGURES.register("qualitative", order=3)
