@@ -15,7 +15,7 @@ from __future__ import annotations
 import errno
 import logging
 from pathlib import Path
-from typing import Optional
+from typing import Any, Optional, Sequence
 
 import pandas as pd
 
@@ -36,6 +36,8 @@ from .classes import ClassTable, class_tables, dataset_classes
 from .distributions import write_distributions
 from .figures import write_figures
 from .html import run_statuses, write_page
+from .names import report_name, with_report_name
+from .selections import checkpoint_words, definition_words
 from .table import ReportTable, build_table, long_table
 
 log = logging.getLogger(__name__)
@@ -74,8 +76,12 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Opti
     per_class = class_tables(  # semantic datasets only: none for a binary sweep
         cfg.sweep, labels, dataset_classes(records, cfg.datasets), samples, len(seeds), with_paper, cfg.report.reference
     )
-    view = protocol_line(cfg, definition, with_paper)
-    title = f"### {cfg.sweep}: mean ± SE over seeds {seeds} (×100), {len(by_name)}/{len(runs)} runs complete\n{view}"
+    named = list(zip(runs, names))
+    name = report_name(cfg, runs)
+    if name != cfg.sweep:
+        log.info("%s: other runs than sweeps/%s.yaml's (overrides); the report is named %s", cfg.sweep, cfg.sweep, name)
+    view = protocol_line(cfg, definition, with_paper, named, by_name)
+    title = f"### {name}: mean ± SE over seeds {seeds} (×100), {len(by_name)}/{len(runs)} runs complete\n{view}"
     markdown = render.to_markdown(table, title)
     for ct in per_class:
         markdown += "\n" + render.to_markdown(ct.table, ct.title(seeds), legend=False)
@@ -83,32 +89,29 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Opti
     if notes:  # mixed commits / packages / weights, random-init runs
         markdown += "\n\n" + "\n".join(f"**warning:** {n}" for n in notes)
         for note in notes:
-            log.warning("%s: %s", cfg.sweep, note)
+            log.warning("%s: %s", name, note)
     for note in by_design_notes(own):  # scratch rows: random weights on purpose, not a warning
         markdown += f"\n\n**note:** {note}"
-    caption = (
-        f"{cfg.sweep}: mean ± SE over seeds {seeds} (×100); bold = best, † = Welch p < 0.05 vs the reference row. "
-        + view
-    )
+    legend = "bold = best, † = Welch p < 0.05 vs the reference row"
+    caption = f"{name}: mean ± SE over seeds {seeds} (×100); {legend}. {view}"
     out = report_dir(cfg, out_dir)
     if out is None:
         return markdown
     try:
         with CLOCK.phase("report_tables"):
-            atomic_write(out / f"{cfg.sweep}.md", markdown.encode())
-            atomic_write(out / f"{cfg.sweep}.tex", _latex(cfg.sweep, table, per_class, caption, seeds, view).encode())
-            atomic_write(out / f"{cfg.sweep}.csv", _long(table, per_class).to_csv(index=False).encode())
-        named = list(zip(runs, names))
+            atomic_write(out / f"{name}.md", markdown.encode())
+            atomic_write(out / f"{name}.tex", _latex(name, table, per_class, caption, seeds, view).encode())
+            atomic_write(out / f"{name}.csv", _long(table, per_class).to_csv(index=False).encode())
         with CLOCK.phase("figures"):
-            figures = write_figures(cfg, named, by_name, out)
+            figures = write_figures(with_report_name(cfg, name), named, by_name, out)
             per_image, wins = write_distributions(
-                cfg.runs_dir, cfg.sweep, named, by_name, table.references, labels, definition, out
+                cfg.runs_dir, name, named, by_name, table.references, labels, definition, out
             )
         figures += per_image
         with CLOCK.phase("report_tables"):
             statuses = run_statuses(cfg.runs_dir, runs)
             write_page(
-                out / f"{cfg.sweep}.html", cfg.sweep, title.splitlines()[0].lstrip("# "), view, table,
+                out / f"{name}.html", name, title.splitlines()[0].lstrip("# "), view, table,
                 render.notes(table), notes, figures, wins, statuses, own,
                 [(ct.title(seeds).lstrip("# "), ct.table) for ct in per_class],
             )  # fmt: skip
@@ -121,7 +124,7 @@ def build_report(cfg: BenchConfig, out_dir: str | Path | None = None, runs: Opti
             err.strerror,
         )
         return markdown
-    log.info("report written to %s/%s.{md,tex,csv,html} and %d figure files", out, cfg.sweep, len(figures))
+    log.info("report written to %s/%s.{md,tex,csv,html} and %d figure files", out, name, len(figures))
     return markdown
 
 
@@ -152,16 +155,28 @@ def report_dir(cfg: BenchConfig, out_dir: str | Path | None = None) -> Optional[
     return Path(chosen) if chosen else Path(cfg.runs_dir) / "_reports"
 
 
-def protocol_line(cfg: BenchConfig, definition: str, with_paper: bool) -> str:
-    """Which protocol made the runs, which metric definitions and checkpoint the table shows."""
+def protocol_line(
+    cfg: BenchConfig,
+    definition: str,
+    with_paper: bool,
+    named: Sequence[tuple[RunConfig, str]] = (),
+    records: Optional[dict[str, dict[str, Any]]] = None,
+) -> str:
+    """Which protocol made the runs, which metric definitions and checkpoint the table shows.
+
+    ``named`` (runs with their directory names) and ``records`` (the complete ones' by name): the runs whose
+    records say they used another checkpoint rule or definitions are named (:mod:`reports.selections`)."""
     protocol = get_protocol(cfg.protocol)
+    records = records or {}
     if cfg.report.checkpoint == "best_of_last":
         checkpoint = BEST_OF_LAST_TEXT.format(k=cfg.eval.select_epochs)
     else:
-        checkpoint = selection_text(cfg.eval.select, cfg.eval.select_epochs)
+        checkpoint = checkpoint_words(selection_text(cfg.eval.select, cfg.eval.select_epochs), named, records)
     metrics = f"{definition} metric definitions"
     if definition != BASE_DEFINITION:
         metrics += f" (metrics they do not define: {BASE_DEFINITION})"
+    if not cfg.report.metrics:  # each run's own definitions
+        metrics += definition_words(definition, named, records)
     paper_note = "paper / Δ: the published values" if with_paper else "no paper / Δ columns (other definitions)"
     if not paper.comparable(cfg.sweep, protocol.name, protocol.paper_tables):
         paper_note = "no paper / Δ columns (not the paper's protocol)"

@@ -257,7 +257,7 @@ def test_one_file_adds_a_report_figure(drop, tmp_path):
             return save_figure(fig, out / f"{cfg.sweep}_run_count")
         """,
     )
-    cfg = load_config(["sweep=smoke", f"runs_dir={tmp_path / 'runs'}", "methods=[zero_shot]"])
+    cfg = load_config(["sweep=smoke", "report.name=smoke", f"runs_dir={tmp_path / 'runs'}", "methods=[zero_shot]"])
     (run,) = run_configs(cfg)
     write_run(cfg.runs_dir, run, {"sm": 0.5, "em_mean": 0.5, "wfm": 0.5, "mae": 0.1})
     build_report(cfg)

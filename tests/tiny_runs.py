@@ -16,6 +16,7 @@ def sweep_args(tmp_path: Path, *extra: str, runs: str = "runs", cache: str = "ca
     """Overrides of a seconds-long sweep: tiny_sam, one small synthetic domain, inline launcher."""
     return [
         "sweep=smoke",
+        "report.name=smoke",  # overrides change the runs; the tests read smoke.* (reports/names.py)
         "backbone.name=tiny_sam",
         "launcher=inline",
         "train.epochs=2",

@@ -295,6 +295,9 @@ class ReportConfig:
     # the row every other row is Welch-t-tested against: a row label, or {row label: its reference} for tables
     # whose rows pair up (Table 5: each distiller with and without the relation module); None = zero_shot
     reference: Any = None
+    # the report files' name (<name>.md, <name>_qualitative.png, ...): None = the sweep's name for the sweep
+    # file's own runs, <sweep>-<digest of the run list> when overrides change the runs (reports/names.py)
+    name: Optional[str] = None
 
 
 @dataclass

@@ -2,8 +2,10 @@
 
 A figure is ``draw(cfg, runs, records, out) -> list[Path]``: the sweep's config, its runs with their directory
 names, the records of the complete ones (by name) and the report folder; it decides itself whether it applies
-to the sweep (returning ``[]`` when it does not) and writes ``<sweep>_<figure>.{png,pdf}`` through
-:func:`reports.figfiles.save_figure`. ``register(name, order=N)``: the order of the figures on the HTML page.
+to the sweep (returning ``[]`` when it does not) and writes ``<report>_<figure>.{png,pdf}`` through
+:func:`reports.figfiles.save_figure`, ``<report>`` being :func:`stem_of` (the report's name,
+:mod:`reports.names`; whether a figure applies keys on ``cfg.sweep``, the sweep file's name).
+``register(name, order=N)``: the order of the figures on the HTML page.
 
 * ``heatmap``: a ``grid:`` of exactly two keys (Fig. 6; ``fig6`` / ``lambda_grid``);
 * ``bf1``: boundary-F1 curves over tolerances (Fig. 7);
@@ -25,6 +27,11 @@ Named = list[tuple[RunConfig, str]]  # runs with their directory names
 Figure = Callable[[BenchConfig, Named, dict[str, dict[str, Any]], Path], list[Path]]
 
 FIGURES: Registry[Figure] = Registry("report figure", "reports.figures")
+
+
+def stem_of(cfg: BenchConfig) -> str:
+    """The report's file stem: ``report.name`` (resolved by the report, :mod:`reports.names`), else the sweep's."""
+    return cfg.report.name or cfg.sweep
 
 
 def headline_metric(dataset: str, record: Optional[dict[str, Any]]) -> str:

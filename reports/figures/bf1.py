@@ -12,7 +12,7 @@ from bench.config import BenchConfig, row_label
 from bench.eval.metrics import BF1_TOLERANCES
 
 from .. import plots
-from . import FIGURES, Named
+from . import FIGURES, Named, stem_of
 
 BF1_SWEEPS = ("fig7",)
 
@@ -34,7 +34,7 @@ def bf1_of_run(path: Path, record: dict[str, Any]) -> Optional[np.ndarray]:
 def bf1(cfg: BenchConfig, runs: Named, records: dict[str, dict[str, Any]], out: Path) -> list[Path]:
     if cfg.sweep not in BF1_SWEEPS:
         return []
-    stem = out / f"{cfg.sweep}_bf1"
+    stem = out / f"{stem_of(cfg)}_bf1"
     curves: dict[str, dict[str, list[np.ndarray]]] = {}
     for run, name in runs:
         rec = records.get(name)

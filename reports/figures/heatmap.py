@@ -10,7 +10,7 @@ from bench.config import BenchConfig, RunConfig, to_dict
 from .. import plots
 from ..labels import metric_label
 from ..render import LATEX_METRICS
-from . import FIGURES, Named, headline_metric
+from . import FIGURES, Named, headline_metric, stem_of
 
 
 def _dotted(run: RunConfig, key: str) -> Any:
@@ -30,7 +30,7 @@ def heatmap(cfg: BenchConfig, runs: Named, records: dict[str, dict[str, Any]], o
     """Drawn when the sweep's ``grid:`` has exactly two keys."""
     if len(cfg.grid) != 2:
         return []
-    stem = out / f"{cfg.sweep}_heatmap"
+    stem = out / f"{stem_of(cfg)}_heatmap"
     keys = list(cfg.grid)
     panels: dict[str, dict[tuple[object, object], list[float]]] = {}
     labels: dict[str, str] = {}

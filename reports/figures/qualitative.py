@@ -26,7 +26,7 @@ from bench.data.masks import read_masks
 from ..distributions import per_image_frame
 from ..figfiles import pyplot, save_figure
 from ..labels import metric_label
-from . import FIGURES, Named
+from . import FIGURES, Named, stem_of
 
 log = logging.getLogger(__name__)
 
@@ -170,4 +170,4 @@ def write_qualitative(cfg: BenchConfig, runs: Named, records: dict[str, dict[str
     completed = {(r.dataset, row_label(r)) for r, name in runs if name in records}
     definition = cfg.report.metrics or get_protocol(cfg.protocol).metrics
     scores = per_image_frame(cfg.runs_dir, runs, records, definition)
-    return draw(out / f"{cfg.sweep}_qualitative", kept, labels, scores, completed)
+    return draw(out / f"{stem_of(cfg)}_qualitative", kept, labels, scores, completed)

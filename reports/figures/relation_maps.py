@@ -12,7 +12,7 @@ import numpy as np
 from bench.config import BenchConfig, RunConfig, row_label
 
 from .. import plots
-from . import FIGURES, Named
+from . import FIGURES, Named, stem_of
 
 
 @FIGURES.register("relation_maps", order=2)
@@ -30,5 +30,5 @@ def relation_maps(cfg: BenchConfig, runs: Named, records: dict[str, dict[str, An
                 epochs[int(npz.stem.split("_")[1])] = {"teacher": data["teacher"], "student": data["student"]}
         slug = re.sub(r"[^A-Za-z0-9]+", "_", f"{dataset}_{label}").strip("_")
         title = f"relation maps, {dataset} · {label} · seed {run.seed} (probe image 0; histograms: all probe maps)"
-        paths += plots.relation_map_figure(out / f"{cfg.sweep}_relation_maps_{slug}", title, epochs)
+        paths += plots.relation_map_figure(out / f"{stem_of(cfg)}_relation_maps_{slug}", title, epochs)
     return paths

@@ -33,6 +33,7 @@ def binary_report(runs_dir: Path, sweep: str) -> dict[str, str]:
             f"methods=[{','.join(methods)}]",
             "datasets=[synth_polyp,synth_leaf]",
             "seeds=[0,1]",
+            f"report.name={sweep}",  # the goldens predate report names of their own (reports/names.py)
         ]
     )
     for m, method in enumerate(methods):

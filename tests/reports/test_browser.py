@@ -50,6 +50,7 @@ def test_demo_page_renders_in_chromium(tmp_path):
     cfg = load_config(
         [
             "sweep=demo",
+            "report.name=demo",
             "backbone.name=tiny_sam",
             "backbone.img_size=64",
             "train.epochs=1",

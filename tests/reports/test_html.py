@@ -142,7 +142,13 @@ def test_smoke_page_numbers_equal_the_csv(smoke_report):
 def half_finished(tmp_path):
     """table1 on two datasets: complete, failed and missing runs, no per-image files, no masks."""
     cfg = load_config(
-        ["sweep=table1", f"runs_dir={tmp_path / 'runs'}", "methods=[zero_shot,adapter]", "datasets=[synth_polyp]"]
+        [
+            "sweep=table1",
+            "report.name=table1",
+            f"runs_dir={tmp_path / 'runs'}",
+            "methods=[zero_shot,adapter]",
+            "datasets=[synth_polyp]",
+        ]
     )
     for seed, v in enumerate((0.70, 0.72)):
         write_run(cfg.runs_dir, find_run(cfg, "zero_shot", "synth_polyp", seed), {"sm": v, "em_adp": v, "wfm": v})

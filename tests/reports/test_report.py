@@ -31,6 +31,7 @@ def table1(tmp_path):
     cfg = load_config(
         [
             "sweep=table1",
+            "report.name=table1",
             f"runs_dir={tmp_path}",
             "methods=[zero_shot,adapter,adapter+infosam]",
             "datasets=[synth_polyp,synth_leaf]",
@@ -134,6 +135,7 @@ def test_lambda_grid_heatmap_written(tmp_path):
     cfg = load_config(
         [
             "sweep=lambda_grid",
+            "report.name=lambda_grid",
             f"runs_dir={tmp_path}",
             "datasets=[synth_polyp,synth_leaf]",
             "seeds=[0,1]",
@@ -155,6 +157,7 @@ def test_bf1_curves_and_relation_maps_written(tmp_path):
     cfg = load_config(
         [
             "sweep=fig7",
+            "report.name=fig7",
             f"runs_dir={tmp_path}",
             "methods=[adapter,adapter+infosam]",
             "seeds=[0,1]",

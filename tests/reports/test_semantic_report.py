@@ -64,7 +64,13 @@ def trans10k():
 
 def _semantic_report(runs_dir: Path, *overrides: str) -> tuple[str, Path]:
     cfg = load_config(
-        ["sweep=convlora_trans10k", f"runs_dir={runs_dir}", f"methods=[{','.join(METHODS)}]", "seeds=[0,1]"]
+        [
+            "sweep=convlora_trans10k",
+            "report.name=convlora_trans10k",
+            f"runs_dir={runs_dir}",
+            f"methods=[{','.join(METHODS)}]",
+            "seeds=[0,1]",
+        ]
         + list(overrides)
     )
     for method in METHODS:

@@ -10,6 +10,7 @@ from bench.config import row_label
 from bench.runs.launcher import launch
 from bench.runs.results import RunDir
 from bench.runs.sweep import load_config, run_configs
+from reports.names import report_name
 from reports.report import build_report
 
 TINY = [
@@ -91,6 +92,8 @@ def test_lambda_grid_command_end_to_end_writes_the_heatmap(tmp_path, capsys):
     assert main(["run", *args, *TINY]) == 0
     out = capsys.readouterr().out
     assert "8/8 runs complete" in out and "adapter+infosam [distill.lambda1=0.5,distill.lambda2=1.0]" in out
+    stem = report_name(load_config(args + TINY))  # datasets and seeds overridden: a report name of its own
+    assert stem.startswith("lambda_grid-")
     for suffix in ("png", "pdf", "md", "tex", "csv"):
-        name = "lambda_grid_heatmap" if suffix in ("png", "pdf") else "lambda_grid"
+        name = f"{stem}_heatmap" if suffix in ("png", "pdf") else stem
         assert (tmp_path / "runs" / "_reports" / f"{name}.{suffix}").stat().st_size > 500
