@@ -32,7 +32,7 @@ def test_demo_sweep_defaults_come_from_the_yaml_on_top_of_the_schema():
     assert cfg.methods == ["zero_shot", "decoder_only", "adapter", "adapter+infosam"]
     assert cfg.datasets == ["synth_camo", "synth_polyp", "synth_leaf", "synth_road"]
     assert cfg.backbone.name == "litemedsam"
-    assert cfg.backbone.img_size == 128
+    assert cfg.backbone.img_size == 64
     assert cfg.train.epochs == 7
     # the demo leaves precision to the schema's "auto": no bf16 autocast on a CPU (emulated on AVX2 CPUs)
     assert cfg.train.precision == "auto"
