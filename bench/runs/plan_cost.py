@@ -76,11 +76,12 @@ def _weight_option(name: str, value: Any) -> bool:
 
 
 def cost_key(run: RunConfig) -> str:
-    """What the FLOPs of a run depend on: its model (backbone, size, teacher, method and options, the distiller's
-    options but its loss weights, :func:`_weight_option`), batch, the encoder cache and the dataset's task;
-    seeds, datasets of one task, λ grids and the recipe's scalars share a count."""
+    """What the FLOPs of a run depend on: its model (backbone, size, teacher, method and options; of the distiller's
+    options not the loss weights, :func:`_weight_option`, and of a ``*_ckpt`` path only whether it is given), batch,
+    the encoder cache and the dataset's task; seeds, datasets of one task, λ grids and the recipe's scalars share a
+    count."""
     info = dataset_info(run.dataset)
-    distill = {k: v for k, v in run.distill.items() if not _weight_option(k, v)}
+    distill = {k: bool(v) if k.endswith("_ckpt") else v for k, v in run.distill.items() if not _weight_option(k, v)}
     wanted = [
         run.backbone,
         run.teacher,
@@ -110,8 +111,12 @@ def step_cost(run: RunConfig, cache: dict[str, Cost]) -> Cost:
 
 
 def architecture_only(run: RunConfig) -> RunConfig:
-    """``run`` with random weights (no checkpoint read) and without the execution switches that move tensors."""
+    """``run`` with random weights (no checkpoint read: the backbone's, the teacher's, nor a method option's
+    ``*_ckpt``, e.g. InfoSAM-T's relation module from another run) and without the execution switches that move
+    tensors."""
     r = copy.deepcopy(run)
+    r.peft = {k: None if k.endswith("_ckpt") else v for k, v in r.peft.items()}
+    r.distill = {k: None if k.endswith("_ckpt") else v for k, v in r.distill.items()}
     r.backbone = replace(r.backbone, checkpoint=None, random_init=True)
     r.teacher = replace(r.teacher, checkpoint=None)
     r.train = replace(r.train, channels_last=False, compile=False, grad_checkpoint=False)
