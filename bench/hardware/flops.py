@@ -142,7 +142,7 @@ class Count:
     ``Block.attn``, summed over the blocks; forward attribution is exact, backward attribution is not), and the
     bytes saved for backward."""
 
-    flops: int
+    flops: float  # an int from the counter; a plan's closed-form terms may add fractions
     by_op: dict[str, int]
     by_module: dict[str, int]
     saved_bytes: int
@@ -173,12 +173,13 @@ def fake_mode() -> Any:
 
 
 def build_light(build: Callable[[], Any]) -> Any:
-    """``build()`` with its tensors on the meta device (no storage, no init cost), or on the CPU when the
-    builder reads a value (TinyViT's ``linspace(...).item()``); :func:`to_fake` makes either runnable."""
+    """``build()`` with its tensors on the meta device (no storage, no init cost), or on the CPU (random init)
+    when the builder reads a value (TinyViT's and SAM2 Hiera's ``linspace(...).item()``, the latter wrapped by
+    Hydra's ``InstantiationException``); :func:`to_fake` makes either runnable."""
     try:
         with torch.device("meta"):
             return build()
-    except (RuntimeError, NotImplementedError) as err:
+    except Exception as err:  # noqa: BLE001 - Hydra wraps the RuntimeError; a real builder error recurs below
         log.debug("meta build failed (%s); building on the CPU", err)
         return build()
 

@@ -3,7 +3,8 @@
 Per run: the optimizer steps and micro-steps the trainer will take (:func:`bench.train.trainer._epoch_steps` on the
 training split's size after the validation hold-out, ``train.batch_size`` with drop_last, the protocol's epochs,
 ``train.grad_accumulation``), the evaluation passes (:class:`bench.eval.selection.EpochSelector`'s candidate epochs
-on the validation or test split, plus the final test pass), and FLOPs counted on the real architecture
+on the validation or test split, plus the final test pass, plus one pass over each ``eval.also_test`` test set at
+the reported checkpoint), and FLOPs counted on the real architecture
 (:mod:`bench.runs.plan_cost`). Per sweep: total FLOPs, GPU-hours at an MFU (measured by ``tools.gpu_check`` when its
 file has one for that GPU, else :data:`bench.hardware.flops.DEFAULT_MFU`, stated as assumed) and the wall time with
 the launcher's parallelism. Nothing is written into ``runs/``.
@@ -51,10 +52,11 @@ class RunPlan:
     val_passes: int
     splits: Splits
     cost: Cost
+    also_test: int = 0  # images of the eval.also_test test sets, each scored once at the reported checkpoint
 
     @property
     def eval_images(self) -> int:
-        return self.test_passes * self.splits.test + self.val_passes * self.splits.val
+        return self.test_passes * self.splits.test + self.val_passes * self.splits.val + self.also_test
 
     @property
     def flops(self) -> Optional[float]:
@@ -113,9 +115,9 @@ def split_sizes(run: RunConfig) -> Splits:
     return Splits(pool - val, val, published["test"], f"published training pool {pool} ({how})")
 
 
-def plan_run(run: RunConfig, splits: Splits, cost: Cost) -> RunPlan:
+def plan_run(run: RunConfig, splits: Splits, cost: Cost, also_test: int = 0) -> RunPlan:
     """Steps and evaluation passes of ``run`` as the runner and trainer will take them (early stopping by
-    ``eval.patience`` can only take fewer)."""
+    ``eval.patience`` can only take fewer); ``also_test``: the images of its ``eval.also_test`` test sets."""
     epochs = int(run.train.epochs if run.train.epochs is not None else dataset_info(run.dataset).epochs)
     train_cfg = dataclasses.replace(run.train, epochs=epochs)
     trains = cost.trainable != 0 and epochs > 0  # -1 (not counted): steps as if it trains
@@ -127,7 +129,8 @@ def plan_run(run: RunConfig, splits: Splits, cost: Cost) -> RunPlan:
     scored = len(selector.candidates) if trains else 0
     test, val = (scored, 0) if rule == "test_last" and scored else (1, scored if rule == "val_best" else 0)
     steps = per_epoch * epochs
-    return RunPlan(run, epochs, steps, steps * run.train.grad_accumulation, test, val, splits, cost)
+    micro = steps * run.train.grad_accumulation
+    return RunPlan(run, epochs, steps, micro, test, val, splits, cost, also_test)
 
 
 def compute_for(name: str, mfu: Optional[float]) -> Compute:
@@ -206,11 +209,16 @@ def build_plan(args: list[str], costs: Optional[dict[str, Cost]] = None) -> tupl
     sizes: dict[tuple[str, str], Splits] = {}
     costs = {} if costs is None else costs  # one count per distinct model and batch (a sweep has hundreds of runs)
     plans = []
-    for run in sweep.runs:
+
+    def sizes_of(run: RunConfig) -> Splits:
         key = (run.dataset, repr((run.data, run.eval.select)))
         if key not in sizes:
             sizes[key] = split_sizes(run)
-        plans.append(plan_run(run, sizes[key], step_cost(run, costs)))
+        return sizes[key]
+
+    for run in sweep.runs:
+        also = sum(sizes_of(dataclasses.replace(run, dataset=name)).test for name in run.eval.also_test)
+        plans.append(plan_run(run, sizes_of(run), step_cost(run, costs), also))
     return plans, compute, sweep
 
 
@@ -228,7 +236,7 @@ def render(plans: list[RunPlan], compute: Compute, sweep: Sweep) -> str:
     lines += ["split sizes:", *seen.values(), "cost per distinct model (FlopCounterMode on the real architecture):"]
     for text in dict.fromkeys(p.cost.text for p in plans):
         lines.append(f"  {text}")
-    head = f"{'dataset':<20} {'method':<28} {'seed':>4} {'ep':>3} {'steps':>7} {'micro':>7} {'eval imgs':>10} "
+    head = f"{'dataset':<20} {'method':<28} {'seed':>4} {'ep':>3} {'steps':>7} {'micro':>7} {'eval imgs':>12} "
     lines += ["", head + f"{'TFLOP':>10} {'GPU-h':>8}"]
     durations = []
     for p in plans:
@@ -237,10 +245,10 @@ def render(plans: list[RunPlan], compute: Compute, sweep: Sweep) -> str:
         if flops is not None:
             durations.append(flops / compute.rate / gpus_per_run)
             cells = f"{flops / 1e12:>10.2f} {flops / compute.rate / 3600:>8.4f}"
-        passes = f"{p.test_passes}t+{p.val_passes}v"
+        passes = f"{p.test_passes}t+{p.val_passes}v" + ("+a" if p.also_test else "")
         lines.append(
             f"{p.run.dataset:<20} {row_label(p.run)[:28]:<28} {p.run.seed:>4} {p.epochs:>3} {p.steps:>7} "
-            f"{p.micro_steps:>7} {passes:>4} {p.eval_images:>5} {cells}"
+            f"{p.micro_steps:>7} {passes:>6} {p.eval_images:>5} {cells}"
         )
     total = sum_flops(plans)
     missing = sum(p.flops is None for p in plans)
@@ -249,7 +257,10 @@ def render(plans: list[RunPlan], compute: Compute, sweep: Sweep) -> str:
         f"total: {total / 1e15:.3f} PFLOP = {total / compute.rate / 3600:.2f} GPU-hours on {compute.name} at MFU "
         f"{compute.mfu:.2f}" + (f"; {missing} runs NOT COUNTED (see above), not in the total" if missing else ""),
         f"wall time: {_hours(wall_seconds(durations, n))} with {how} (runs longest first; DDP assumed linear)",
-        "notes: eval imgs = test passes (t) × test images + validation passes (v) × validation images; steps are an",
+        "notes: eval imgs = test passes (t) × test images + validation passes (v) × validation images (+a: one pass",
+        "  over each eval.also_test test set at the reported checkpoint); Conv-LoRA's conv experts are counted at",
+        "  their expected FLOPs under uniform top-1 routing over the M experts (closed form, the gate counted); task",
+        "  losses (CE + Dice, Mask2Former matching) are not matmuls and are not counted; steps are an",
         "  upper bound (eval.patience may stop early, batches of < 2 non-empty masks are skipped); the one-off fill of",
         "  the encoder cache and data loading are not counted; peak memory: fp32 weights + gradients + Adam states +",
         "  tensors saved for backward (bf16 autocast roughly halves the activations).",

@@ -170,3 +170,55 @@ def test_the_held_out_count_is_the_one_the_splits_draw():
         for fraction in (0.0, 0.1, 0.2):
             names = [f"n{i}" for i in range(pool)]
             assert held_out(pool, fraction) == len(draw_validation(names, fraction))
+
+
+def conv_lora_expert_term(r: int = 4, experts: int = 8) -> int:
+    """Forward FLOPs of tiny_sam's Conv-LoRA experts at batch ``B`` under uniform top-1 routing, by hand: every
+    block's qkv bottleneck is a set of r-channel maps (windowed blocks: B x 4 windows of 4x4, global blocks: B
+    maps of 8x8); expert i runs a 3x3 conv r -> r on the map up-sampled xi, (i*side)^2 positions, and takes each
+    map with probability 1 / M."""
+    maps = {4: B * (GRID // WINDOW) ** 2, 8: B}  # side -> maps per block
+    total = 0
+    for side, n in maps.items():
+        per_expert = [mm((i * side) ** 2, r, 9 * r) for i in range(1, experts + 1)]
+        total += (WINDOWED if side == WINDOW else GLOBAL) * n * sum(per_expert) // experts
+    return total
+
+
+def test_conv_lora_costs_lora_plus_its_experts_under_uniform_routing(tmp_path):
+    """Conv-LoRA = fused LoRA of the same r + the gate's logits (pooled (N, r) @ (r, M) per block, no noise when
+    scoring) + the experts' expected convolutions: checked on the scored image, where nothing else differs."""
+    convlora = plan_cost.count_cost(tiny_run(tmp_path, "convlora"))
+    lora = plan_cost.count_cost(tiny_run(tmp_path, "lora", "peft.form=fused"))
+    assert convlora.eval_flops_per_image is not None and lora.eval_flops_per_image is not None
+    gate = WINDOWED * mm(B * (GRID // WINDOW) ** 2, 8, 4) + GLOBAL * mm(B, 8, 4)
+    extra = (convlora.eval_flops_per_image - lora.eval_flops_per_image) * B
+    assert extra == pytest.approx(conv_lora_expert_term() + gate)
+    assert convlora.step_flops is not None and lora.step_flops is not None
+    # training: the experts' forward, input gradient and weight gradient
+    assert convlora.step_flops - lora.step_flops >= 3 * conv_lora_expert_term()
+
+
+def test_a_tiny_sam2_run_is_counted(tmp_path):
+    cost = plan_cost.count_cost(tiny_run(tmp_path, "adapter", "backbone.name=tiny_sam2"))
+    assert cost.step_flops and cost.step_flops > 0 and cost.eval_flops_per_image and cost.eval_flops_per_image > 0
+
+
+def test_a_semantic_run_is_counted(tmp_path):
+    """synth_shapes: the task's head and label-map batch; its CE + Dice loss reads values, so a stand-in carries
+    the backward (no matmul in the loss itself)."""
+    run = tiny_run(tmp_path, "lora", "datasets=[synth_shapes]")
+    cost = plan_cost.count_cost(run)
+    binary = plan_cost.count_cost(tiny_run(tmp_path, "lora"))
+    assert cost.step_flops and binary.step_flops and cost.step_flops > 0.5 * binary.step_flops
+    assert cost.eval_flops_per_image and cost.eval_flops_per_image > 0
+
+
+def test_the_also_tested_images_are_in_the_plan(tmp_path):
+    """eval.also_test: each extra test set is scored once, at the reported checkpoint."""
+    args = sweep_args(tmp_path, "data.synth.test_size=4")
+    plain, _, _ = build_plan(["gpu=cpu", *args])
+    also, _, _ = build_plan(["gpu=cpu", *args, "eval.also_test=[synth_leaf]"])
+    assert also[0].also_test == 4
+    assert also[0].eval_images == plain[0].eval_images + 4
+    assert also[0].flops == pytest.approx(plain[0].flops + 4 * plain[0].cost.eval_flops_per_image)
