@@ -54,6 +54,18 @@ class DistillContext:
     student_stages: list[int] = field(default_factory=list)
     teacher_stages: list[int] = field(default_factory=list)
 
+    @classmethod
+    def between(cls, student: Any, teacher: Any) -> "DistillContext":
+        """The context of a student and a teacher backbone (:class:`bench.contracts.backbone.Backbone`)."""
+        return cls(
+            student_embed_dim=student.embed_dim,
+            teacher_embed_dim=teacher.embed_dim,
+            student_block_dims=student.block_dims(),
+            teacher_block_dims=teacher.block_dims(),
+            student_stages=student.stage_ends(),
+            teacher_stages=teacher.stage_ends(),
+        )
+
 
 class Distiller(nn.Module):
     """Base class. Subclasses set ``Options`` (a dataclass) and implement :meth:`forward`.

@@ -246,14 +246,7 @@ def _parts(run: RunConfig, mode: Any) -> TrainParts:
         teacher = hw.to_fake(hw.build_light(lambda: build_backbone(teacher_config(run))), mode)
         teacher.preprocess = run.data.preprocess
         teacher.requires_grad_(False)
-        context = DistillContext(
-            student_embed_dim=student.embed_dim,
-            teacher_embed_dim=teacher.embed_dim,
-            student_block_dims=student.block_dims(),
-            teacher_block_dims=teacher.block_dims(),
-            student_stages=student.stage_ends(),
-            teacher_stages=teacher.stage_ends(),
-        )
+        context = DistillContext.between(student, teacher)
         parts.distiller = hw.to_fake(hw.build_light(lambda: spec.distiller_cls(distill_options, context)), mode)
         parts.teacher = teacher
         parts.teacher_encoder = CachedEncoder(teacher, None, tuple(parts.distiller.teacher_blocks))

@@ -111,14 +111,7 @@ def build_parts(run: RunConfig, device: torch.device, task: Optional[Task] = Non
         teacher = _place(teacher, run, device)
         if teacher.img_size != student.img_size:
             raise ConfigError(f"teacher input size {teacher.img_size} differs from the student's {student.img_size}")
-        context = DistillContext(
-            student_embed_dim=student.embed_dim,
-            teacher_embed_dim=teacher.embed_dim,
-            student_block_dims=student.block_dims(),
-            teacher_block_dims=teacher.block_dims(),
-            student_stages=student.stage_ends(),
-            teacher_stages=teacher.stage_ends(),
-        )
+        context = DistillContext.between(student, teacher)
         parts.distiller = cls(distill_options, context).to(device)
         parts.teacher = teacher
         parts.teacher_encoder = CachedEncoder(
