@@ -207,6 +207,22 @@ def export_onnx(model: Backbone, blocks: tuple[int, ...], out: str | Path) -> st
     )
 
 
+def decoder_feed(
+    embedding: np.ndarray, coords: np.ndarray, labels: np.ndarray, features: dict[str, np.ndarray]
+) -> dict[str, np.ndarray]:
+    """The decoder graph's inputs for one prompt (no mask prompt): the embedding (1, C, h, w), the points (1, N, 2)
+    with their labels (1, N), and the encoder features the decoder reads, by input name."""
+    h, w = embedding.shape[-2:]
+    return {
+        "image_embeddings": embedding,
+        "point_coords": coords.astype(np.float32),
+        "point_labels": labels,
+        "mask_input": np.zeros((1, 1, 4 * h, 4 * w), np.float32),
+        "has_mask_input": np.zeros(1, np.float32),
+        **features,
+    }
+
+
 def _tolerance(reference: torch.Tensor) -> float:
     return RELATIVE_TOLERANCE * max(1.0, float(reference.abs().max()))
 
@@ -220,17 +236,9 @@ def _check(ort, model, x, z, feats, keys, names, enc_path, dec_path) -> tuple[fl
     enc_diff = max(float(np.abs(g - t.numpy()).max()) for g, t in zip(got, want))
     enc_tol = max(_tolerance(t) for t in want)
     dec = ort.InferenceSession(str(dec_path), opts, providers=["CPUExecutionProvider"])
-    h, w = z.shape[-2:]
     dec_diff, dec_tol = 0.0, 0.0
     for prompts, coords, labels in probe_prompts(model.img_size, model.family):
-        inputs = {
-            "image_embeddings": z.numpy(),
-            "point_coords": coords.astype(np.float32),
-            "point_labels": labels,
-            "mask_input": np.zeros((1, 1, 4 * h, 4 * w), np.float32),
-            "has_mask_input": np.zeros(1, np.float32),
-            **{n: feats[k].numpy() for n, k in zip(names, keys)},
-        }
+        inputs = decoder_feed(z.numpy(), coords, labels, {n: feats[k].numpy() for n, k in zip(names, keys)})
         logits = dec.run(["low_res_masks"], inputs)[0]
         with torch.no_grad():
             ref = model.decode(z, prompts, dict(feats)).logits

@@ -19,7 +19,7 @@ from bench.backbones import Prompts, build_backbone
 from bench.config import BackboneConfig, ConfigError
 from bench.contracts.peft import build_peft
 from bench.use.export import export_as, merge
-from bench.use.export_onnx import DECODER_FILE, ENCODER_FILE, export_onnx, feature_name, probe_prompts
+from bench.use.export_onnx import DECODER_FILE, ENCODER_FILE, decoder_feed, export_onnx, feature_name, probe_prompts
 from bench.use.trained import load_trained
 
 TOL = 1e-4  # relative to max(1, max |output|), the export's own bound (see bench/use/export_onnx.py)
@@ -42,17 +42,9 @@ def _ort_matches(model, folder: Path, blocks: tuple[int, ...] = ()) -> float:
     assert float(np.abs(outs[0] - z.numpy()).max()) <= TOL * max(1.0, float(z.abs().max()))
     names = [o.name for o in enc.get_outputs()][1:]
     assert names == [feature_name(k) for k in sorted(feats)]
-    h, w = z.shape[-2:]
     worst = 0.0
     for prompts, coords, labels in probe_prompts(model.img_size, model.family):
-        inputs = {
-            "image_embeddings": outs[0],
-            "point_coords": coords.astype(np.float32),
-            "point_labels": labels,
-            "mask_input": np.zeros((1, 1, 4 * h, 4 * w), np.float32),
-            "has_mask_input": np.zeros(1, np.float32),
-            **dict(zip(names, outs[1:])),
-        }
+        inputs = decoder_feed(outs[0], coords, labels, dict(zip(names, outs[1:])))
         got = dec.run(["low_res_masks"], inputs)[0]
         with torch.no_grad():
             want = model.decode(z, prompts, feats).logits.numpy()
