@@ -50,7 +50,6 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import numpy as np
-import py_sod_metrics as sod
 from scipy.ndimage import binary_erosion, distance_transform_edt, generate_binary_structure
 
 logger = logging.getLogger(__name__)
@@ -220,6 +219,8 @@ def _score(prob: np.ndarray, gt: np.ndarray) -> tuple[dict[str, float], np.ndarr
     pred_u8 = np.rint(prob * 255).astype(np.uint8)
     gt_u8 = gt.astype(np.uint8) * 255
 
+    import py_sod_metrics as sod  # here, not at the top: with sklearn ~1.4 s that sweeps, plans, reports need not pay
+
     sm, em, wfm, mae = sod.Smeasure(), sod.Emeasure(), sod.WeightedFmeasure(), sod.MAE()
     for metric in (sm, em, wfm, mae):
         metric.step(pred=pred_u8, gt=gt_u8)
@@ -239,9 +240,11 @@ def _score(prob: np.ndarray, gt: np.ndarray) -> tuple[dict[str, float], np.ndarr
     return scores, curve
 
 
-def _sod(handler: type, key: str) -> Callable[[np.ndarray, np.ndarray], float]:
+def _sod(handler: str, key: str) -> Callable[[np.ndarray, np.ndarray], float]:
     def score(pred_u8: np.ndarray, gt_u8: np.ndarray) -> float:
-        metric = handler()
+        import py_sod_metrics as sod
+
+        metric = getattr(sod, handler)()
         metric.step(pred=pred_u8, gt=gt_u8)
         return float(metric.get_results()[key])
 
@@ -249,6 +252,8 @@ def _sod(handler: type, key: str) -> Callable[[np.ndarray, np.ndarray], float]:
 
 
 def _em(pred_u8: np.ndarray, gt_u8: np.ndarray) -> dict[str, Any]:
+    import py_sod_metrics as sod
+
     metric = sod.Emeasure()
     metric.step(pred=pred_u8, gt=gt_u8)
     return metric.get_results()["em"]
@@ -256,9 +261,9 @@ def _em(pred_u8: np.ndarray, gt_u8: np.ndarray) -> dict[str, Any]:
 
 # the one metric a validation candidate is chosen by, computed with the operations of _score (the same values)
 _ON_UINT8: dict[str, Callable[[np.ndarray, np.ndarray], float]] = {
-    "sm": _sod(sod.Smeasure, "sm"),
-    "wfm": _sod(sod.WeightedFmeasure, "wfm"),
-    "mae": _sod(sod.MAE, "mae"),
+    "sm": _sod("Smeasure", "sm"),
+    "wfm": _sod("WeightedFmeasure", "wfm"),
+    "mae": _sod("MAE", "mae"),
     "em_adp": lambda p, g: float(_em(p, g)["adp"]),
     "em_mean": lambda p, g: float(np.asarray(_em(p, g)["curve"], dtype=np.float64).mean()),
 }

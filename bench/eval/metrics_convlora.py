@@ -33,9 +33,7 @@ is left to the caller.
 from __future__ import annotations
 
 import numpy as np
-import py_sod_metrics as sod
 import torch
-from torchmetrics.functional.classification import binary_jaccard_index
 
 KEYS = ("sm", "em_mean", "wfm", "mae", "iou", "ber")
 
@@ -48,6 +46,8 @@ def binary_iou(prob: np.ndarray, gt: np.ndarray) -> float:
     """torchmetrics' binary Jaccard index of probabilities in [0, 1] (foreground: p > 0.5); 0 when the union
     is empty. ``validate_args=False``: torchmetrics' input check (a ``torch.unique`` of the whole GT, 80 % of this
     definition's time on a 250-px image) only raises on bad input, and the GT here is a checked 0/1 mask."""
+    from torchmetrics.functional.classification import binary_jaccard_index  # here: importing torchmetrics takes ~3 s
+
     preds, target = torch.from_numpy(np.asarray(prob)), torch.from_numpy(np.asarray(gt).astype(np.int64))
     return float(binary_jaccard_index(preds, target, validate_args=False))
 
@@ -85,6 +85,8 @@ def convlora_scores(logits: np.ndarray, gt: np.ndarray) -> dict[str, float]:
         raise ValueError("gt must hold only 0 and 1")
     prob = _sigmoid(logits)
     pred255, gt255 = prob * 255, gt.astype(np.float64) * 255
+    import py_sod_metrics as sod  # here, not at the top: with sklearn ~1.4 s that sweeps, plans, reports need not pay
+
     sm, em, wfm, mae = sod.Smeasure(alpha=0.5), sod.Emeasure(), sod.WeightedFmeasure(beta=0.3), sod.MAE()
     for metric in (sm, em, wfm, mae):
         metric.step(pred=pred255, gt=gt255)

@@ -22,7 +22,6 @@ boundary F1: tables report those from the clean definitions, and say so.
 from __future__ import annotations
 
 import numpy as np
-import py_sod_metrics as sod
 
 THRESHOLDS: tuple[float, ...] = (0.1, 0.3, 0.5, 0.7, 0.9)
 IOU_SMOOTH = 1e-6
@@ -66,6 +65,8 @@ def infosam_scores(logits: np.ndarray, gt: np.ndarray) -> dict[str, float]:
     """
     logits, gt = _check(logits, gt)
     pred, mask = np.clip(logits, 0.0, 1.0), gt > 0.5
+    import py_sod_metrics as sod  # here, not at the top: with sklearn ~1.4 s that sweeps, plans, reports need not pay
+
     sm, em, wfm = sod.Smeasure(alpha=0.5), sod.Emeasure(), sod.WeightedFmeasure(beta=WFM_BETA2)
     for metric in (sm, em, wfm):
         metric.step(pred=pred, gt=mask, normalize=False)

@@ -16,11 +16,13 @@
 from __future__ import annotations
 
 from functools import lru_cache
+from typing import TYPE_CHECKING
 
 import torch
 import torch.nn.functional as F
-from transformers import Mask2FormerConfig
-from transformers.models.mask2former.modeling_mask2former import Mask2FormerLoss
+
+if TYPE_CHECKING:
+    from transformers.models.mask2former.modeling_mask2former import Mask2FormerLoss
 
 AUTOMM_WEIGHTS = {"loss_cross_entropy": 10.0, "loss_mask": 5.0, "loss_dice": 5.0}
 TERM_NAMES = {"loss_cross_entropy": "m2f_ce", "loss_mask": "m2f_mask", "loss_dice": "m2f_dice"}
@@ -30,6 +32,10 @@ SAMED_CE, SAMED_DICE = 0.2, 0.8
 @lru_cache(maxsize=8)
 def mask2former_loss(num_classes: int) -> Mask2FormerLoss:
     """``Mask2FormerLoss(Mask2FormerConfig(num_labels=K), weight_dict)`` as AutoMM builds it."""
+    # imported here: transformers takes ~3 s to import, and a binary run (every demo run) never needs it
+    from transformers import Mask2FormerConfig
+    from transformers.models.mask2former.modeling_mask2former import Mask2FormerLoss
+
     return Mask2FormerLoss(Mask2FormerConfig(num_labels=num_classes), dict(AUTOMM_WEIGHTS))
 
 
