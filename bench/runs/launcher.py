@@ -30,7 +30,7 @@ from bench.hardware.accel import check_execution
 from bench.hardware.memory import check_accumulation
 from bench.logs import setup_logging
 from bench.phases import CLOCK, process_age
-from bench.runs.progress import WorkPlan
+from bench.runs.progress import WorkBar, WorkPlan
 from bench.runs.results import RunBusyError, RunDir
 from bench.runs.sweep import sweep_runs
 from bench.train import distributed
@@ -321,12 +321,7 @@ def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
     running: list[tuple[list[RunConfig], list[RunDir], submitit.Job]] = []
     outcomes: list[Outcome] = []
     work = WorkPlan(pending, [RunDir(cfg.runs_dir, r) for r in pending])  # the bar's weights: planned work
-    bar = tqdm(
-        total=100.0,
-        desc=f"sweep {cfg.sweep}",
-        bar_format="{l_bar}{bar}| {n:.0f}% of the planned work [{elapsed}<{remaining}]{postfix}",
-        dynamic_ncols=True,
-    )
+    bar = WorkBar(f"sweep {cfg.sweep}")
     started = False
     try:
         while queue or running:
@@ -357,9 +352,9 @@ def _run_local(cfg: BenchConfig, pending: list[RunConfig]) -> list[Outcome]:
                     log.error("job of %d run(s) failed: %s (log: %s)", len(group), message, job.paths.stderr)
                     outcomes += [Outcome(run, None, message) for run in group]
             finished = len(outcomes) + sum(rd.is_complete() for _, dirs, _ in running for rd in dirs)
-            bar.n = round(100.0 * work.fraction(), 1)
-            current = _progress_text(running[0][1]) if running else ""
-            bar.set_postfix_str(f" {finished}/{len(pending)} runs" + (f"; {current}" if current else ""), refresh=True)
+            bar.show(
+                work.fraction(), f"{finished}/{len(pending)} runs", _progress_text(running[0][1]) if running else ""
+            )
     finally:
         bar.close()
         for _, _, job in running:

@@ -6,8 +6,9 @@ moves the bar by little and an adapter run that trains 28 encoder steps by much.
 background thread after the jobs started (a few seconds on fake tensors, once per distinct model); until they are
 ready, and for a model that cannot be counted, a run weighs its planned steps at the mean FLOPs of a counted step
 (or one unit a step). A running run moves the bar by its training steps done (its ``progress.json``); its scoring
-counts when it completes. The bar shows percent of the planned work and the runs done; tqdm's remaining time then
-extrapolates work, not runs.
+counts when it completes. The bar shows percent of the planned work and the runs done; its remaining time
+extrapolates the work done since the plan was ready (the start-up before it is not work of the plan). Until then
+the bar stands at 0 and says it is planning; if the plan fails, it counts runs.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import json
 import logging
 import threading
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from bench.config import RunConfig
 from bench.runs.results import RunDir
@@ -43,21 +44,30 @@ class WorkPlan:
     def __init__(self, runs: list[RunConfig], dirs: list[RunDir]) -> None:
         self.runs, self.dirs = runs, dirs
         self.weights: Optional[list[Weight]] = None
+        self.failed = False  # the plan could not be made: the bar counts runs
         self._thread = threading.Thread(target=self._count, name="sweep-plan", daemon=True)
 
     def start(self) -> None:
         self._thread.start()
 
     def _count(self) -> None:
+        import torch
+
+        # one thread: the count needs no parallel math (fake tensors, a random init), and idle OpenMP workers of
+        # the controller spin on the cores the jobs train on (measured: the demo 178 s with 2, 160 s without it)
+        torch.set_num_threads(1)
         try:
             self.weights = planned_weights(self.runs)
         except Exception as err:  # noqa: BLE001 - the bar falls back to counting runs; the sweep goes on
+            self.failed = True
             log.info("progress by runs: the work of the sweep could not be planned (%s: %s)", type(err).__name__, err)
 
-    def fraction(self) -> float:
-        """The share of the planned work done, in [0, 1] (by runs until the plan is ready)."""
+    def fraction(self) -> Optional[float]:
+        """The share of the planned work done, in [0, 1]; None while the plan is being made (by runs if it failed)."""
         weights = self.weights
         if weights is None:
+            if not self.failed:
+                return None
             return sum(rd.is_complete() for rd in self.dirs) / max(1, len(self.dirs))
         done = 0.0
         for rd, weight in zip(self.dirs, weights):
@@ -66,6 +76,34 @@ class WorkPlan:
             elif weight.steps:
                 done += weight.train * min(1.0, _steps_done(rd) / weight.steps)
         return done / max(sum(w.total for w in weights), 1e-12)
+
+
+class WorkBar:
+    """The sweep's bar: percent of the planned work (:meth:`WorkPlan.fraction`), the runs done, the current run.
+
+    While the plan is being made it stands at 0 and says so; when the plan arrives its clock restarts at the work
+    already done, so the remaining time extrapolates the rate of planned work, not the start-up before it."""
+
+    def __init__(self, desc: str, **tqdm_options: Any) -> None:
+        from tqdm import tqdm
+
+        fmt = "{l_bar}{bar}| {n:.0f}% of the planned work [{elapsed}<{remaining}]{postfix}"
+        self.bar = tqdm(total=100.0, desc=desc, bar_format=fmt, dynamic_ncols=True, **tqdm_options)
+        self.planned = False
+
+    def show(self, fraction: Optional[float], runs: str, current: str = "") -> None:
+        """Draw ``fraction`` of the work (None: not planned yet), ``runs`` (e.g. "3/16 runs") and ``current``."""
+        if fraction is not None and not self.planned:
+            self.planned = True
+            self.bar.reset(total=100.0)
+            self.bar.initial = round(100.0 * fraction, 1)  # tqdm's rate: (n - initial) / time since the reset
+        if fraction is not None:
+            self.bar.n = round(100.0 * fraction, 1)
+        status = f" {runs}" + ("" if self.planned else " (planning the work)")
+        self.bar.set_postfix_str(status + (f"; {current}" if current else ""), refresh=True)
+
+    def close(self) -> None:
+        self.bar.close()
 
 
 def _steps_done(rd: RunDir) -> int:
