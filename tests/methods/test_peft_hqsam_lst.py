@@ -333,9 +333,11 @@ def test_lst_on_litemedsam_resizes_the_fine_stage_and_uses_stage_heads():
         _perturb(ext.up, scale=0.5)
         side = ext.side_output(feats, tuple(z.shape[-2:]))
         assert side.shape == z.shape and torch.isfinite(side).all() and side.abs().max() > 1e-3
-        # the 2x finer first-stage maps are resized to the grid by a 2x2 average
+        # the 2x finer first-stage maps are resized to the grid by a 2x2 average: the extension's bilinear /2 resize
+        # (weights 1/2, 1/2 per axis) equals avg_pool2d up to rounding, which 10 fp32 side blocks carry: relative
+        # error a few 1e-6 of outputs ~3 (measured 4.4e-6 on an Intel Xeon; an absolute 1e-5 alone failed there)
         pooled = {i: (F.avg_pool2d(f, 2) if f.shape[-1] != z.shape[-1] else f) for i, f in feats.items()}
-        torch.testing.assert_close(ext.side_output(pooled, tuple(z.shape[-2:])), side, rtol=0, atol=1e-5)
+        torch.testing.assert_close(ext.side_output(pooled, tuple(z.shape[-2:])), side, rtol=2e-5, atol=1e-5)
 
 
 def test_lst_gradients_reach_the_side_network_and_never_the_backbone():
