@@ -54,7 +54,7 @@ class WorkPlan:
         import torch
 
         # one thread: the count needs no parallel math (fake tensors, a random init), and idle OpenMP workers of
-        # the controller spin on the cores the jobs train on (measured: the demo 178 s with 2, 160 s without it)
+        # the controller spin on the cores the jobs train on (the demo: 178 s with 2, 172 s with 1, 160 s uncounted)
         torch.set_num_threads(1)
         try:
             self.weights = planned_weights(self.runs)
