@@ -3,9 +3,9 @@
 Each pending run weighs its planned FLOPs (:mod:`bench.runs.plan`: the training steps the trainer will take and
 the images it will score, each at the FLOPs counted for that model), so a zero-shot run that only scores 12 images
 moves the bar by little and an adapter run that trains 28 encoder steps by much. The counts are made in a
-background thread after the jobs started (a few seconds on fake tensors, once per distinct model); until they are
-ready, and for a model that cannot be counted, a run weighs its planned steps at the mean FLOPs of a counted step
-(or one unit a step). A running run moves the bar by its training steps done (its ``progress.json``); its scoring
+background thread after the jobs started (a few seconds on fake tensors, once per distinct model, on one torch
+thread); a model that cannot be counted weighs its planned steps at the mean FLOPs of a counted step (or one unit
+a step). A running run moves the bar by its training steps done (its ``progress.json``); its scoring
 counts when it completes. The bar shows percent of the planned work and the runs done; its remaining time
 extrapolates the work done since the plan was ready (the start-up before it is not work of the plan). Until then
 the bar stands at 0 and says it is planning; if the plan fails, it counts runs.
@@ -53,14 +53,18 @@ class WorkPlan:
     def _count(self) -> None:
         import torch
 
-        # one thread: the count needs no parallel math (fake tensors, a random init), and idle OpenMP workers of
-        # the controller spin on the cores the jobs train on (the demo: 178 s with 2, 172 s with 1, 160 s uncounted)
+        # one thread while counting: the count needs no parallel math (fake tensors, a random init), and idle OpenMP
+        # workers of the controller spin on the cores the jobs train on (the demo: 178 s with 2, 172 s with 1, 160 s
+        # uncounted); the controller's own setting comes back after
+        threads = torch.get_num_threads()
         torch.set_num_threads(1)
         try:
             self.weights = planned_weights(self.runs)
         except Exception as err:  # noqa: BLE001 - the bar falls back to counting runs; the sweep goes on
             self.failed = True
             log.info("progress by runs: the work of the sweep could not be planned (%s: %s)", type(err).__name__, err)
+        finally:
+            torch.set_num_threads(threads)
 
     def fraction(self) -> Optional[float]:
         """The share of the planned work done, in [0, 1]; None while the plan is being made (by runs if it failed)."""
@@ -93,11 +97,11 @@ class WorkBar:
 
     def show(self, fraction: Optional[float], runs: str, current: str = "") -> None:
         """Draw ``fraction`` of the work (None: not planned yet), ``runs`` (e.g. "3/16 runs") and ``current``."""
-        if fraction is not None and not self.planned:
-            self.planned = True
-            self.bar.reset(total=100.0)
-            self.bar.initial = round(100.0 * fraction, 1)  # tqdm's rate: (n - initial) / time since the reset
         if fraction is not None:
+            if not self.planned:
+                self.planned = True
+                self.bar.reset(total=100.0)
+                self.bar.initial = round(100.0 * fraction, 1)  # tqdm's rate: (n - initial) / time since the reset
             self.bar.n = round(100.0 * fraction, 1)
         status = f" {runs}" + ("" if self.planned else " (planning the work)")
         self.bar.set_postfix_str(status + (f"; {current}" if current else ""), refresh=True)

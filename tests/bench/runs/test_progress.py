@@ -68,6 +68,7 @@ def test_the_plan_count_runs_on_one_thread_and_leaves_the_jobs_cores(tmp_path, m
         work.start()
         work._thread.join(timeout=60)
         assert seen == [1] and work.weights == []
+        assert torch.get_num_threads() == before  # the controller's setting is back after the count
     finally:
         torch.set_num_threads(before)
 
